@@ -1,0 +1,82 @@
+// Package rootfs reads root filesystem trees for committing: a directory walked on disk or a
+// tar stream, each normalised into a sequence of Entry values, plus the per-path ownership
+// overrides and skip lists a build system supplies.
+package rootfs
+
+import (
+	"io"
+)
+
+// File type bits of Entry.Mode, as in Linux st_mode.
+const (
+	ModeTypeMask = 0o170000
+	ModeSocket   = 0o140000
+	ModeSymlink  = 0o120000
+	ModeRegular  = 0o100000
+	ModeBlock    = 0o060000
+	ModeDir      = 0o040000
+	ModeChar     = 0o020000
+	ModeFIFO     = 0o010000
+	ModePermMask = 0o7777
+)
+
+// Xattr is one extended attribute of an entry.
+type Xattr struct {
+	Name  string
+	Value []byte
+}
+
+// Entry is one filesystem object of a tree, in Linux terms.
+type Entry struct {
+	// Path is the cleaned path relative to the tree root, with "/" separators and no
+	// leading "./" or "/"; the root directory itself is ".".
+	Path string
+	// Mode is the full Linux st_mode: file type bits (ModeDir, ModeRegular, ...) and
+	// permission bits including setuid, setgid and sticky.
+	Mode     uint32
+	UID, GID uint32
+	// Xattrs holds the extended attributes, sorted by name; values are never empty.
+	Xattrs []Xattr
+	// Size is the content length of a regular file.
+	Size int64
+	// LinkTarget is the target of a symlink.
+	LinkTarget string
+	// HardlinkTo, when set, names (as a Path) an earlier regular-file entry of the same
+	// source this entry is a hard link to; the entry then has no content of its own.
+	HardlinkTo string
+	// DiskPath, when set, is a file on disk holding the content of a regular file; the
+	// consumer may open it at any time, concurrently (directory sources set it).
+	DiskPath string
+	// Content streams the content of a regular file when DiskPath is empty (tar sources).
+	// It is valid only until the next call to Source.Next.
+	Content io.Reader
+}
+
+// IsDir reports whether the entry is a directory.
+func (e *Entry) IsDir() bool { return e.Mode&ModeTypeMask == ModeDir }
+
+// IsRegular reports whether the entry is a regular file.
+func (e *Entry) IsRegular() bool { return e.Mode&ModeTypeMask == ModeRegular }
+
+// IsSymlink reports whether the entry is a symbolic link.
+func (e *Entry) IsSymlink() bool { return e.Mode&ModeTypeMask == ModeSymlink }
+
+// IsSpecial reports whether the entry is a device node, FIFO or socket: objects OSTree
+// cannot represent.
+func (e *Entry) IsSpecial() bool {
+	switch e.Mode & ModeTypeMask {
+	case ModeChar, ModeBlock, ModeFIFO, ModeSocket:
+		return true
+	}
+	return false
+}
+
+// Source yields the entries of a tree. A directory's entry comes before the entries inside
+// it, except that tar sources may omit directories (consumers create missing parents) or
+// repeat a path (the later entry describes it; see the tar reader's documentation).
+type Source interface {
+	// Next returns the next entry, or io.EOF after the last one.
+	Next() (*Entry, error)
+	// Close releases the source's resources.
+	Close() error
+}
