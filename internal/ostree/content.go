@@ -1,0 +1,362 @@
+package ostree
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+	"golang.org/x/sys/unix"
+
+	"github.com/otakit/ota/internal/gvariant"
+)
+
+// ContentChecksum returns the checksum of a content object: SHA-256 of the canonical stream,
+// header then content (empty for symlinks).
+func ContentChecksum(h *FileHeader, content io.Reader) (Checksum, error) {
+	d := sha256.New()
+	d.Write(h.Stream())
+	if content != nil && !h.IsSymlink() {
+		if _, err := io.Copy(d, content); err != nil {
+			return Checksum{}, err
+		}
+	}
+	var c Checksum
+	d.Sum(c[:0])
+	return c, nil
+}
+
+// DefaultCompressionLevel is the deflate level of archive-mode content: the level ostree
+// itself uses. Any level produces objects every reader accepts.
+const DefaultCompressionLevel = 6
+
+// deflaters pools flate writers by level; allocating one costs hundreds of kilobytes.
+var deflaters [10]sync.Pool
+
+func deflate(dst io.Writer, src io.Reader, level int) error {
+	if level < flate.HuffmanOnly || level > flate.BestCompression {
+		level = DefaultCompressionLevel
+	}
+	pool := &deflaters[max(level, 0)]
+	w, _ := pool.Get().(*flate.Writer)
+	if w == nil {
+		var err error
+		if w, err = flate.NewWriter(dst, level); err != nil {
+			return err
+		}
+	} else {
+		w.Reset(dst)
+	}
+	defer pool.Put(w)
+	if _, err := io.Copy(w, src); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// bareUserMeta serialises the user.ostreemeta xattr of bare-user repositories.
+func bareUserMeta(h *FileHeader) []byte {
+	return gvariant.MustEncode(DirMetaType, []any{be32(h.UID), be32(h.GID), be32(h.Mode), xattrsValue(h.Xattrs)})
+}
+
+// WriteContent stores a content object whose checksum the caller has computed, taking
+// content (ignored for symlinks) of the given size. level is the deflate level for archive
+// repositories. An object already present is not rewritten. In bare mode the process must
+// be allowed to chown and set the object's xattrs.
+func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) error {
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("object %s: %w", c, err)
+	}
+	if r.HasObject(c, ObjFile) {
+		return nil
+	}
+	if h.IsSymlink() {
+		size, content = 0, nil
+	}
+	switch r.Mode {
+	case ModeArchive:
+		return r.placeObject(c, ObjFile, func(f *os.File) error {
+			if _, err := f.Write(h.ArchiveHeader(uint64(size))); err != nil || content == nil {
+				return err
+			}
+			return deflate(f, content, level)
+		})
+	case ModeBareUser:
+		if h.IsSymlink() {
+			content = bytes.NewReader([]byte(h.LinkTarget))
+		}
+		return r.placeObject(c, ObjFile, func(f *os.File) error {
+			if err := writeBareFile(f, content, h.Mode&0o775|0o400); err != nil {
+				return err
+			}
+			return unix.Fsetxattr(int(f.Fd()), "user.ostreemeta", bareUserMeta(h), 0)
+		})
+	case ModeBare, ModeBareUserOnly:
+		if h.IsSymlink() {
+			return r.placeSymlink(c, h)
+		}
+		perm := h.Mode & ModePermMask
+		if r.Mode == ModeBareUserOnly {
+			perm &^= 0o7002
+		}
+		return r.placeObject(c, ObjFile, func(f *os.File) error {
+			if err := writeBareFile(f, content, perm); err != nil || r.Mode == ModeBareUserOnly {
+				return err
+			}
+			if err := f.Chown(int(h.UID), int(h.GID)); err != nil {
+				return err
+			}
+			for _, x := range h.Xattrs {
+				if err := unix.Fsetxattr(int(f.Fd()), x.Name, x.Value, 0); err != nil {
+					return fmt.Errorf("setting xattr %s: %w", x.Name, err)
+				}
+			}
+			// chown clears setuid bits; restore the mode afterwards.
+			return f.Chmod(unixPerm(perm))
+		})
+	}
+	return fmt.Errorf("unsupported repository mode %s", r.Mode)
+}
+
+func unixPerm(p uint32) os.FileMode {
+	m := os.FileMode(p & 0o777)
+	if p&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if p&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if p&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+func writeBareFile(f *os.File, content io.Reader, perm uint32) error {
+	if _, err := io.Copy(f, content); err != nil {
+		return err
+	}
+	if err := f.Chmod(unixPerm(perm)); err != nil {
+		return err
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), []unix.Timespec{{}, {}}, 0)
+}
+
+// placeSymlink stores a symlink object of a bare or bare-user-only repository.
+func (r *Repo) placeSymlink(c Checksum, h *FileHeader) error {
+	rel := r.objectRel(c, ObjFile)
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(r.Path, rel)), 0o755); err != nil {
+		return err
+	}
+	f, err := r.CreateTemp(0o644)
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	os.Remove(tmp)
+	err = os.Symlink(h.LinkTarget, tmp)
+	if err == nil && r.Mode == ModeBare {
+		err = os.Lchown(tmp, int(h.UID), int(h.GID))
+		for _, x := range h.Xattrs {
+			if err == nil {
+				err = unix.Lsetxattr(tmp, x.Name, x.Value, 0)
+			}
+		}
+	}
+	if err == nil {
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{{}, {}}, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(r.Path, rel))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", rel, err)
+	}
+	return nil
+}
+
+// ContentObject is an opened content object.
+type ContentObject struct {
+	Header FileHeader
+	// Size is the content length (0 for symlinks).
+	Size int64
+	// Reader streams the content; empty for symlinks.
+	io.Reader
+	closer io.Closer
+}
+
+// Close releases the object's file.
+func (o *ContentObject) Close() error {
+	if o.closer == nil {
+		return nil
+	}
+	return o.closer.Close()
+}
+
+// OpenContent opens a stored content object in any repository mode.
+func (r *Repo) OpenContent(c Checksum) (*ContentObject, error) {
+	p := r.ObjectPath(c, ObjFile)
+	if r.Mode == ModeBare || r.Mode == ModeBareUserOnly {
+		return openBare(p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	o, err := r.openFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return o, nil
+}
+
+func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
+	if r.Mode == ModeBareUser {
+		buf := make([]byte, 4096)
+		n, err := unix.Fgetxattr(int(f.Fd()), "user.ostreemeta", buf)
+		if err != nil {
+			return nil, fmt.Errorf("reading user.ostreemeta: %w", err)
+		}
+		m, err := ParseDirMetaLike(buf[:n])
+		if err != nil {
+			return nil, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		o := &ContentObject{Header: m, Size: st.Size(), Reader: f, closer: f}
+		if m.IsSymlink() {
+			target, err := io.ReadAll(io.LimitReader(f, 1<<16))
+			if err != nil {
+				return nil, err
+			}
+			o.Header.LinkTarget, o.Size, o.Reader = string(target), 0, bytes.NewReader(nil)
+		}
+		return o, o.Header.Validate()
+	}
+	var pre [8]byte
+	if _, err := io.ReadFull(f, pre[:]); err != nil {
+		return nil, fmt.Errorf("truncated file header: %w", err)
+	}
+	n := int(pre[0])<<24 | int(pre[1])<<16 | int(pre[2])<<8 | int(pre[3])
+	if n > MaxHeaderSize {
+		return nil, errors.New("file header too large")
+	}
+	hb := make([]byte, 8+n)
+	copy(hb, pre[:])
+	if _, err := io.ReadFull(f, hb[8:]); err != nil {
+		return nil, fmt.Errorf("truncated file header: %w", err)
+	}
+	h, size, _, err := ParseArchiveHeader(hb)
+	if err != nil {
+		return nil, err
+	}
+	o := &ContentObject{Header: h, Size: int64(size), closer: f, Reader: bytes.NewReader(nil)}
+	if !h.IsSymlink() {
+		fr := flate.NewReader(f)
+		o.Reader = io.LimitReader(fr, int64(size))
+		o.closer = multiCloser{fr, f}
+	}
+	return o, nil
+}
+
+type multiCloser []io.Closer
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ParseDirMetaLike parses the (uuua(ayay)) user.ostreemeta xattr of a bare-user object into
+// a header (without the symlink target, which is the object's content).
+func ParseDirMetaLike(data []byte) (FileHeader, error) {
+	v, err := gvariant.Decode(DirMetaType, data)
+	if err != nil {
+		return FileHeader{}, fmt.Errorf("user.ostreemeta: %w", err)
+	}
+	f := v.([]any)
+	h := FileHeader{UID: be32(f[0].(uint32)), GID: be32(f[1].(uint32)), Mode: be32(f[2].(uint32))}
+	h.Xattrs, err = parseXattrs(f[3])
+	return h, err
+}
+
+// openBare opens an object of a bare or bare-user-only repository, whose metadata is the
+// file's own.
+func openBare(p string) (*ContentObject, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: p, Err: err}
+	}
+	h := FileHeader{UID: st.Uid, GID: st.Gid, Mode: st.Mode}
+	xattrs, err := ReadXattrs(p)
+	if err != nil {
+		return nil, err
+	}
+	h.Xattrs = xattrs
+	if h.IsSymlink() {
+		if h.LinkTarget, err = os.Readlink(p); err != nil {
+			return nil, err
+		}
+		return &ContentObject{Header: h, Reader: bytes.NewReader(nil)}, h.Validate()
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return &ContentObject{Header: h, Size: st.Size, Reader: f, closer: f}, h.Validate()
+}
+
+// ReadXattrs returns the extended attributes of a path (not following symlinks), sorted by
+// name, skipping empty values; filesystems without xattr support yield none.
+func ReadXattrs(p string) ([]Xattr, error) {
+	buf := make([]byte, 1024)
+	var n int
+	var err error
+	for {
+		n, err = unix.Llistxattr(p, buf)
+		if err != unix.ERANGE {
+			break
+		}
+		buf = make([]byte, len(buf)*4)
+	}
+	if err == unix.ENOTSUP || err == unix.ENODATA {
+		return nil, nil
+	} else if err != nil {
+		return nil, &os.PathError{Op: "llistxattr", Path: p, Err: err}
+	}
+	var out []Xattr
+	for _, name := range bytes.Split(buf[:n], []byte{0}) {
+		if len(name) == 0 {
+			continue
+		}
+		val := make([]byte, 256)
+		for {
+			m, err := unix.Lgetxattr(p, string(name), val)
+			if err == unix.ERANGE {
+				val = make([]byte, len(val)*4)
+				continue
+			} else if err != nil {
+				return nil, &os.PathError{Op: "lgetxattr " + string(name), Path: p, Err: err}
+			}
+			val = val[:m]
+			break
+		}
+		if len(val) > 0 {
+			out = append(out, Xattr{Name: string(name), Value: val})
+		}
+	}
+	SortXattrs(out)
+	return out, nil
+}
