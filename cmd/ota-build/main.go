@@ -1,0 +1,51 @@
+// Command ota-build is the build-host tool of the OTA system: it turns root filesystems into
+// signed OSTree commits and inspects, signs and verifies OSTree repositories.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		var exit cli.ExitCoder
+		if errors.As(err, &exit) {
+			if msg := exit.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "ota-build: "+oneLine(msg))
+			}
+			os.Exit(exit.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "ota-build: "+oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+// oneLine keeps an error message on a single line, as scripts and build logs expect.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "ota-build",
+		Usage: "build signed OSTree commits for OTA updates of embedded Linux devices",
+		Description: "ota-build writes OSTree repositories that the ostree tools and the ota-client read:\n" +
+			"commits from a root filesystem directory or tarball, ed25519 signatures, and the summary.",
+		HideHelpCommand: true,
+		Commands: []*cli.Command{
+			initCommand(), commitCommand(), summaryCommand(),
+			keygenCommand(), signCommand(), verifyCommand(),
+			logCommand(), lsCommand(), fsckCommand(),
+		},
+	}
+}
+
+// repoFlag is the --repo flag every repository command takes.
+var repoFlag = &cli.StringFlag{Name: "repo", Usage: "repository `DIR`", Required: true}
+
+// signKeyFlag is the repeatable --sign-key flag.
+var signKeyFlag = &cli.StringSliceFlag{Name: "sign-key", Usage: "ed25519 private key `FILE` (PEM PKCS#8, " +
+	"encrypted PEM with the passphrase in $OTA_SIGN_PASSPHRASE, or an OSTree base64 key file); repeatable"}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/otakit/ota/commit"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/rootfs"
+	"github.com/otakit/ota/internal/sign"
+)
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "init",
+		Usage:     "create a repository",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{repoFlag,
+			&cli.StringFlag{Name: "mode", Value: "archive", Usage: "storage `MODE`: archive (to serve over HTTP), bare or bare-user"}},
+		Action: func(c *cli.Context) error {
+			mode, err := ostree.ParseMode(c.String("mode"))
+			if err != nil {
+				return err
+			}
+			_, err = ostree.Init(c.String("repo"), mode)
+			return err
+		},
+	}
+}
+
+func commitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "commit",
+		Usage:     "commit a root filesystem (directory or tarball) to a branch",
+		ArgsUsage: " ",
+		Description: "Prints the new commit's checksum as the last line of standard output.\n" +
+			"--tree dir=PATH walks a directory; --tree tar=FILE reads a tarball (plain, gzip, bzip2, xz or zstd;\n" +
+			"FILE - is standard input) whose headers supply ownership, modes and SCHILY.xattr.* xattrs.",
+		Flags: []cli.Flag{
+			repoFlag,
+			&cli.StringFlag{Name: "branch", Aliases: []string{"b"}, Usage: "branch `REF` to commit to", Required: true},
+			&cli.StringFlag{Name: "tree", Usage: "tree to commit: dir=`PATH`, tar=FILE or tar=-", Required: true},
+			&cli.StringFlag{Name: "subject", Aliases: []string{"s"}, Usage: "commit subject"},
+			&cli.StringFlag{Name: "body", Aliases: []string{"m"}, Usage: "commit body"},
+			&cli.StringFlag{Name: "version", Usage: "version string (metadata key \"version\")"},
+			&cli.StringSliceFlag{Name: "add-metadata-string", Usage: "add `KEY=VALUE` string metadata; repeatable"},
+			&cli.StringFlag{Name: "parent", Usage: "parent commit `CHECKSUM`, or \"none\" (default: the branch's current commit)"},
+			&cli.StringFlag{Name: "timestamp", Usage: "commit `TIME`: Unix seconds or RFC 3339 (default: $SOURCE_DATE_EPOCH, else now)"},
+			&cli.StringFlag{Name: "owner-uid", Usage: "set every file's owner to `UID`"},
+			&cli.StringFlag{Name: "owner-gid", Usage: "set every file's group to `GID`"},
+			&cli.StringFlag{Name: "overrides", Usage: "per-path uid, gid, mode and xattr overrides `FILE` (see README)"},
+			&cli.StringFlag{Name: "skip-list", Usage: "`FILE` of paths to leave out, one per line"},
+			&cli.BoolFlag{Name: "skip-special", Usage: "leave out device nodes, FIFOs and sockets instead of failing"},
+			signKeyFlag,
+			&cli.IntFlag{Name: "compression-level", Value: ostree.DefaultCompressionLevel, Usage: "deflate `LEVEL` (1-9) of archive repositories"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report instead of the checksum"},
+		},
+		Action: runCommit,
+	}
+}
+
+func runCommit(c *cli.Context) error {
+	repo, err := ostree.Open(c.String("repo"))
+	if err != nil {
+		return err
+	}
+	opts := commit.Options{
+		Branch: c.String("branch"), Subject: c.String("subject"), Body: c.String("body"),
+		Version: c.String("version"), CompressionLevel: c.Int("compression-level"),
+		SkipSpecial: c.Bool("skip-special"), Progress: progress.ForStderr(),
+	}
+	for _, kv := range c.StringSlice("add-metadata-string") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--add-metadata-string %q: want KEY=VALUE", kv)
+		}
+		opts.Metadata = append(opts.Metadata, commit.KeyValue{Key: k, Value: v})
+	}
+	switch p := c.String("parent"); p {
+	case "":
+	case "none":
+		opts.NoParent = true
+	default:
+		pc, err := repo.Resolve(p)
+		if err != nil {
+			return fmt.Errorf("--parent: %w", err)
+		}
+		opts.Parent = &pc
+	}
+	if opts.Timestamp, err = commitTime(c.String("timestamp")); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		dst  **uint32
+	}{{"owner-uid", &opts.OwnerUID}, {"owner-gid", &opts.OwnerGID}} {
+		if s := c.String(f.name); s != "" {
+			n, err := strconv.ParseUint(s, 10, 32)
+			if err != nil {
+				return fmt.Errorf("--%s %q: not a number", f.name, s)
+			}
+			v := uint32(n)
+			*f.dst = &v
+		}
+	}
+	if p := c.String("overrides"); p != "" {
+		err := withFile(p, func(r io.Reader) (err error) {
+			opts.Overrides, err = rootfs.ParseOverrides(r, p)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if p := c.String("skip-list"); p != "" {
+		err := withFile(p, func(r io.Reader) (err error) {
+			opts.SkipList, err = rootfs.ParseSkipList(r)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("--skip-list %s: %w", p, err)
+		}
+	}
+	signers, err := loadSigners(c.StringSlice("sign-key"))
+	if err != nil {
+		return err
+	}
+	for _, s := range signers {
+		opts.Signers = append(opts.Signers, s)
+	}
+	src, err := openTree(c.String("tree"))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := commit.Commit(c.Context, repo, src, opts)
+	if err != nil {
+		if _, ok := err.(*commit.SpecialFileError); ok {
+			return fmt.Errorf("%w; use --skip-special to leave such files out", err)
+		}
+		return err
+	}
+	if err := updateSummary(repo, signers); err != nil {
+		return fmt.Errorf("commit %s written, but updating the summary failed: %w", res.Commit, err)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{
+			"commit": res.Commit.String(), "branch": opts.Branch, "parent": checksumOrNil(res.Parent),
+			"files": res.Files, "files_written": res.FilesWritten, "bytes": res.Bytes,
+			"seconds": time.Since(start).Seconds(),
+		})
+	}
+	fmt.Fprintln(c.App.Writer, res.Commit)
+	return nil
+}
+
+func checksumOrNil(c *ostree.Checksum) any {
+	if c == nil {
+		return nil
+	}
+	return c.String()
+}
+
+// commitTime parses --timestamp, falling back to SOURCE_DATE_EPOCH and then the clock.
+func commitTime(flag string) (time.Time, error) {
+	s, what := flag, "--timestamp"
+	if s == "" {
+		s, what = os.Getenv("SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH"
+	}
+	if s == "" {
+		return time.Now(), nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return time.Unix(n, 0), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want Unix seconds or an RFC 3339 time", what, s)
+}
+
+// openTree opens the --tree argument.
+func openTree(spec string) (rootfs.Source, error) {
+	kind, p, ok := strings.Cut(spec, "=")
+	switch {
+	case ok && kind == "dir":
+		return rootfs.WalkDir(p)
+	case ok && kind == "tar" && p == "-":
+		return rootfs.OpenTar(os.Stdin)
+	case ok && kind == "tar":
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		src, err := rootfs.OpenTar(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		return closeBoth{src, f}, nil
+	}
+	return nil, fmt.Errorf("--tree %q: want dir=PATH, tar=FILE or tar=-", spec)
+}
+
+// closeBoth closes a tar source and the file under it.
+type closeBoth struct {
+	rootfs.Source
+	f *os.File
+}
+
+func (c closeBoth) Close() error {
+	err := c.Source.Close()
+	if ferr := c.f.Close(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+func withFile(p string, fn func(io.Reader) error) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(f)
+}
+
+func loadSigners(paths []string) ([]*sign.Signer, error) {
+	var out []*sign.Signer
+	for _, p := range paths {
+		s, err := sign.LoadSigner(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// summaryTime is the summary's last-modified time: SOURCE_DATE_EPOCH for reproducible
+// builds, else now.
+func summaryTime() uint64 {
+	if n, err := strconv.ParseUint(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		return n
+	}
+	return uint64(time.Now().Unix())
+}
+
+// updateSummary regenerates the summary, signed by signers when there are any.
+func updateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
+	unlock, err := repo.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	opts := ostree.SummaryOptions{Timestamp: summaryTime()}
+	if len(signers) > 0 {
+		opts.Sign = func(data []byte) ([][]byte, error) {
+			var sigs [][]byte
+			for _, s := range signers {
+				sig, err := s.Sign(data)
+				if err != nil {
+					return nil, err
+				}
+				sigs = append(sigs, sig)
+			}
+			return sigs, nil
+		}
+	}
+	return repo.UpdateSummary(opts)
+}
+
+func summaryCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "summary",
+		Usage:     "regenerate (and sign) the repository summary",
+		ArgsUsage: " ",
+		Flags:     []cli.Flag{repoFlag, signKeyFlag},
+		Action: func(c *cli.Context) error {
+			repo, err := ostree.Open(c.String("repo"))
+			if err != nil {
+				return err
+			}
+			signers, err := loadSigners(c.StringSlice("sign-key"))
+			if err != nil {
+				return err
+			}
+			return updateSummary(repo, signers)
+		},
+	}
+}

@@ -1,0 +1,325 @@
+package commit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/rootfs"
+)
+
+// inlineMax is the largest file handled in memory; larger ones are streamed, so memory use
+// stays bounded by (queue length + workers) × inlineMax whatever the file sizes.
+const inlineMax = 4 << 20
+
+// builder runs one commit's tree walk and its worker pool.
+type builder struct {
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	repo     *ostree.Repo
+	opts     Options
+	progress progress.Reporter
+
+	files          int64
+	written, bytes atomic.Int64
+	links          []*fileNode
+}
+
+func newBuilder(ctx context.Context, repo *ostree.Repo, opts Options) *builder {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if opts.CompressionLevel == 0 {
+		opts.CompressionLevel = ostree.DefaultCompressionLevel
+	}
+	p := opts.Progress
+	if p == nil {
+		p = progress.Discard
+	}
+	return &builder{ctx: ctx, cancel: cancel, repo: repo, opts: opts, progress: p}
+}
+
+// job is one content object to checksum and store.
+type job struct {
+	node *fileNode
+	// Exactly one source of content, for regular files:
+	data     *bytes.Buffer // in memory, returned to bufPool after use
+	diskPath string        // a file on disk
+	spilled  bool          // diskPath is a temporary copy to remove afterwards
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// build reads the whole source into a tree, storing content objects as it goes.
+func (b *builder) build(src rootfs.Source) (*dirNode, error) {
+	defer src.Close()
+	b.progress.Stage("commit", 0)
+	defer b.progress.Done()
+	n := workers(b.opts.Workers)
+	jobs := make(chan job, 2*n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if b.ctx.Err() == nil {
+					if err := b.store(j); err != nil {
+						b.cancel(err)
+					}
+				}
+				b.release(j)
+			}
+		}()
+	}
+	root, err := b.walk(src, jobs)
+	close(jobs)
+	wg.Wait()
+	if err == nil {
+		err = context.Cause(b.ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return root, b.resolveLinks()
+}
+
+// walk feeds the source's entries into the tree and regular files to the workers.
+func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
+	root := newDir(defaultDirMeta())
+	for {
+		if err := b.ctx.Err(); err != nil {
+			return nil, context.Cause(b.ctx)
+		}
+		e, err := src.Next()
+		if err == io.EOF {
+			return root, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if b.opts.SkipList != nil && b.opts.SkipList.Skip(e.Path) {
+			if err := drain(e.Content); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if e.IsSpecial() {
+			if !b.opts.SkipSpecial {
+				return nil, &SpecialFileError{Path: e.Path, Mode: e.Mode}
+			}
+			continue
+		}
+		if b.opts.OwnerUID != nil {
+			e.UID = *b.opts.OwnerUID
+		}
+		if b.opts.OwnerGID != nil {
+			e.GID = *b.opts.OwnerGID
+		}
+		if b.opts.Overrides != nil {
+			b.opts.Overrides.Apply(e)
+		}
+		node, err := place(root, e)
+		if err != nil || node == nil {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		b.files++
+		if e.HardlinkTo != "" {
+			target, err := findFile(root, e.HardlinkTo)
+			if err != nil {
+				return nil, fmt.Errorf("/%s: hard link to %w", e.Path, err)
+			}
+			for target.link != nil {
+				target = target.link
+			}
+			node.link = target
+			b.links = append(b.links, node)
+			continue
+		}
+		j := job{node: node}
+		switch {
+		case !e.IsRegular():
+		case e.DiskPath != "":
+			j.diskPath = e.DiskPath
+		case e.Size <= inlineMax:
+			j.data = bufPool.Get().(*bytes.Buffer)
+			j.data.Reset()
+			if _, err := j.data.ReadFrom(e.Content); err != nil {
+				return nil, err
+			}
+		default:
+			if j.diskPath, err = b.spill(e.Content); err != nil {
+				return nil, err
+			}
+			j.spilled = true
+		}
+		select {
+		case jobs <- j:
+		case <-b.ctx.Done():
+			b.release(j)
+			return nil, context.Cause(b.ctx)
+		}
+	}
+}
+
+// spill copies a large streamed file to a temporary file in the repository, so the stream
+// can move on while a worker compresses the copy.
+func (b *builder) spill(r io.Reader) (string, error) {
+	f, err := b.repo.CreateTemp(0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func (b *builder) release(j job) {
+	if j.data != nil {
+		bufPool.Put(j.data)
+	}
+	if j.spilled {
+		os.Remove(j.diskPath)
+	}
+}
+
+// store checksums one content object and writes it unless the repository has it.
+func (b *builder) store(j job) error {
+	h := &j.node.header
+	if h.IsSymlink() {
+		return b.put(j.node, nil, 0)
+	}
+	if j.data != nil {
+		return b.put(j.node, j.data.Bytes(), int64(j.data.Len()))
+	}
+	f, err := os.Open(j.diskPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() <= inlineMax {
+		buf := bufPool.Get().(*bytes.Buffer)
+		defer bufPool.Put(buf)
+		buf.Reset()
+		if _, err := buf.ReadFrom(f); err != nil {
+			return fmt.Errorf("reading %s: %w", j.diskPath, err)
+		}
+		return b.put(j.node, buf.Bytes(), int64(buf.Len()))
+	}
+	// Large files are read twice, hashing then compressing, rather than held in memory;
+	// the second pass is skipped when the object is already stored.
+	d := sha256.New()
+	d.Write(h.Stream())
+	size, err := io.Copy(d, f)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", j.diskPath, err)
+	}
+	d.Sum(j.node.checksum[:0])
+	b.bytes.Add(size)
+	b.progress.Add(1, size)
+	if b.repo.HasObject(j.node.checksum, ostree.ObjFile) {
+		return nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	b.written.Add(1)
+	return b.repo.WriteContent(j.node.checksum, h, io.LimitReader(f, size), size, b.opts.CompressionLevel)
+}
+
+// put checksums and stores a content object held in memory (nil for symlinks).
+func (b *builder) put(n *fileNode, data []byte, size int64) error {
+	d := sha256.New()
+	d.Write(n.header.Stream())
+	d.Write(data)
+	d.Sum(n.checksum[:0])
+	b.bytes.Add(size)
+	b.progress.Add(1, size)
+	if b.repo.HasObject(n.checksum, ostree.ObjFile) {
+		return nil
+	}
+	b.written.Add(1)
+	return b.repo.WriteContent(n.checksum, &n.header, bytes.NewReader(data), size, b.opts.CompressionLevel)
+}
+
+// resolveLinks gives hard links their checksums. A link with its target's metadata shares
+// the target's object; one whose metadata an override changed gets its own, read back from
+// the target's stored object.
+func (b *builder) resolveLinks() error {
+	for _, n := range b.links {
+		t := n.link
+		if sameHeader(&n.header, &t.header) {
+			n.checksum = t.checksum
+			continue
+		}
+		n.header.Mode = n.header.Mode&^ostree.ModeTypeMask | ostree.ModeRegular
+		obj, err := b.repo.OpenContent(t.checksum)
+		if err != nil {
+			return err
+		}
+		buf, err := io.ReadAll(obj)
+		obj.Close()
+		if err != nil {
+			return err
+		}
+		if err := b.put(n, buf, int64(len(buf))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameHeader(a, b *ostree.FileHeader) bool {
+	return a.UID == b.UID && a.GID == b.GID && a.Mode == b.Mode &&
+		slices.EqualFunc(a.Xattrs, b.Xattrs, func(x, y ostree.Xattr) bool {
+			return x.Name == y.Name && bytes.Equal(x.Value, y.Value)
+		})
+}
+
+// findFile returns the regular file at p.
+func findFile(root *dirNode, p string) (*fileNode, error) {
+	dir, name := path.Split(p)
+	d, err := lookupExisting(root, path.Clean(dir+"."))
+	if err == nil {
+		if f, ok := d.files[name]; ok && f.header.Mode&ostree.ModeTypeMask == ostree.ModeRegular {
+			return f, nil
+		}
+	}
+	return nil, fmt.Errorf("/%s, which is not an earlier regular file", p)
+}
+
+func lookupExisting(root *dirNode, p string) (*dirNode, error) {
+	d := root
+	if p == "." {
+		return d, nil
+	}
+	for _, name := range strings.Split(p, "/") {
+		next, ok := d.dirs[name]
+		if !ok {
+			return nil, errors.New("no such directory")
+		}
+		d = next
+	}
+	return d, nil
+}

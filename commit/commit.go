@@ -1,0 +1,343 @@
+// Package commit turns a root filesystem into an OSTree commit: it reads a tree source,
+// stores every file, directory and the commit object in a repository, signs the commit and
+// moves the branch, hashing and compressing files on all cores.
+//
+// A commit is crash safe: objects are written to temporary files and renamed into place,
+// the repository is synced before the commit object is written and again before the branch
+// moves, so a killed or failed commit leaves the repository valid with the branch unchanged.
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/otakit/ota/internal/gvariant"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/rootfs"
+)
+
+// Signer signs the bytes of a commit object with ed25519, returning a 64-byte signature.
+type Signer interface {
+	Sign(msg []byte) ([]byte, error)
+}
+
+// Options describes a commit.
+type Options struct {
+	// Branch is the ref to create or move.
+	Branch string
+	// Subject and Body are the commit message.
+	Subject, Body string
+	// Version, when set, is stored as the "version" metadata string.
+	Version string
+	// Metadata holds extra string metadata, written in order after "version".
+	Metadata []KeyValue
+	// Parent is the parent commit. When nil the branch's current commit is used, unless
+	// NoParent is set.
+	Parent   *ostree.Checksum
+	NoParent bool
+	// Timestamp is the commit time.
+	Timestamp time.Time
+	// OwnerUID and OwnerGID, when set, replace every entry's owner (before Overrides).
+	OwnerUID, OwnerGID *uint32
+	// Overrides adjusts per-path ownership, modes and xattrs.
+	Overrides *rootfs.Overrides
+	// SkipList names paths left out of the commit.
+	SkipList *rootfs.SkipList
+	// SkipSpecial leaves device nodes, FIFOs and sockets out instead of failing.
+	SkipSpecial bool
+	// Signers sign the commit; their signatures go to the detached metadata.
+	Signers []Signer
+	// CompressionLevel is the deflate level of archive repositories (default 6).
+	CompressionLevel int
+	// Workers is the number of hashing and compressing goroutines (default: one per CPU).
+	Workers int
+	// Progress receives progress reports (default: none).
+	Progress progress.Reporter
+}
+
+// KeyValue is one string metadata entry.
+type KeyValue struct{ Key, Value string }
+
+// Result describes a finished commit.
+type Result struct {
+	Commit ostree.Checksum
+	// Parent is the commit's parent, if it has one.
+	Parent *ostree.Checksum
+	// Files counts the regular files and symlinks in the tree; FilesWritten how many new
+	// content objects were stored; Bytes the content bytes read.
+	Files, FilesWritten int64
+	Bytes               int64
+}
+
+// SpecialFileError reports a device node, FIFO or socket, which OSTree cannot store.
+type SpecialFileError struct {
+	Path string
+	Mode uint32
+}
+
+func (e *SpecialFileError) Error() string {
+	kind := map[uint32]string{rootfs.ModeChar: "character device", rootfs.ModeBlock: "block device",
+		rootfs.ModeFIFO: "FIFO", rootfs.ModeSocket: "socket"}[e.Mode&rootfs.ModeTypeMask]
+	return fmt.Sprintf("/%s: a %s cannot be stored in an OSTree commit", e.Path, kind)
+}
+
+// Commit stores the tree read from src in repo and points opts.Branch at the new commit.
+// The repository lock is held throughout.
+func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Options) (Result, error) {
+	var res Result
+	if !ostree.ValidRef(opts.Branch) {
+		return res, fmt.Errorf("invalid branch name %q", opts.Branch)
+	}
+	unlock, err := repo.Lock()
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+
+	parent := opts.Parent
+	if parent == nil && !opts.NoParent {
+		c, ok, err := repo.ReadRef(opts.Branch)
+		if err != nil {
+			return res, err
+		}
+		if ok {
+			parent = &c
+		}
+	}
+	if parent != nil && !repo.HasObject(*parent, ostree.ObjCommit) {
+		return res, fmt.Errorf("parent commit %s is not in %s", parent, repo.Path)
+	}
+	res.Parent = parent
+
+	b := newBuilder(ctx, repo, opts)
+	root, err := b.build(src)
+	if err != nil {
+		return res, err
+	}
+	tree, meta, err := b.writeDir(root)
+	if err != nil {
+		return res, err
+	}
+	res.Files, res.FilesWritten, res.Bytes = b.files, b.written.Load(), b.bytes.Load()
+
+	cm := ostree.Commit{Subject: opts.Subject, Body: opts.Body, RootTree: tree, RootMeta: meta,
+		Timestamp: uint64(opts.Timestamp.Unix()), Metadata: commitMetadata(opts)}
+	if parent != nil {
+		cm.Parent, cm.HasParent = *parent, true
+	}
+	data := cm.Marshal()
+	// Every object the commit references must be durable before the commit exists.
+	if err := repo.Sync(); err != nil {
+		return res, err
+	}
+	if res.Commit, err = repo.WriteObject(ostree.ObjCommit, data); err != nil {
+		return res, err
+	}
+	if err := AddSignatures(repo, res.Commit, data, opts.Signers); err != nil {
+		return res, err
+	}
+	if err := repo.Sync(); err != nil {
+		return res, err
+	}
+	return res, repo.WriteRef(opts.Branch, res.Commit)
+}
+
+func commitMetadata(opts Options) []gvariant.DictEntry {
+	var m []gvariant.DictEntry
+	str := func(k, v string) {
+		m = append(m, gvariant.DictEntry{Key: k, Value: gvariant.Variant{Type: "s", Value: v}})
+	}
+	if opts.Version != "" {
+		str("version", opts.Version)
+	}
+	for _, kv := range opts.Metadata {
+		str(kv.Key, kv.Value)
+	}
+	// Like `ostree commit`, bind the commit to its branch so a client can tell a commit
+	// served under another ref apart.
+	return append(m, gvariant.DictEntry{Key: "ostree.ref-binding",
+		Value: gvariant.Variant{Type: "as", Value: []string{opts.Branch}}})
+}
+
+// AddSignatures appends signatures over the commit object's bytes to its detached metadata
+// (key ostree.sign.ed25519), keeping any it already has.
+func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, signers []Signer) error {
+	if len(signers) == 0 {
+		return nil
+	}
+	meta, err := repo.ReadDetachedMetadata(c)
+	if err != nil {
+		return err
+	}
+	var sigs []any
+	idx := -1
+	for i, e := range meta {
+		if e.Key == ostree.SignEd25519Key {
+			idx = i
+			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "aay" {
+				sigs = v.Value.([]any)
+			}
+		}
+	}
+	for _, s := range signers {
+		sig, err := s.Sign(commitBytes)
+		if err != nil {
+			return fmt.Errorf("signing commit %s: %w", c, err)
+		}
+		sigs = append(sigs, sig)
+	}
+	entry := gvariant.DictEntry{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: sigs}}
+	if idx >= 0 {
+		meta[idx] = entry
+	} else {
+		meta = append(meta, entry)
+	}
+	return repo.WriteDetachedMetadata(c, meta)
+}
+
+// Signatures returns the ed25519 signatures in a commit's detached metadata.
+func Signatures(repo *ostree.Repo, c ostree.Checksum) ([][]byte, error) {
+	meta, err := repo.ReadDetachedMetadata(c)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
+	if !ok {
+		return nil, nil
+	}
+	list, ok := v.Value.([]any)
+	if v.Type != "aay" || !ok {
+		return nil, fmt.Errorf("commit %s: %s has type %s, want aay", c, ostree.SignEd25519Key, v.Type)
+	}
+	out := make([][]byte, len(list))
+	for i, s := range list {
+		out[i] = s.([]byte)
+	}
+	return out, nil
+}
+
+// dirNode is a directory of the tree being built.
+type dirNode struct {
+	meta  ostree.DirMeta
+	dirs  map[string]*dirNode
+	files map[string]*fileNode
+}
+
+func newDir(meta ostree.DirMeta) *dirNode {
+	return &dirNode{meta: meta, dirs: map[string]*dirNode{}, files: map[string]*fileNode{}}
+}
+
+// fileNode is a regular file or symlink; checksum is filled in by a worker.
+type fileNode struct {
+	header   ostree.FileHeader
+	checksum ostree.Checksum
+	// link is the node this one is a hard link to (tar sources).
+	link *fileNode
+}
+
+func defaultDirMeta() ostree.DirMeta { return ostree.DirMeta{Mode: ostree.ModeDir | 0o755} }
+
+func xattrs(x []rootfs.Xattr) []ostree.Xattr {
+	if len(x) == 0 {
+		return nil
+	}
+	out := make([]ostree.Xattr, len(x))
+	for i, a := range x {
+		out[i] = ostree.Xattr{Name: a.Name, Value: a.Value}
+	}
+	ostree.SortXattrs(out)
+	return out
+}
+
+// lookupDir returns the directory at p, creating missing parents with default metadata.
+func lookupDir(root *dirNode, p string) (*dirNode, error) {
+	d := root
+	if p == "." {
+		return d, nil
+	}
+	for _, name := range strings.Split(p, "/") {
+		if _, isFile := d.files[name]; isFile {
+			return nil, fmt.Errorf("/%s: a parent directory is not a directory", p)
+		}
+		next, ok := d.dirs[name]
+		if !ok {
+			next = newDir(defaultDirMeta())
+			d.dirs[name] = next
+		}
+		d = next
+	}
+	return d, nil
+}
+
+// place puts an entry into the tree; a later entry for a path replaces an earlier one.
+func place(root *dirNode, e *rootfs.Entry) (*fileNode, error) {
+	if e.IsDir() {
+		d, err := lookupDir(root, e.Path)
+		if err != nil {
+			return nil, err
+		}
+		d.meta = ostree.DirMeta{UID: e.UID, GID: e.GID, Mode: e.Mode, Xattrs: xattrs(e.Xattrs)}
+		return nil, nil
+	}
+	if e.Path == "." {
+		return nil, errors.New("the tree root is not a directory")
+	}
+	dir, name := path.Split(e.Path)
+	parent, err := lookupDir(root, path.Clean(dir+"."))
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := parent.dirs[name]; ok {
+		if len(old.dirs)+len(old.files) > 0 {
+			return nil, fmt.Errorf("/%s: replaces a non-empty directory", e.Path)
+		}
+		delete(parent.dirs, name)
+	}
+	n := &fileNode{header: ostree.FileHeader{UID: e.UID, GID: e.GID, Mode: e.Mode,
+		LinkTarget: e.LinkTarget, Xattrs: xattrs(e.Xattrs)}}
+	parent.files[name] = n
+	return n, nil
+}
+
+// writeDir stores the dirtree and dirmeta objects of d and everything below it.
+func (b *builder) writeDir(d *dirNode) (tree, meta ostree.Checksum, err error) {
+	var t ostree.DirTree
+	for name, f := range d.files {
+		t.Files = append(t.Files, ostree.TreeFile{Name: name, Checksum: f.checksum})
+	}
+	for name, sub := range d.dirs {
+		st, sm, err := b.writeDir(sub)
+		if err != nil {
+			return tree, meta, err
+		}
+		t.Dirs = append(t.Dirs, ostree.TreeDir{Name: name, Tree: st, Meta: sm})
+	}
+	if meta, err = b.repo.WriteObject(ostree.ObjDirMeta, d.meta.Marshal()); err != nil {
+		return tree, meta, err
+	}
+	tree, err = b.repo.WriteObject(ostree.ObjDirTree, t.Marshal())
+	return tree, meta, err
+}
+
+func workers(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
+}
+
+// drain reads r to the end, for sources whose content must be consumed.
+func drain(r io.Reader) error {
+	if r == nil {
+		return nil
+	}
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
