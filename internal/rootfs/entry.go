@@ -1,6 +1,3 @@
-// Package rootfs reads root filesystem trees for committing: a directory walked on disk or a
-// tar stream, each normalised into a sequence of Entry values, plus the per-path ownership
-// overrides and skip lists a build system supplies.
 package rootfs
 
 import (
