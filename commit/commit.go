@@ -244,18 +244,6 @@ type fileNode struct {
 
 func defaultDirMeta() ostree.DirMeta { return ostree.DirMeta{Mode: ostree.ModeDir | 0o755} }
 
-func xattrs(x []rootfs.Xattr) []ostree.Xattr {
-	if len(x) == 0 {
-		return nil
-	}
-	out := make([]ostree.Xattr, len(x))
-	for i, a := range x {
-		out[i] = ostree.Xattr{Name: a.Name, Value: a.Value}
-	}
-	ostree.SortXattrs(out)
-	return out
-}
-
 // lookupDir returns the directory at p, creating missing parents with default metadata.
 func lookupDir(root *dirNode, p string) (*dirNode, error) {
 	d := root
@@ -283,7 +271,7 @@ func place(root *dirNode, e *rootfs.Entry) (*fileNode, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.meta = ostree.DirMeta{UID: e.UID, GID: e.GID, Mode: e.Mode, Xattrs: xattrs(e.Xattrs)}
+		d.meta = ostree.DirMeta{UID: e.UID, GID: e.GID, Mode: e.Mode, Xattrs: e.Xattrs}
 		return nil, nil
 	}
 	if e.Path == "." {
@@ -301,7 +289,7 @@ func place(root *dirNode, e *rootfs.Entry) (*fileNode, error) {
 		delete(parent.dirs, name)
 	}
 	n := &fileNode{header: ostree.FileHeader{UID: e.UID, GID: e.GID, Mode: e.Mode,
-		LinkTarget: e.LinkTarget, Xattrs: xattrs(e.Xattrs)}}
+		LinkTarget: e.LinkTarget, Xattrs: e.Xattrs}}
 	parent.files[name] = n
 	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -321,42 +322,46 @@ func openBare(p string) (*ContentObject, error) {
 // ReadXattrs returns the extended attributes of a path (not following symlinks), sorted by
 // name, skipping empty values; filesystems without xattr support yield none.
 func ReadXattrs(p string) ([]Xattr, error) {
-	buf := make([]byte, 1024)
-	var n int
-	var err error
-	for {
-		n, err = unix.Llistxattr(p, buf)
-		if err != unix.ERANGE {
-			break
-		}
-		buf = make([]byte, len(buf)*4)
-	}
-	if err == unix.ENOTSUP || err == unix.ENODATA {
+	list, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
+	if errors.Is(err, unix.ENOTSUP) {
 		return nil, nil
 	} else if err != nil {
 		return nil, &os.PathError{Op: "llistxattr", Path: p, Err: err}
 	}
 	var out []Xattr
-	for _, name := range bytes.Split(buf[:n], []byte{0}) {
-		if len(name) == 0 {
+	for _, name := range strings.Split(string(list), "\x00") {
+		if name == "" {
 			continue
 		}
-		val := make([]byte, 256)
-		for {
-			m, err := unix.Lgetxattr(p, string(name), val)
-			if err == unix.ERANGE {
-				val = make([]byte, len(val)*4)
-				continue
-			} else if err != nil {
-				return nil, &os.PathError{Op: "lgetxattr " + string(name), Path: p, Err: err}
-			}
-			val = val[:m]
-			break
+		val, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since listed
+		} else if err != nil {
+			return nil, &os.PathError{Op: "lgetxattr " + name, Path: p, Err: err}
 		}
 		if len(val) > 0 {
-			out = append(out, Xattr{Name: string(name), Value: val})
+			out = append(out, Xattr{Name: name, Value: val})
 		}
 	}
 	SortXattrs(out)
 	return out, nil
+}
+
+// xattrCall runs a size-probing xattr system call: first with no buffer to learn the size,
+// then with a buffer that large, again if the value grew in between.
+func xattrCall(call func([]byte) (int, error)) ([]byte, error) {
+	for {
+		n, err := call(nil)
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		b := make([]byte, n)
+		n, err = call(b)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return b[:n], nil
+	}
 }

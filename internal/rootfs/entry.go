@@ -2,6 +2,8 @@ package rootfs
 
 import (
 	"io"
+
+	"github.com/otakit/ota/internal/ostree"
 )
 
 // File type bits of Entry.Mode, as in Linux st_mode.
@@ -18,10 +20,7 @@ const (
 )
 
 // Xattr is one extended attribute of an entry.
-type Xattr struct {
-	Name  string
-	Value []byte
-}
+type Xattr = ostree.Xattr
 
 // Entry is one filesystem object of a tree, in Linux terms.
 type Entry struct {

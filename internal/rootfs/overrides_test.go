@@ -25,9 +25,9 @@ func TestOverridesApply(t *testing.T) {
 	}{
 		{
 			in: Entry{Path: "usr/bin/sudo", Mode: ModeRegular | 0o755, UID: 1000, GID: 1000,
-				Xattrs: []Xattr{{"security.capability", []byte("old")}, {"user.x", []byte("x")}}},
+				Xattrs: []Xattr{{Name: "security.capability", Value: []byte("old")}, {Name: "user.x", Value: []byte("x")}}},
 			want: Entry{Path: "usr/bin/sudo", Mode: ModeRegular | 0o4755, Xattrs: []Xattr{
-				{"security.capability", capability}, {"user.x", []byte("x")}}},
+				{Name: "security.capability", Value: capability}, {Name: "user.x", Value: []byte("x")}}},
 			applied: true,
 		},
 		{
@@ -37,13 +37,13 @@ func TestOverridesApply(t *testing.T) {
 		},
 		{
 			in: Entry{Path: "etc/shadow", Mode: ModeRegular | 0o4777, UID: 5,
-				Xattrs: []Xattr{{"user.a", []byte("a")}, {"user.old", []byte("o")}, {"user.z", []byte("z")}}},
+				Xattrs: []Xattr{{Name: "user.a", Value: []byte("a")}, {Name: "user.old", Value: []byte("o")}, {Name: "user.z", Value: []byte("z")}}},
 			want: Entry{Path: "etc/shadow", Mode: ModeRegular | 0o640, UID: 5, Xattrs: []Xattr{
-				{"user.a", []byte("a")},
-				{"user.hex", []byte{0, 0xff}},
-				{"user.plain", []byte("text")},
-				{"user.quoted", []byte("a b")},
-				{"user.z", []byte("z")},
+				{Name: "user.a", Value: []byte("a")},
+				{Name: "user.hex", Value: []byte{0, 0xff}},
+				{Name: "user.plain", Value: []byte("text")},
+				{Name: "user.quoted", Value: []byte("a b")},
+				{Name: "user.z", Value: []byte("z")},
 			}},
 			applied: true,
 		},

@@ -121,9 +121,9 @@ var allTypes = struct {
 		{Entry: Entry{Path: "etc", Mode: ModeDir | 0o755}},
 		{Entry: Entry{Path: "etc/hostname", Mode: ModeRegular | 0o644, Size: 4}, Data: "box\n"},
 		{Entry: Entry{Path: "usr/bin/sudo", Mode: ModeRegular | 0o4755, Size: 10, Xattrs: []Xattr{
-			{"security.capability", capability},
-			{"user.a=b", []byte("v")},
-			{"user.padded", []byte("pad")},
+			{Name: "security.capability", Value: capability},
+			{Name: "user.a=b", Value: []byte("v")},
+			{Name: "user.padded", Value: []byte("pad")},
 		}}, Data: "#!/bin/sh\n"},
 		{Entry: Entry{Path: "home/user", Mode: ModeDir | 0o2750, UID: 1000, GID: 1000}},
 		{Entry: Entry{Path: "tmp", Mode: ModeDir | 0o1777}},

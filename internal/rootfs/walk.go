@@ -1,18 +1,15 @@
 package rootfs
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/otakit/ota/internal/ostree"
 )
 
 // WalkDir returns a Source yielding the tree rooted at the directory root, which may be a
@@ -95,7 +92,7 @@ func (s *dirSource) entry(p string) (*Entry, error) {
 	if !ok {
 		return nil, fmt.Errorf("lstat %s: no system file information", name)
 	}
-	xattrs, err := diskXattrs(name)
+	xattrs, err := ostree.ReadXattrs(name)
 	if err != nil {
 		return nil, err
 	}
@@ -141,54 +138,4 @@ func readNames(dir string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
-}
-
-// diskXattrs returns the extended attributes of file name, not following symbolic links,
-// sorted by name and without empty values; none if the filesystem does not support them.
-func diskXattrs(name string) ([]Xattr, error) {
-	list, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(name, b) })
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, &fs.PathError{Op: "llistxattr", Path: name, Err: err}
-	}
-	var xs []Xattr
-	for _, attr := range strings.Split(string(list), "\x00") {
-		if attr == "" {
-			continue
-		}
-		val, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(name, attr, b) })
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed since listed
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "lgetxattr " + attr, Path: name, Err: err}
-		}
-		if len(val) > 0 {
-			xs = append(xs, Xattr{Name: attr, Value: val})
-		}
-	}
-	slices.SortFunc(xs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
-	return xs, nil
-}
-
-// xattrCall runs a size-probing xattr system call: first with no buffer to learn the size,
-// then with a buffer that large, again if the value grew in between.
-func xattrCall(call func([]byte) (int, error)) ([]byte, error) {
-	for {
-		n, err := call(nil)
-		if err != nil || n == 0 {
-			return nil, err
-		}
-		b := make([]byte, n)
-		n, err = call(b)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return b[:n], nil
-	}
 }

@@ -104,7 +104,7 @@ func TestWalkDir(t *testing.T) {
 		{Path: "usr/bin/tool2", Mode: ModeRegular | 0o4755, UID: uid, GID: gid, HardlinkTo: "etc/zz"},
 	}
 	if haveXattrs {
-		want[2].Xattrs = []Xattr{{"user.test", value}}
+		want[2].Xattrs = []Xattr{{Name: "user.test", Value: value}}
 	}
 
 	// Walk both the directory and a symbolic link to it.
