@@ -118,31 +118,35 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 			}
 			continue
 		}
-		if b.opts.OwnerUID != nil {
-			e.UID = *b.opts.OwnerUID
-		}
-		if b.opts.OwnerGID != nil {
-			e.GID = *b.opts.OwnerGID
-		}
-		if b.opts.Overrides != nil {
-			b.opts.Overrides.Apply(e)
-		}
-		node, err := place(root, e)
-		if err != nil || node == nil {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
-		b.files++
+		// A hard link shares its target's inode, so it has the target's metadata (tar
+		// writes xattrs on the first member only); an override of its own path still applies.
+		var target *fileNode
 		if e.HardlinkTo != "" {
-			target, err := findFile(root, e.HardlinkTo)
-			if err != nil {
+			if target, err = findFile(root, e.HardlinkTo); err != nil {
 				return nil, fmt.Errorf("/%s: hard link to %w", e.Path, err)
 			}
 			for target.link != nil {
 				target = target.link
 			}
+			h := target.header
+			e.UID, e.GID, e.Mode, e.Xattrs = h.UID, h.GID, h.Mode, slices.Clone(h.Xattrs)
+		} else {
+			if b.opts.OwnerUID != nil {
+				e.UID = *b.opts.OwnerUID
+			}
+			if b.opts.OwnerGID != nil {
+				e.GID = *b.opts.OwnerGID
+			}
+		}
+		b.opts.Overrides.Apply(e)
+		node, err := place(root, e)
+		if err != nil {
+			return nil, err
+		} else if node == nil {
+			continue
+		}
+		b.files++
+		if target != nil {
 			node.link = target
 			b.links = append(b.links, node)
 			continue
@@ -155,6 +159,7 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 		case e.Size <= inlineMax:
 			j.data = bufPool.Get().(*bytes.Buffer)
 			j.data.Reset()
+			j.data.Grow(int(e.Size) + bytes.MinRead)
 			if _, err := j.data.ReadFrom(e.Content); err != nil {
 				return nil, err
 			}
@@ -222,6 +227,7 @@ func (b *builder) store(j job) error {
 		buf := bufPool.Get().(*bytes.Buffer)
 		defer bufPool.Put(buf)
 		buf.Reset()
+		buf.Grow(int(st.Size()) + bytes.MinRead)
 		if _, err := buf.ReadFrom(f); err != nil {
 			return fmt.Errorf("reading %s: %w", j.diskPath, err)
 		}

@@ -181,7 +181,7 @@ func TestOwnershipOptions(t *testing.T) {
 	want := map[string][3]uint32{
 		"/home/u": {1000, 1000, ostree.ModeDir | 0o755},
 		"/f":      {0, 0, ostree.ModeRegular | 0o600},
-		"/g":      {0, 0, ostree.ModeRegular | 0o644}, // the override names /f only
+		"/g":      {0, 0, ostree.ModeRegular | 0o600}, // a hard link shares /f's inode
 	}
 	for p, w := range want {
 		if got[p] != w {

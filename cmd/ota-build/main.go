@@ -35,6 +35,8 @@ func newApp() *cli.App {
 		Description: "ota-build writes OSTree repositories that the ostree tools and the ota-client read:\n" +
 			"commits from a root filesystem directory or tarball, ed25519 signatures, and the summary.",
 		HideHelpCommand: true,
+		// main prints errors, on one line; cli's default handler would exit first.
+		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			initCommand(), commitCommand(), summaryCommand(),
 			keygenCommand(), signCommand(), verifyCommand(),

@@ -1,6 +1,7 @@
 package ostree
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -36,14 +37,16 @@ func ContentChecksum(h *FileHeader, content io.Reader) (Checksum, error) {
 // itself uses. Any level produces objects every reader accepts.
 const DefaultCompressionLevel = 6
 
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
 // deflaters pools flate writers by level; allocating one costs hundreds of kilobytes.
 var deflaters [10]sync.Pool
 
 func deflate(dst io.Writer, src io.Reader, level int) error {
-	if level < flate.HuffmanOnly || level > flate.BestCompression {
+	if level < flate.BestSpeed || level > flate.BestCompression {
 		level = DefaultCompressionLevel
 	}
-	pool := &deflaters[max(level, 0)]
+	pool := &deflaters[level]
 	w, _ := pool.Get().(*flate.Writer)
 	if w == nil {
 		var err error
@@ -82,10 +85,17 @@ func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size i
 	switch r.Mode {
 	case ModeArchive:
 		return r.placeObject(c, ObjFile, func(f *os.File) error {
-			if _, err := f.Write(h.ArchiveHeader(uint64(size))); err != nil || content == nil {
-				return err
+			// The deflater emits many small writes; batch them into few system calls.
+			bw := writeBuffers.Get().(*bufio.Writer)
+			defer writeBuffers.Put(bw)
+			bw.Reset(f)
+			bw.Write(h.ArchiveHeader(uint64(size)))
+			if content != nil {
+				if err := deflate(bw, content, level); err != nil {
+					return err
+				}
 			}
-			return deflate(f, content, level)
+			return bw.Flush()
 		})
 	case ModeBareUser:
 		if h.IsSymlink() {
