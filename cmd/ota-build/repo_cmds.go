@@ -204,18 +204,27 @@ func openTree(spec string) (rootfs.Source, error) {
 			f.Close()
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		return closeBoth{src, f}, nil
+		return tarFile{src, f}, nil
 	}
 	return nil, fmt.Errorf("--tree %q: want dir=PATH, tar=FILE or tar=-", spec)
 }
 
-// closeBoth closes a tar source and the file under it.
-type closeBoth struct {
+// tarFile is a tar source read from a named file: its errors name the file, and closing
+// it closes the file too.
+type tarFile struct {
 	rootfs.Source
 	f *os.File
 }
 
-func (c closeBoth) Close() error {
+func (c tarFile) Next() (*rootfs.Entry, error) {
+	e, err := c.Source.Next()
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", c.f.Name(), err)
+	}
+	return e, err
+}
+
+func (c tarFile) Close() error {
 	err := c.Source.Close()
 	if ferr := c.f.Close(); err == nil {
 		err = ferr

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -119,6 +120,11 @@ func verifyCommand() *cli.Command {
 
 // openRev opens --repo and resolves the command's single REF|CHECKSUM argument.
 func openRev(c *cli.Context) (*ostree.Repo, ostree.Checksum, error) {
+	for _, a := range c.Args().Tail() {
+		if strings.HasPrefix(a, "-") {
+			return nil, ostree.Checksum{}, fmt.Errorf("%s: option %s after REF: put options before it", c.Command.Name, a)
+		}
+	}
 	if c.NArg() != 1 {
 		return nil, ostree.Checksum{}, fmt.Errorf("%s: want exactly one REF or CHECKSUM argument", c.Command.Name)
 	}
