@@ -82,6 +82,7 @@ type SpecialFileError struct {
 	Mode uint32
 }
 
+// Error names the path and the kind of file.
 func (e *SpecialFileError) Error() string {
 	kind := map[uint32]string{rootfs.ModeChar: "character device", rootfs.ModeBlock: "block device",
 		rootfs.ModeFIFO: "FIFO", rootfs.ModeSocket: "socket"}[e.Mode&rootfs.ModeTypeMask]

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
@@ -37,26 +36,47 @@ func ContentChecksum(h *FileHeader, content io.Reader) (Checksum, error) {
 // itself uses. Any level produces objects every reader accepts.
 const DefaultCompressionLevel = 6
 
-var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+// freeList keeps up to cap(list) idle values for reuse. Unlike a sync.Pool it is not
+// emptied by garbage collection, so the large buffers of deflaters are allocated once.
+type freeList[T any] chan T
 
-// deflaters pools flate writers by level; allocating one costs hundreds of kilobytes.
-var deflaters [10]sync.Pool
+func (l freeList[T]) get(alloc func() T) T {
+	select {
+	case v := <-l:
+		return v
+	default:
+		return alloc()
+	}
+}
+
+func (l freeList[T]) put(v T) {
+	select {
+	case l <- v:
+	default:
+	}
+}
+
+var writeBuffers = make(freeList[*bufio.Writer], 64)
+
+// deflaters holds idle flate writers by level; one costs hundreds of kilobytes.
+var deflaters [10]freeList[*flate.Writer]
+
+func init() {
+	for i := range deflaters {
+		deflaters[i] = make(freeList[*flate.Writer], 64)
+	}
+}
 
 func deflate(dst io.Writer, src io.Reader, level int) error {
 	if level < flate.BestSpeed || level > flate.BestCompression {
 		level = DefaultCompressionLevel
 	}
-	pool := &deflaters[level]
-	w, _ := pool.Get().(*flate.Writer)
-	if w == nil {
-		var err error
-		if w, err = flate.NewWriter(dst, level); err != nil {
-			return err
-		}
-	} else {
-		w.Reset(dst)
-	}
-	defer pool.Put(w)
+	w := deflaters[level].get(func() *flate.Writer {
+		w, _ := flate.NewWriter(nil, level) // fails only for invalid levels
+		return w
+	})
+	defer deflaters[level].put(w)
+	w.Reset(dst)
 	if _, err := io.Copy(w, src); err != nil {
 		return err
 	}
@@ -69,16 +89,20 @@ func bareUserMeta(h *FileHeader) []byte {
 }
 
 // WriteContent stores a content object whose checksum the caller has computed, taking
-// content (ignored for symlinks) of the given size. level is the deflate level for archive
-// repositories. An object already present is not rewritten. In bare mode the process must
-// be allowed to chown and set the object's xattrs.
-func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) error {
+// content (ignored for symlinks) of the given size, and reports whether it stored it: an
+// object already present is not rewritten. level is the deflate level for archive
+// repositories. In bare mode the process must be allowed to chown and set xattrs.
+func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) (bool, error) {
 	if err := h.Validate(); err != nil {
-		return fmt.Errorf("object %s: %w", c, err)
+		return false, fmt.Errorf("object %s: %w", c, err)
 	}
 	if r.HasObject(c, ObjFile) {
-		return nil
+		return false, nil
 	}
+	return true, r.writeContent(c, h, content, size, level)
+}
+
+func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) error {
 	if h.IsSymlink() {
 		size, content = 0, nil
 	}
@@ -86,8 +110,8 @@ func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size i
 	case ModeArchive:
 		return r.placeObject(c, ObjFile, func(f *os.File) error {
 			// The deflater emits many small writes; batch them into few system calls.
-			bw := writeBuffers.Get().(*bufio.Writer)
-			defer writeBuffers.Put(bw)
+			bw := writeBuffers.get(func() *bufio.Writer { return bufio.NewWriterSize(nil, 256<<10) })
+			defer writeBuffers.put(bw)
 			bw.Reset(f)
 			bw.Write(h.ArchiveHeader(uint64(size)))
 			if content != nil {
@@ -155,7 +179,7 @@ func writeBareFile(f *os.File, content io.Reader, perm uint32) error {
 	if err := f.Chmod(unixPerm(perm)); err != nil {
 		return err
 	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), []unix.Timespec{{}, {}}, 0)
+	return unix.UtimesNanoAt(unix.AT_FDCWD, procFD(int(f.Fd())), []unix.Timespec{{}, {}}, 0)
 }
 
 // placeSymlink stores a symlink object of a bare or bare-user-only repository.
@@ -184,7 +208,7 @@ func (r *Repo) placeSymlink(c Checksum, h *FileHeader) error {
 		err = unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{{}, {}}, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(r.Path, rel))
+		err = rename(tmp, filepath.Join(r.Path, rel))
 	}
 	if err != nil {
 		os.Remove(tmp)

@@ -18,6 +18,7 @@ type Problem struct {
 	Err  error
 }
 
+// String formats the problem as "path: error".
 func (p Problem) String() string { return fmt.Sprintf("%s: %v", p.Path, p.Err) }
 
 // Fsck recomputes the checksum of every loose object, checks metadata objects are valid and

@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# bench/commit.sh: compare `ota-build commit` with the reference `ostree commit` (Debian's
+# ostree 2022.7) committing the same realistic rootfs into fresh archive-mode repos, and
+# compare ota-build's throughput with the raw-deflate throughput limit of this machine's
+# cores (bench/deflatelimit).
+#
+# Usage (from anywhere):  sudo bash bench/commit.sh
+#
+# Environment:
+#   BENCH_DIR      scratch and cache directory (default /tmp/ota-bench): the downloaded .debs,
+#                  the unpacked rootfs, the repos, the binaries and the logs live here
+#   RUNS           timed runs per tool (default 3), taken round-robin across the tools; the
+#                  best time and the largest RSS are shown
+#   OTA_BUILD      ota-build binary to measure (default: built from this checkout with
+#                  `go build -o $BENCH_DIR/ota-build ./cmd/ota-build`); "skip" measures
+#                  only ostree and the deflate limit
+#   DEFLATE_LEVEL  deflate level for the limit measurement (default 6, the level ota-build and
+#                  OSTree's archive mode use)
+#   OSTREE_NOFSYNC 1 (default) also times `ostree commit --fsync=false`; 0 leaves it out
+#   FSCK           1 (default) checks ota-build's repo with `ostree fsck` afterwards (untimed)
+#
+# The first run prepares the rootfs and needs root: it enables the arm64 architecture in
+# dpkg, runs apt-get update, downloads the packages below with `apt-get download` and unpacks
+# them with `dpkg-deb -x` into $BENCH_DIR/rootfs. Later runs reuse it (delete
+# $BENCH_DIR/rootfs to rebuild it). The rootfs is 188 Debian bookworm arm64 packages:
+# ~420 MiB in ~11,000 regular files, ~1,500 directories and ~1,300 symlinks.
+#
+# Progress goes to stderr only on a terminal; the output of every tool goes to
+# $BENCH_DIR/logs/. The final table goes to stdout.
+set -euo pipefail
+
+# Packages for the rootfs. Architecture-specific ones are downloaded as PKG:arm64.
+ARM64_PKGS=(
+	# base system
+	base-files base-passwd bash dash coreutils util-linux util-linux-extra mount fdisk
+	bsdutils hostname login passwd tar gzip bzip2 xz-utils zstd sed grep gawk mawk findutils
+	diffutils debianutils procps libproc2-0 busybox
+	# C runtime and core libraries
+	libc6 libc-bin libgcc-s1 gcc-12-base libstdc++6 libcrypt1 zlib1g liblzma5 libzstd1
+	libbz2-1.0 liblz4-1 libxxhash0 libmount1 libblkid1 libuuid1 libsmartcols1 libfdisk1
+	libselinux1 libsepol2 libsemanage2 libpcre2-8-0 libpcre3 libcap2 libcap2-bin libacl1
+	libattr1 libaudit1 libncursesw6 libtinfo6 ncurses-bin libreadline8 libedit2 libbsd0 libmd0
+	libffi8 libexpat1 libsqlite3-0 libdb5.3 libgdbm6 libgdbm-compat4 libjson-c5 libicu72
+	libmagic1 libmagic-mgc
+	# crypto and TLS
+	libssl3 openssl libgnutls30 libnettle8 libhogweed6 libgmp10 libtasn1-6 libp11-kit0
+	libidn2-0 libunistring2 libgcrypt20 libgpg-error0 libkrb5-3 libk5crypto3 libkrb5support0
+	libgssapi-krb5-2 libkeyutils1 libcom-err2 libsasl2-2 libsasl2-modules-db libldap-2.5-0
+	# systemd, udev, dbus, glib
+	systemd libsystemd0 libsystemd-shared systemd-sysv systemd-timesyncd udev libudev1 libkmod2
+	kmod libapparmor1 libseccomp2 libcryptsetup12 libdevmapper1.02.1 libargon2-1 libpam0g
+	libpam-modules libpam-modules-bin libpam-systemd dbus dbus-daemon dbus-bin libdbus-1-3
+	libglib2.0-0
+	# python and perl
+	python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3.11 libpython3.11
+	perl-base libperl5.36 perl
+	# networking
+	iproute2 libbpf1 libelf1 libmnl0 libxtables12 iptables libip4tc2 libip6tc2 libnftnl11
+	nftables libnftables1 libjansson4 libnetfilter-conntrack3 libnfnetlink0 iputils-ping
+	openssh-client openssh-server openssh-sftp-server libwrap0 curl libcurl4 libcurl3-gnutls
+	libnghttp2-14 librtmp1 libpsl5 libbrotli1 libssh2-1 wpasupplicant libnl-3-200
+	libnl-genl-3-200 libnl-route-3-200 libpcsclite1
+	# tools
+	e2fsprogs libext2fs2 libss2 logsave apt libapt-pkg6.0 dpkg vim-tiny less nano file rsync
+	libpopt0 git
+)
+# Architecture "all" packages, downloaded by plain name.
+ALL_PKGS=(
+	ca-certificates tzdata locales netbase sensible-utils init-system-helpers ncurses-base
+	readline-common libpam-runtime libsemanage-common libaudit-common libglib2.0-data
+	dbus-session-bus-common dbus-system-bus-common perl-modules-5.36 vim-common git-man
+	liberror-perl
+)
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench}
+RUNS=${RUNS:-3}
+DEFLATE_LEVEL=${DEFLATE_LEVEL:-6}
+OSTREE_NOFSYNC=${OSTREE_NOFSYNC:-1}
+FSCK=${FSCK:-1}
+OTA_BUILD=${OTA_BUILD:-}
+ROOTFS=$BENCH_DIR/rootfs
+DEBS=$BENCH_DIR/debs
+LOGS=$BENCH_DIR/logs
+REPOS=$BENCH_DIR/repos
+TIMESTAMP=1704067200 # fixed commit timestamp (2024-01-01 UTC), Unix seconds
+
+VERBOSE=0
+if [[ -t 2 ]]; then
+	VERBOSE=1
+fi
+
+log() {
+	if ((VERBOSE)); then
+		printf '==> %s\n' "$*" >&2
+	fi
+}
+
+die() {
+	printf 'bench/commit.sh: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# run LOGFILE CMD...: runs CMD with its output appended to LOGFILE; on failure shows its tail.
+run() {
+	local logfile=$1
+	shift
+	printf '+ %s\n' "$*" >>"$logfile"
+	if ! "$@" >>"$logfile" 2>&1; then
+		tail -n 20 "$logfile" >&2
+		die "command failed: $* (full log: $logfile)"
+	fi
+}
+
+is_root() {
+	[[ $(id -u) -eq 0 ]]
+}
+
+check_number() {
+	[[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"
+}
+
+ensure_tools() {
+	if [[ ! -x /usr/bin/time ]]; then
+		is_root || die "/usr/bin/time is missing: run as root (sudo bash bench/commit.sh) to install package 'time', or install it yourself"
+		log "installing package time"
+		run "$LOGS/apt.log" apt-get update -q
+		run "$LOGS/apt.log" apt-get install -y -q time
+	fi
+	if ! command -v ostree >/dev/null; then
+		is_root || die "ostree is missing: run as root (sudo bash bench/commit.sh) to install it, or install package 'ostree' yourself"
+		log "installing package ostree"
+		run "$LOGS/apt.log" apt-get update -q
+		run "$LOGS/apt.log" apt-get install -y -q ostree
+	fi
+	command -v go >/dev/null || die "go is not on PATH (with sudo, try: sudo env PATH=\"\$PATH\" bash bench/commit.sh)"
+}
+
+prepare_rootfs() {
+	if [[ -f $ROOTFS/.bench-complete ]]; then
+		log "reusing rootfs $ROOTFS"
+		return
+	fi
+	is_root || die "rootfs $ROOTFS is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash bench/commit.sh' once"
+
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		log "enabling dpkg architecture arm64"
+		run "$LOGS/apt.log" dpkg --add-architecture arm64
+	fi
+	log "apt-get update"
+	run "$LOGS/apt.log" apt-get update -q
+
+	mkdir -p "$DEBS"
+	# apt drops privileges to _apt for downloads; let it write here.
+	chown _apt "$DEBS" 2>/dev/null || true
+	local want=() pkg have
+	for pkg in "${ARM64_PKGS[@]}"; do
+		have=("$DEBS/${pkg}"_*_arm64.deb)
+		[[ -e ${have[0]} ]] || want+=("$pkg:arm64")
+	done
+	for pkg in "${ALL_PKGS[@]}"; do
+		have=("$DEBS/${pkg}"_*_all.deb)
+		[[ -e ${have[0]} ]] || want+=("$pkg")
+	done
+	if ((${#want[@]})); then
+		log "downloading ${#want[@]} packages into $DEBS"
+		(cd "$DEBS" && run "$LOGS/apt.log" apt-get download -q "${want[@]}")
+	fi
+
+	log "unpacking $((${#ARM64_PKGS[@]} + ${#ALL_PKGS[@]})) packages into $ROOTFS"
+	rm -rf "$ROOTFS" "$ROOTFS.tmp"
+	mkdir -p "$ROOTFS.tmp"
+	local deb debs=()
+	for pkg in "${ARM64_PKGS[@]}"; do
+		debs+=("$DEBS/${pkg}"_*_arm64.deb)
+	done
+	for pkg in "${ALL_PKGS[@]}"; do
+		debs+=("$DEBS/${pkg}"_*_all.deb)
+	done
+	for deb in "${debs[@]}"; do
+		[[ -e $deb ]] || die "missing $deb after apt-get download"
+		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$ROOTFS.tmp"
+	done
+	touch "$ROOTFS.tmp/.bench-complete"
+	mv "$ROOTFS.tmp" "$ROOTFS"
+}
+
+# Prints the ota-build binary to use, building it when OTA_BUILD is unset.
+ota_binary() {
+	if [[ -n $OTA_BUILD ]]; then
+		[[ -x $OTA_BUILD ]] || die "OTA_BUILD=$OTA_BUILD is not an executable"
+		printf '%s\n' "$OTA_BUILD"
+		return
+	fi
+	log "building ota-build"
+	(cd "$REPO_ROOT" && run "$LOGS/build.log" go build -o "$BENCH_DIR/ota-build" ./cmd/ota-build)
+	printf '%s\n' "$BENCH_DIR/ota-build"
+}
+
+warm_cache() {
+	sync
+	# Through a pipe: GNU tar skips reading file data when writing to /dev/null itself.
+	tar -C "$ROOTFS" -cf - . | cat >/dev/null
+}
+
+# timed LABEL CMD...: runs CMD under /usr/bin/time; sets T_SECS, T_RSS_KB, T_CPU (percent),
+# T_USER and T_SYS (CPU seconds).
+timed() {
+	local label=$1
+	shift
+	local tf=$BENCH_DIR/time.out
+	printf '+ %s\n' "$*" >>"$LOGS/$label.log"
+	if ! /usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1; then
+		tail -n 20 "$LOGS/$label.log" >&2
+		die "$label failed: $* (full log: $LOGS/$label.log)"
+	fi
+	read -r T_SECS T_RSS_KB T_CPU T_USER T_SYS <"$tf"
+	T_CPU=${T_CPU%\%}
+}
+
+# Results per label.
+declare -A BEST_SECS BEST_CPU BEST_USER BEST_SYS ALL_SECS MAX_RSS_KB OBJ_BYTES CONTENT
+LABELS=()
+CMD=()
+LIMIT_OUT=0
+
+# bench_once LABEL INIT_FN COMMIT_FN RUN: fresh repo, warm cache, timed commit; keeps the best
+# time and the largest RSS. INIT_FN REPO initialises the repo; COMMIT_FN REPO sets CMD to the
+# commit command.
+bench_once() {
+	local label=$1 init_fn=$2 commit_fn=$3 i=$4 repo=$REPOS/$1
+	rm -rf "$repo"
+	mkdir -p "$REPOS"
+	run "$LOGS/$label.log" "$init_fn" "$repo"
+	warm_cache
+	log "$label: run $i/$RUNS"
+	"$commit_fn" "$repo"
+	timed "$label" "${CMD[@]}"
+	log "$label: ${T_SECS}s, peak RSS ${T_RSS_KB} KiB"
+	printf 'run %d: %s s, peak RSS %s KiB, CPU %s%% (user %s s, sys %s s)\n' "$i" "$T_SECS" "$T_RSS_KB" "$T_CPU" "$T_USER" "$T_SYS" >>"$LOGS/$label.log"
+	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }$T_SECS"
+	if [[ -z ${BEST_SECS[$label]:-} ]] || awk -v a="$T_SECS" -v b="${BEST_SECS[$label]}" 'BEGIN{exit !(a < b)}'; then
+		BEST_SECS[$label]=$T_SECS
+		BEST_CPU[$label]=$T_CPU
+		BEST_USER[$label]=$T_USER
+		BEST_SYS[$label]=$T_SYS
+	fi
+	if ((T_RSS_KB > ${MAX_RSS_KB[$label]:-0})); then
+		MAX_RSS_KB[$label]=$T_RSS_KB
+	fi
+	if ((i == RUNS)); then
+		OBJ_BYTES[$label]=$(du -sb "$repo/objects" | cut -f1)
+		CONTENT[$label]=$(ostree show --repo="$repo" bench 2>>"$LOGS/$label.log" | awk '/^ContentChecksum:/{print $2}') || true
+	fi
+}
+
+# limit_once RUN: one in-memory deflate round; keeps the best.
+limit_once() {
+	local line secs user sys
+	log "deflate limit: run $1/$RUNS (level $DEFLATE_LEVEL, $(nproc) threads)"
+	line=$("$BENCH_DIR/deflatelimit" -root "$ROOTFS" -level "$DEFLATE_LEVEL" 2>>"$LOGS/deflatelimit.log") ||
+		die "deflatelimit failed (log: $LOGS/deflatelimit.log)"
+	printf 'run %d: %s\n' "$1" "$line" >>"$LOGS/deflatelimit.log"
+	secs=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+	user=$(sed -n 's/.* user_seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+	sys=$(sed -n 's/.* sys_seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+	LIMIT_OUT=$(sed -n 's/.* out_bytes=\([0-9]*\).*/\1/p' <<<"$line")
+	ALL_SECS[limit]="${ALL_SECS[limit]:+${ALL_SECS[limit]} }$secs"
+	if [[ -z ${BEST_SECS[limit]:-} ]] || awk -v a="$secs" -v b="${BEST_SECS[limit]}" 'BEGIN{exit !(a < b)}'; then
+		BEST_SECS[limit]=$secs
+		BEST_USER[limit]=$user
+		BEST_SYS[limit]=$sys
+		BEST_CPU[limit]=$(awk -v u="$user" -v s="$sys" -v w="$secs" 'BEGIN{printf "%.0f", 100 * (u + s) / w}')
+	fi
+}
+
+ostree_init() { ostree init --repo="$1" --mode=archive; }
+ota_init() { "$OTA" init --repo "$1"; }
+# The timed commands; /usr/bin/time runs them directly, so these only set CMD.
+ostree_commit() { CMD=(ostree commit --repo="$1" --branch=bench --tree=dir="$ROOTFS" --timestamp="@$TIMESTAMP"); }
+ostree_commit_nofsync() { ostree_commit "$1" && CMD+=(--fsync=false); }
+ota_commit() { CMD=("$OTA" commit --repo "$1" --branch bench --tree "dir=$ROOTFS" --timestamp "$TIMESTAMP"); }
+
+mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+main() {
+	local load_start
+	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	check_number RUNS "$RUNS"
+	check_number DEFLATE_LEVEL "$DEFLATE_LEVEL"
+	mkdir -p "$BENCH_DIR" "$LOGS"
+	ensure_tools
+	prepare_rootfs
+
+	OTA=
+	if [[ $OTA_BUILD != skip ]]; then
+		OTA=$(ota_binary)
+		"$OTA" commit --help >/dev/null 2>&1 || die "$OTA has no working 'commit' subcommand ('$OTA commit --help' fails)"
+	fi
+
+	log "building deflatelimit"
+	(cd "$REPO_ROOT" && run "$LOGS/build.log" go build -o "$BENCH_DIR/deflatelimit" ./bench/deflatelimit)
+
+	local files dirs links in_bytes du_bytes
+	files=$(find "$ROOTFS" -type f | wc -l)
+	dirs=$(find "$ROOTFS" -type d | wc -l)
+	links=$(find "$ROOTFS" -type l | wc -l)
+	in_bytes=$(find "$ROOTFS" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+	du_bytes=$(du -sb --apparent-size "$ROOTFS" | cut -f1)
+
+	# Round-robin over the tools, so that load from other users of the machine that comes and
+	# goes hits them alike.
+	LABELS=(ostree)
+	if [[ $OSTREE_NOFSYNC == 1 ]]; then
+		LABELS+=(ostree-nofsync)
+	fi
+	if [[ -n $OTA ]]; then
+		LABELS+=(ota-build)
+	fi
+	local label i
+	for label in "${LABELS[@]}"; do
+		: >"$LOGS/$label.log"
+	done
+	: >"$LOGS/deflatelimit.log"
+	for ((i = 1; i <= RUNS; i++)); do
+		for label in "${LABELS[@]}"; do
+			case $label in
+			ostree) bench_once ostree ostree_init ostree_commit "$i" ;;
+			ostree-nofsync) bench_once ostree-nofsync ostree_init ostree_commit_nofsync "$i" ;;
+			ota-build) bench_once ota-build ota_init ota_commit "$i" ;;
+			esac
+		done
+		warm_cache
+		limit_once "$i"
+	done
+	local limit_secs=${BEST_SECS[limit]} limit_out=$LIMIT_OUT
+
+	local fsck_result=skipped
+	if [[ -n $OTA && $FSCK == 1 ]]; then
+		log "ostree fsck of ota-build's repo"
+		if ostree fsck --repo="$REPOS/ota-build" >>"$LOGS/fsck.log" 2>&1; then
+			fsck_result=ok
+		else
+			fsck_result="FAILED (see $LOGS/fsck.log)"
+		fi
+	fi
+
+	# The table.
+	local cpu secs mibps name load_end
+	load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+	cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+	printf 'commit benchmark, %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'machine: %s CPUs, %s, %s GiB RAM, ostree %s; load average at start %s, at end %s\n' "$(nproc)" "${cpu:-unknown CPU}" \
+		"$(awk '/^MemTotal:/{printf "%.0f", $2 / 1048576}' /proc/meminfo)" \
+		"$(ostree --version | awk -F"'" '/Version:/{print $2; exit}')" "$load_start" "$load_end"
+	printf 'rootfs: %s (%s packages, arm64): %s files, %s dirs, %s symlinks; %s MiB in regular files (du --apparent-size %s MiB)\n' \
+		"$ROOTFS" "$((${#ARM64_PKGS[@]} + ${#ALL_PKGS[@]}))" "$files" "$dirs" "$links" "$(mib "$in_bytes")" "$(mib "$du_bytes")"
+	printf 'runs: %s per tool; wall s = best run (CPU %%, user s, sys s of that run), peak RSS = largest of all runs; MiB/s = regular-file MiB / wall s\n\n' "$RUNS"
+	printf '%-31s %7s %6s %7s %6s %13s %7s %13s   %s\n' tool 'wall s' 'CPU %' 'user s' 'sys s' 'peak RSS MiB' 'MiB/s' 'objects/ MiB' 'all runs (wall s)'
+	for label in "${LABELS[@]}"; do
+		secs=${BEST_SECS[$label]}
+		mibps=$(awk -v b="$in_bytes" -v s="$secs" 'BEGIN{printf "%.1f", b / 1048576 / s}')
+		case $label in
+		ostree) name='ostree commit' ;;
+		ostree-nofsync) name='ostree commit --fsync=false' ;;
+		*) name='ota-build commit' ;;
+		esac
+		printf '%-31s %7.2f %6s %7.2f %6.2f %13.1f %7s %13s   %s\n' "$name" "$secs" "${BEST_CPU[$label]}" \
+			"${BEST_USER[$label]}" "${BEST_SYS[$label]}" "$(awk -v k="${MAX_RSS_KB[$label]}" 'BEGIN{print k / 1024}')" \
+			"$mibps" "$(mib "${OBJ_BYTES[$label]}")" "${ALL_SECS[$label]}"
+	done
+	local limit_mibps
+	limit_mibps=$(awk -v b="$in_bytes" -v s="$limit_secs" 'BEGIN{printf "%.1f", b / 1048576 / s}')
+	printf '%-31s %7.2f %6s %7.2f %6.2f %13s %7s %13s   %s\n' "deflate limit (lvl $DEFLATE_LEVEL, $(nproc) thr)" "$limit_secs" \
+		"${BEST_CPU[limit]}" "${BEST_USER[limit]}" "${BEST_SYS[limit]}" - "$limit_mibps" "$(mib "$limit_out")" "${ALL_SECS[limit]} (in memory)"
+	printf '\n'
+	if [[ -n $OTA ]]; then
+		local ours=${BEST_SECS[ota-build]} r
+		printf 'speedup ostree_time / ours_time:            %s\n' "$(ratio "${BEST_SECS[ostree]}" "$ours")"
+		if [[ $OSTREE_NOFSYNC == 1 ]]; then
+			printf 'speedup ostree(--fsync=false) / ours_time:  %s\n' "$(ratio "${BEST_SECS[ostree-nofsync]}" "$ours")"
+		fi
+		r=$(ratio "$limit_secs" "$ours")
+		printf 'ours_MiBps / limit_MiBps:                   %s (target >= 0.67: %s)\n' "$r" \
+			"$(awk -v r="$r" 'BEGIN{print (r >= 0.67) ? "met" : "NOT met"}')"
+		printf 'limit CPU s / ours CPU s (user+sys):        %s (CPU time: insensitive to CPU contention, not to extra kernel work)\n' \
+			"$(awk -v lu="${BEST_USER[limit]}" -v ls="${BEST_SYS[limit]}" -v ou="${BEST_USER[ota-build]}" -v os="${BEST_SYS[ota-build]}" \
+				'BEGIN{printf "%.2f", (lu + ls) / (ou + os)}')"
+		local same=no
+		if [[ -n ${CONTENT[ota-build]} && ${CONTENT[ota-build]} == "${CONTENT[ostree]}" ]]; then
+			same=yes
+		fi
+		printf 'same tree as ostree (ContentChecksum):      %s (ostree %s, ours %s)\n' "$same" \
+			"${CONTENT[ostree]:-?}" "${CONTENT[ota-build]:-?}"
+		printf 'ostree fsck of ours:                        %s\n' "$fsck_result"
+	else
+		printf 'ota-build: not measured (OTA_BUILD=skip)\n'
+	fi
+}
+
+main "$@"
