@@ -148,6 +148,9 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 			}
 		}
 		b.opts.Overrides.Apply(e)
+		if b.repo.Mode == ostree.ModeBareUserOnly {
+			canonicalize(e)
+		}
 		node, err := place(root, e)
 		if err != nil {
 			return nil, err
@@ -338,4 +341,14 @@ func lookupExisting(root *dirNode, p string) (*dirNode, error) {
 		d = next
 	}
 	return d, nil
+}
+
+// canonicalize applies the "canonical permissions" of bare-user-only repositories, as
+// ostree commit does there: owner root, no xattrs, no setuid, setgid, sticky or
+// group/other write bits (symlinks keep 0777, as every symlink has).
+func canonicalize(e *rootfs.Entry) {
+	e.UID, e.GID, e.Xattrs = 0, 0, nil
+	if !e.IsSymlink() {
+		e.Mode &= rootfs.ModeTypeMask | 0o755
+	}
 }

@@ -8,9 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/rootfs"
@@ -275,5 +279,77 @@ func TestInvalidBranch(t *testing.T) {
 	var sfe *SpecialFileError
 	if errors.As(err, &sfe) {
 		t.Fatal("wrong error type")
+	}
+}
+
+// Commits into every repository mode the process may write read back identically, and
+// the real ostree accepts them when it is installed.
+func TestRepositoryModes(t *testing.T) {
+	ms := []member{{name: "etc/conf", body: "k=v\n"}, {name: "bin/tool", body: "#!/bin/sh\n", mode: 0o4755},
+		{name: "lib/l", typ: tar.TypeSymlink, link: "../bin/tool", mode: 0o777}, {name: "bin/t2", typ: tar.TypeLink, link: "bin/tool"}}
+	modes := []ostree.Mode{ostree.ModeArchive, ostree.ModeBareUser, ostree.ModeBareUserOnly}
+	if os.Geteuid() == 0 {
+		modes = append(modes, ostree.ModeBare)
+	}
+	var want string
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			repo, err := ostree.Init(t.TempDir(), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := commitTar(t, repo, ms, Options{})
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+				t.Skipf("filesystem lacks user xattrs: %v", err)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			problems, err := repo.Fsck(context.Background())
+			if err != nil || len(problems) > 0 {
+				t.Fatalf("fsck: %v %v", problems, err)
+			}
+			l := listing(t, repo, res.Commit)
+			if want == "" { // archive mode runs first and sets the reference
+				want = l
+			}
+			w := want
+			if m == ostree.ModeBareUserOnly { // canonical permissions drop setuid
+				w = strings.ReplaceAll(w, "104755", "100755")
+			}
+			if l != w {
+				t.Errorf("listing differs from archive mode:\n%s\nwant\n%s", l, w)
+			}
+			if _, err := exec.LookPath("ostree"); err == nil {
+				if out, err := exec.Command("ostree", "fsck", "--repo="+repo.Path).CombinedOutput(); err != nil {
+					t.Fatalf("ostree fsck: %v\n%s", err, out)
+				}
+			}
+		})
+	}
+}
+
+// Commits to one repository from several goroutines are serialised by the repository lock
+// and all land.
+func TestConcurrentCommits(t *testing.T) {
+	repo := newRepo(t)
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := commitTar(t, repo, []member{{name: "f", body: strings.Repeat("x", i+1)}},
+				Options{Branch: fmt.Sprintf("b%d", i)})
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	refs, err := repo.ListRefs()
+	if err != nil || len(refs) != 4 {
+		t.Fatalf("refs: %v %v", refs, err)
+	}
+	if problems, err := repo.Fsck(context.Background()); err != nil || len(problems) > 0 {
+		t.Fatalf("fsck: %v %v", problems, err)
 	}
 }

@@ -136,8 +136,8 @@ func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size i
 			return r.placeSymlink(c, h)
 		}
 		perm := h.Mode & ModePermMask
-		if r.Mode == ModeBareUserOnly {
-			perm &^= 0o7002
+		if r.Mode == ModeBareUserOnly && perm&0o7002 != 0 {
+			return fmt.Errorf("object %s: mode %04o cannot be stored in a bare-user-only repository", c, perm)
 		}
 		return r.placeObject(c, ObjFile, func(f *os.File) error {
 			if err := writeBareFile(f, content, perm); err != nil || r.Mode == ModeBareUserOnly {

@@ -1,9 +1,8 @@
-// Package progress reports the advance of long operations: a live line on a terminal, JSON
-// lines for machines, or nothing.
+// Package progress reports the advance of long operations: a live line on a terminal, or
+// nothing when no one is watching.
 package progress
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +45,7 @@ func ForStderr() Reporter {
 	return Discard
 }
 
-// counters is the state shared by the reporters.
+// counters is the state of the current stage.
 type counters struct {
 	name         string
 	total        int64
@@ -99,38 +98,4 @@ func (t *Terminal) draw() {
 		of = fmt.Sprintf("/%d", t.c.total)
 	}
 	fmt.Fprintf(t.w, "\r\033[K%s: %d%s, %.1f MB", t.c.name, t.c.items, of, float64(t.c.bytes)/1e6)
-}
-
-// JSON writes one JSON object per stage start and end.
-type JSON struct {
-	mu  sync.Mutex
-	enc *json.Encoder
-	c   counters
-}
-
-// NewJSON returns a Reporter writing JSON lines to w.
-func NewJSON(w io.Writer) *JSON { return &JSON{enc: json.NewEncoder(w)} }
-
-// Stage implements Reporter.
-func (j *JSON) Stage(name string, total int64) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.c = counters{name: name, total: total, start: time.Now()}
-	j.enc.Encode(map[string]any{"stage": name, "event": "start", "total": total})
-}
-
-// Add implements Reporter.
-func (j *JSON) Add(items, bytes int64) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.c.items += items
-	j.c.bytes += bytes
-}
-
-// Done implements Reporter.
-func (j *JSON) Done() {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.enc.Encode(map[string]any{"stage": j.c.name, "event": "done", "items": j.c.items,
-		"bytes": j.c.bytes, "seconds": time.Since(j.c.start).Seconds()})
 }
