@@ -244,7 +244,12 @@ func (r *Repo) placeObject(c Checksum, t ObjectType, write func(*os.File) error)
 			return nil
 		}
 	}
-	f, err := r.CreateTemp(0o644)
+	return r.replaceFile(final, 0o644, write)
+}
+
+// replaceFile writes a file through a named temporary file renamed over final.
+func (r *Repo) replaceFile(final string, perm os.FileMode, write func(*os.File) error) error {
+	f, err := r.CreateTemp(perm)
 	if err != nil {
 		return err
 	}
@@ -257,7 +262,7 @@ func (r *Repo) placeObject(c Checksum, t ObjectType, write func(*os.File) error)
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", rel, err)
+		return fmt.Errorf("writing %s: %w", final, err)
 	}
 	return nil
 }
@@ -323,22 +328,10 @@ func (r *Repo) WriteFileAtomic(rel string, data []byte, perm os.FileMode) error 
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return err
 	}
-	f, err := r.CreateTemp(perm)
-	if err != nil {
+	return r.replaceFile(final, perm, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = rename(f.Name(), final)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", final, err)
-	}
-	return nil
+	})
 }
 
 // Sync flushes everything written to the repository's filesystem to stable storage.
