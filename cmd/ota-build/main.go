@@ -38,7 +38,7 @@ func newApp() *cli.App {
 		// main prints errors, on one line; cli's default handler would exit first.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
-			initCommand(), commitCommand(), summaryCommand(),
+			initCommand(), commitCommand(), summaryCommand(), deltaCommand(), bundleCommand(),
 			keygenCommand(), signCommand(), verifyCommand(),
 			logCommand(), lsCommand(), fsckCommand(),
 		},

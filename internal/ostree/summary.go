@@ -104,8 +104,12 @@ type SummaryOptions struct {
 	Sign func(summary []byte) ([][]byte, error)
 }
 
-// UpdateSummary regenerates the summary file from the local branches and static deltas.
+// UpdateSummary regenerates the summary file from the local branches and static deltas,
+// and the per-commit delta indexes clients look deltas up in.
 func (r *Repo) UpdateSummary(opts SummaryOptions) error {
+	if err := r.writeDeltaIndexes(); err != nil {
+		return err
+	}
 	data, err := r.BuildSummary(opts.Timestamp)
 	if err != nil {
 		return err
@@ -172,16 +176,66 @@ func (r *Repo) BuildSummary(timestamp uint64) ([]byte, error) {
 		return nil, err
 	}
 	if len(deltas) > 0 {
-		index := make([]gvariant.DictEntry, 0, len(deltas))
-		for _, d := range deltas {
-			sb, err := os.ReadFile(filepath.Join(r.Path, DeltaDir(d.From, d.To), "superblock"))
-			if err != nil {
-				return nil, err
-			}
-			sum := sha256.Sum256(sb)
-			index = append(index, gvariant.DictEntry{Key: d.Name(), Value: gvariant.Variant{Type: "ay", Value: sum[:]}})
+		index, err := r.deltaDigests(deltas)
+		if err != nil {
+			return nil, err
 		}
 		extra = append(extra, gvariant.DictEntry{Key: "ostree.static-deltas", Value: gvariant.Variant{Type: "a{sv}", Value: index}})
 	}
 	return gvariant.Encode(SummaryType, []any{entries, extra})
+}
+
+// deltaDigests maps delta names to the SHA-256 of their superblocks, as summaries and
+// delta indexes list them.
+func (r *Repo) deltaDigests(deltas []Delta) ([]gvariant.DictEntry, error) {
+	out := make([]gvariant.DictEntry, 0, len(deltas))
+	for _, d := range deltas {
+		sb, err := os.ReadFile(filepath.Join(r.Path, DeltaDir(d.From, d.To), "superblock"))
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(sb)
+		out = append(out, gvariant.DictEntry{Key: d.Name(), Value: gvariant.Variant{Type: "ay", Value: sum[:]}})
+	}
+	return out, nil
+}
+
+// DeltaIndexPath returns the path (relative to the repository) of the index of deltas to
+// commit to.
+func DeltaIndexPath(to Checksum) string {
+	t := MB64(to)
+	return "delta-indexes/" + t[:2] + "/" + t[2:] + ".index"
+}
+
+// writeDeltaIndexes rewrites delta-indexes/ to match deltas/, one index per target commit,
+// as `ostree static-delta reindex` does.
+func (r *Repo) writeDeltaIndexes() error {
+	deltas, err := r.ListDeltas()
+	if err != nil {
+		return err
+	}
+	byTarget := map[Checksum][]Delta{}
+	for _, d := range deltas {
+		byTarget[d.To] = append(byTarget[d.To], d)
+	}
+	keep := map[string]bool{}
+	for to, ds := range byTarget {
+		digests, err := r.deltaDigests(ds)
+		if err != nil {
+			return err
+		}
+		index := MarshalMetadata([]gvariant.DictEntry{{Key: "ostree.static-deltas", Value: gvariant.Variant{Type: "a{sv}", Value: digests}}})
+		rel := DeltaIndexPath(to)
+		keep[filepath.Join(r.Path, rel)] = true
+		if err := r.WriteFileAtomic(rel, index, 0o644); err != nil {
+			return err
+		}
+	}
+	stale, _ := filepath.Glob(filepath.Join(r.Path, "delta-indexes", "*", "*.index"))
+	for _, p := range stale {
+		if !keep[p] {
+			os.Remove(p)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/otakit/ota/delta"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/sign"
+)
+
+// deltaFlags are the generation options delta and bundle share. They are checked in
+// deltaOptions rather than marked required, which would also demand them of the delta
+// command's subcommands.
+func deltaFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "repo", Usage: "repository `DIR` (required)"},
+		&cli.StringFlag{Name: "from", Usage: "base `REV`, or \"empty\" for a delta from scratch (default: the parent of --to)"},
+		&cli.StringFlag{Name: "to", Usage: "target `REV` (ref, checksum or REF^; required)"},
+		&cli.IntFlag{Name: "max-part-size", Value: delta.DefaultMaxPartSize / 1e6, Usage: "largest part payload in `MB`"},
+		&cli.IntFlag{Name: "max-bsdiff-size", Value: delta.DefaultMaxBsdiffSize / 1e6, Usage: "largest old+new file pair to bsdiff, in `MB`"},
+		&cli.BoolFlag{Name: "disable-bsdiff", Usage: "ship changed files whole"},
+		&cli.StringFlag{Name: "compression", Value: "xz", Usage: "part compression: xz or none (ostree 2022.7 apply-offline cannot read uncompressed part files over 16 KiB; inline ones work)"},
+	}
+}
+
+// openDeltaRepo checks the required generation flags and opens the repository.
+func openDeltaRepo(c *cli.Context) (*ostree.Repo, error) {
+	for _, f := range []string{"repo", "to"} {
+		if c.String(f) == "" {
+			return nil, fmt.Errorf("%s: --%s is required", c.Command.Name, f)
+		}
+	}
+	return ostree.Open(c.String("repo"))
+}
+
+// deltaOptions reads the shared generation flags.
+func deltaOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error) {
+	opts := delta.Options{
+		MaxPartSize:   uint64(c.Int("max-part-size")) * 1e6,
+		MaxBsdiffSize: uint64(c.Int("max-bsdiff-size")) * 1e6,
+		DisableBsdiff: c.Bool("disable-bsdiff"),
+		Timestamp:     time.Unix(int64(summaryTime()), 0),
+	}
+	switch c.String("compression") {
+	case "xz":
+	case "none":
+		opts.Uncompressed = true
+	default:
+		return opts, fmt.Errorf("--compression %q: want xz or none", c.String("compression"))
+	}
+	var err error
+	if opts.To, err = repo.Resolve(c.String("to")); err != nil {
+		return opts, fmt.Errorf("--to: %w", err)
+	}
+	switch from := c.String("from"); from {
+	case "empty":
+	case "":
+		f, err := repo.Resolve(opts.To.String() + "^")
+		if err != nil {
+			return opts, fmt.Errorf("--from not given and %w; use --from empty for a delta from scratch", err)
+		}
+		opts.From = &f
+	default:
+		f, err := repo.Resolve(from)
+		if err != nil {
+			return opts, fmt.Errorf("--from: %w", err)
+		}
+		opts.From = &f
+	}
+	return opts, nil
+}
+
+func deltaCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delta",
+		Usage:     "generate a static delta between two commits (and apply or show deltas)",
+		ArgsUsage: " ",
+		Description: "Writes deltas/…/superblock and parts into the repository and updates the summary and\n" +
+			"delta index, so `ostree pull` and ota-client use it. Run `ota-build summary --sign-key` again\n" +
+			"afterwards if the summary is signed.",
+		Flags: append(deltaFlags(),
+			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
+			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
+			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this key `FILE`; ostree 2022.7 pull cannot read signed superblocks"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
+		Subcommands: []*cli.Command{deltaApplyCommand(), deltaShowCommand()},
+		Action: func(c *cli.Context) error {
+			repo, err := openDeltaRepo(c)
+			if err != nil {
+				return err
+			}
+			opts, err := deltaOptions(c, repo)
+			if err != nil {
+				return err
+			}
+			opts.Inline = c.Bool("inline")
+			opts.MinFallbackSize = uint64(c.Int("min-fallback-size")) * 1e6
+			if opts.Signers, err = deltaSigners(c.StringSlice("sign-key")); err != nil {
+				return err
+			}
+			start := time.Now()
+			res, err := delta.Generate(c.Context, repo, opts)
+			if err != nil {
+				return err
+			}
+			if err := updateSummary(repo, nil); err != nil {
+				return fmt.Errorf("delta written, but updating the summary failed: %w", err)
+			}
+			return printDeltaResult(c, res, start)
+		},
+	}
+}
+
+func printDeltaResult(c *cli.Context, res *delta.Result, start time.Time) error {
+	name := delta.Name(res.Superblock)
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"delta": name, "path": res.Dir, "parts": len(res.Superblock.Parts),
+			"fallbacks": len(res.Superblock.Fallbacks), "bytes": res.Size, "seconds": time.Since(start).Seconds()})
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %d part(s), %d bytes in %s\n", name, len(res.Superblock.Parts), res.Size, res.Dir)
+	return nil
+}
+
+func deltaSigners(paths []string) ([]delta.Signer, error) {
+	signers, err := loadSigners(paths)
+	var out []delta.Signer
+	for _, s := range signers {
+		out = append(out, s)
+	}
+	return out, err
+}
+
+func loadPubkeys(paths []string) ([]ed25519.PublicKey, error) {
+	var pubs []ed25519.PublicKey
+	for _, p := range paths {
+		keys, err := sign.LoadPublicKeys(p)
+		if err != nil {
+			return nil, err
+		}
+		pubs = append(pubs, keys...)
+	}
+	return pubs, nil
+}
+
+func deltaApplyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "apply",
+		Usage:     "apply a delta (directory, superblock or bundle file) to a repository",
+		ArgsUsage: "FILE|DIR",
+		Flags: []cli.Flag{repoFlag,
+			&cli.StringSliceFlag{Name: "pubkey", Usage: "require the commit (and a signed superblock) to be signed by this key `FILE`; repeatable"},
+			&cli.StringFlag{Name: "ref", Usage: "point local branch `REF` at the applied commit"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("delta apply: want one FILE or DIR argument")
+			}
+			repo, err := ostree.Open(c.String("repo"))
+			if err != nil {
+				return err
+			}
+			keys, err := loadPubkeys(c.StringSlice("pubkey"))
+			if err != nil {
+				return err
+			}
+			d, err := delta.Load(c.Args().First(), keys)
+			if err != nil {
+				return err
+			}
+			if err := delta.Apply(c.Context, repo, d, delta.ApplyOptions{Keys: keys}); err != nil {
+				return err
+			}
+			if ref := c.String("ref"); ref != "" {
+				if err := repo.WriteRef(ref, d.To); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintln(c.App.Writer, d.To)
+			return nil
+		},
+	}
+}
+
+func deltaShowCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "show",
+		Usage:     "describe a delta: commits, parts, sizes and operations",
+		ArgsUsage: "NAME|FILE|DIR",
+		Flags:     []cli.Flag{&cli.StringFlag{Name: "repo", Usage: "repository `DIR` holding delta NAME (FROM-TO or TO)"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("delta show: want one NAME, FILE or DIR argument")
+			}
+			p := c.Args().First()
+			if _, err := os.Stat(p); err != nil && c.String("repo") != "" {
+				if p, err = deltaPath(c.String("repo"), p); err != nil {
+					return err
+				}
+			}
+			d, err := delta.Load(p, nil)
+			if err != nil {
+				return err
+			}
+			return delta.Describe(c.App.Writer, d)
+		},
+	}
+}
+
+// deltaPath finds a delta named FROM-TO or TO (hex) in a repository.
+func deltaPath(repo, name string) (string, error) {
+	fromHex, toHex, pair := strings.Cut(name, "-")
+	if !pair {
+		fromHex, toHex = "", fromHex
+	}
+	to, err := ostree.ParseChecksum(toHex)
+	if err != nil {
+		return "", fmt.Errorf("delta name %q: %w", name, err)
+	}
+	var from *ostree.Checksum
+	if pair {
+		f, err := ostree.ParseChecksum(fromHex)
+		if err != nil {
+			return "", fmt.Errorf("delta name %q: %w", name, err)
+		}
+		from = &f
+	}
+	return filepath.Join(repo, ostree.DeltaDir(from, to)), nil
+}
+
+func bundleCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "bundle",
+		Usage:     "write a self-contained, signed update file for USB or offline updates",
+		ArgsUsage: " ",
+		Description: "The bundle is a static delta with its parts inline and the commit's signatures,\n" +
+			"wrapped in a signed envelope when --sign-key is given; `ota-build delta apply` and\n" +
+			"ota-client apply it.",
+		Flags: append(deltaFlags(),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle `FILE` to write", Required: true},
+			signKeyFlag,
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
+		Action: func(c *cli.Context) error {
+			repo, err := openDeltaRepo(c)
+			if err != nil {
+				return err
+			}
+			opts, err := deltaOptions(c, repo)
+			if err != nil {
+				return err
+			}
+			opts.Output = c.String("output")
+			if opts.Signers, err = deltaSigners(c.StringSlice("sign-key")); err != nil {
+				return err
+			}
+			start := time.Now()
+			res, err := delta.Generate(c.Context, repo, opts)
+			if err != nil {
+				return err
+			}
+			return printDeltaResult(c, res, start)
+		},
+	}
+}
+

@@ -1,0 +1,432 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/otakit/ota/delta/bsdiff"
+	"github.com/otakit/ota/internal/gvariant"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/sign"
+)
+
+// Loaded is a delta read from disk: its superblock and where its parts are.
+type Loaded struct {
+	*Superblock
+	// Dir holds the part files (empty for a self-contained file).
+	Dir string
+	// Signed reports whether the superblock came in an OSTSGNDT envelope; Verified that
+	// its signature was checked against the keys Load was given.
+	Signed, Verified bool
+}
+
+// Load reads a delta from a directory holding a superblock and parts, or from a
+// superblock file (parts beside it, or inline). A signed superblock is unwrapped; when
+// keys are given, a valid signature by one of them is required.
+func Load(p string, keys []ed25519.PublicKey) (*Loaded, error) {
+	file := p
+	if st, err := os.Stat(p); err != nil {
+		return nil, err
+	} else if st.IsDir() {
+		file = filepath.Join(p, "superblock")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	l := &Loaded{Dir: filepath.Dir(file)}
+	if bytes.HasPrefix(data, []byte("OSTSGNDT")) {
+		if data, err = unwrapSigned(data, keys); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		l.Signed, l.Verified = true, len(keys) > 0
+	}
+	if l.Superblock, err = ParseSuperblock(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return l, nil
+}
+
+func unwrapSigned(data []byte, keys []ed25519.PublicKey) ([]byte, error) {
+	v, err := gvariant.Decode("(taya{sv})", data)
+	if err != nil {
+		return nil, fmt.Errorf("signed superblock: %w", err)
+	}
+	f := v.([]any)
+	inner := f[1].([]byte)
+	if len(keys) == 0 {
+		return inner, nil
+	}
+	return inner, sign.Verify(keys, inner, signatureList(f[2].([]gvariant.DictEntry)))
+}
+
+// signatureList returns the ed25519 signatures of an a{sv} (detached metadata).
+func signatureList(m []gvariant.DictEntry) [][]byte {
+	v, ok := ostree.Lookup(m, ostree.SignEd25519Key)
+	if !ok || v.Type != "aay" {
+		return nil
+	}
+	var out [][]byte
+	for _, s := range v.Value.([]any) {
+		out = append(out, s.([]byte))
+	}
+	return out
+}
+
+// commitMeta returns the detached metadata the superblock carries for the target commit.
+func (s *Superblock) commitMeta() []gvariant.DictEntry {
+	for _, e := range s.Metadata {
+		if k := e.Key.(string); strings.HasPrefix(k, "deltas/") && strings.HasSuffix(k, "/commitmeta") {
+			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "a{sv}" {
+				return v.Value.([]gvariant.DictEntry)
+			}
+		}
+	}
+	return nil
+}
+
+// inlinePart returns part i when the superblock holds it.
+func (s *Superblock) inlinePart(i int) ([]byte, bool) {
+	suffix := "/" + strconv.Itoa(i)
+	for _, e := range s.Metadata {
+		if k := e.Key.(string); strings.HasPrefix(k, "deltas/") && strings.HasSuffix(k, suffix) {
+			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "(yay)" {
+				t := v.Value.([]any)
+				return append([]byte{t[0].(byte)}, t[1].([]byte)...), true
+			}
+		}
+	}
+	return nil, false
+}
+
+// ApplyOptions controls Apply.
+type ApplyOptions struct {
+	// Keys, when set, must have signed the target commit (signatures from the superblock's
+	// commit metadata, or already in the repository).
+	Keys []ed25519.PublicKey
+}
+
+// Apply writes the objects of a loaded delta and its target commit into repo, verifying
+// every object's checksum. The commit is written last, after every object it needs, so an
+// interrupted apply leaves no commit behind and running it again finishes the job.
+func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions) error {
+	unlock, err := repo.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if d.From != nil && !repo.HasObject(*d.From, ostree.ObjCommit) {
+		return fmt.Errorf("delta base commit %s is not in %s", d.From, repo.Path)
+	}
+	meta := d.commitMeta()
+	// A verified envelope covers the embedded commit; otherwise the commit's own
+	// signatures must verify.
+	if len(opts.Keys) > 0 && !d.Verified {
+		sigs := signatureList(meta)
+		if sigs == nil {
+			sigs, _ = repoSignatures(repo, d.To)
+		}
+		if err := sign.Verify(opts.Keys, d.Commit, sigs); err != nil {
+			return fmt.Errorf("commit %s: %w", d.To, err)
+		}
+	}
+	for _, fb := range d.Fallbacks {
+		if !repo.HasObject(fb.Checksum, ostree.ObjFile) {
+			return fmt.Errorf("delta needs object %s, which it leaves to an online pull (fallback); regenerate it without fallbacks to apply it offline", fb.Checksum)
+		}
+	}
+	for i, h := range d.Parts {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if havePart(repo, h) {
+			continue
+		}
+		part, ok := d.inlinePart(i)
+		if !ok {
+			if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
+				return fmt.Errorf("part %d: %w", i, err)
+			}
+		}
+		if uint64(len(part)) != h.Size || sha256.Sum256(part) != h.Checksum {
+			return fmt.Errorf("part %d: checksum or size mismatch (corrupt or truncated)", i)
+		}
+		// A payload is bounded by what it builds plus its patches and tables.
+		p, err := decodePart(part, 4*h.USize+64<<20)
+		if err != nil {
+			return fmt.Errorf("part %d: %w", i, err)
+		}
+		if err := (&executor{repo: repo, p: p, objects: h.Objects}).run(); err != nil {
+			return fmt.Errorf("part %d: %w", i, err)
+		}
+	}
+	if err := repo.Sync(); err != nil {
+		return err
+	}
+	cm, err := ostree.ParseCommit(d.Commit)
+	if err != nil {
+		return err
+	}
+	if err := checkComplete(repo, cm.RootTree, cm.RootMeta); err != nil {
+		return fmt.Errorf("after applying the delta: %w", err)
+	}
+	if meta != nil {
+		if err := repo.WriteDetachedMetadata(d.To, meta); err != nil {
+			return err
+		}
+	}
+	if _, err := repo.WriteObject(ostree.ObjCommit, d.Commit); err != nil {
+		return err
+	}
+	return repo.Sync()
+}
+
+func repoSignatures(repo *ostree.Repo, c ostree.Checksum) ([][]byte, error) {
+	m, err := repo.ReadDetachedMetadata(c)
+	return signatureList(m), err
+}
+
+func havePart(repo *ostree.Repo, h PartHeader) bool {
+	for _, o := range h.Objects {
+		if !repo.HasObject(o.Checksum, o.Type) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkComplete verifies every object of a tree is present.
+func checkComplete(repo *ostree.Repo, tree, meta ostree.Checksum) error {
+	if !repo.HasObject(meta, ostree.ObjDirMeta) {
+		return fmt.Errorf("dirmeta %s missing", meta)
+	}
+	t, err := repo.ReadDirTree(tree)
+	if err != nil {
+		return fmt.Errorf("dirtree %s: %w", tree, err)
+	}
+	for _, f := range t.Files {
+		if !repo.HasObject(f.Checksum, ostree.ObjFile) {
+			return fmt.Errorf("file %s (%s) missing", f.Checksum, f.Name)
+		}
+	}
+	for _, d := range t.Dirs {
+		if err := checkComplete(repo, d.Tree, d.Meta); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// executor runs one part's operation stream.
+type executor struct {
+	repo    *ostree.Repo
+	p       *payload
+	objects []ObjectRef
+	next    int
+	ops     opReader
+
+	source []byte // content of the read source, when set
+	open   *openObject
+}
+
+// openObject is the content object an 'o' op started.
+type openObject struct {
+	header ostree.FileHeader
+	size   uint64
+	data   []byte
+}
+
+var errTruncated = errors.New("operation stream references data outside the payload")
+
+func (e *executor) slice(off, n uint64) ([]byte, error) {
+	if off > uint64(len(e.p.blob)) || n > uint64(len(e.p.blob))-off {
+		return nil, errTruncated
+	}
+	return e.p.blob[off : off+n], nil
+}
+
+func (e *executor) header(modeIdx, xattrIdx uint64) (ostree.FileHeader, error) {
+	if modeIdx >= uint64(len(e.p.modes)) || xattrIdx >= uint64(len(e.p.xattrs)) {
+		return ostree.FileHeader{}, errors.New("mode or xattr index out of range")
+	}
+	m := e.p.modes[modeIdx]
+	return ostree.FileHeader{UID: m[0], GID: m[1], Mode: m[2], Xattrs: e.p.xattrs[xattrIdx]}, nil
+}
+
+func (e *executor) args(n int) ([]uint64, error) {
+	out := make([]uint64, n)
+	for i := range out {
+		v, err := e.ops.varint()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func (e *executor) nextObject() (ObjectRef, error) {
+	if e.next >= len(e.objects) {
+		return ObjectRef{}, errors.New("operation stream produces more objects than the part lists")
+	}
+	e.next++
+	return e.objects[e.next-1], nil
+}
+
+func (e *executor) run() error {
+	e.ops = opReader{ops: e.p.ops}
+	for e.ops.pos < len(e.ops.ops) {
+		op := e.ops.ops[e.ops.pos]
+		e.ops.pos++
+		if err := e.step(op); err != nil {
+			return fmt.Errorf("op %q at %d: %w", op, e.ops.pos-1, err)
+		}
+	}
+	if e.next != len(e.objects) {
+		return fmt.Errorf("operation stream produced %d of %d objects", e.next, len(e.objects))
+	}
+	return nil
+}
+
+func (e *executor) step(op byte) error {
+	switch op {
+	case opOpenSpliceClose:
+		obj, err := e.nextObject()
+		if err != nil {
+			return err
+		}
+		if obj.Type != ostree.ObjFile {
+			a, err := e.args(2)
+			if err != nil {
+				return err
+			}
+			data, err := e.slice(a[1], a[0])
+			if err != nil {
+				return err
+			}
+			if ostree.Sum(data) != obj.Checksum {
+				return fmt.Errorf("%s %s: checksum mismatch", obj.Type, obj.Checksum)
+			}
+			_, err = e.repo.WriteObject(obj.Type, data)
+			return err
+		}
+		a, err := e.args(4)
+		if err != nil {
+			return err
+		}
+		h, err := e.header(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		data, err := e.slice(a[3], a[2])
+		if err != nil {
+			return err
+		}
+		if h.IsSymlink() {
+			h.LinkTarget, data = string(data), nil
+		}
+		return e.store(obj, &h, data)
+	case opOpen:
+		a, err := e.args(3)
+		if err != nil {
+			return err
+		}
+		h, err := e.header(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		if e.open != nil {
+			return errors.New("open while an object is open")
+		}
+		e.open = &openObject{header: h, size: a[2]}
+	case opWrite:
+		a, err := e.args(2)
+		if err != nil {
+			return err
+		}
+		if e.open == nil {
+			return errors.New("write without an open object")
+		}
+		src := e.p.blob
+		if e.source != nil {
+			src = e.source
+		}
+		if a[1] > uint64(len(src)) || a[0] > uint64(len(src))-a[1] || uint64(len(e.open.data))+a[0] > e.open.size {
+			return errTruncated
+		}
+		e.open.data = append(e.open.data, src[a[1]:a[1]+a[0]]...)
+	case opSetReadSource:
+		a, err := e.args(1)
+		if err != nil {
+			return err
+		}
+		b, err := e.slice(a[0], 32)
+		if err != nil {
+			return err
+		}
+		c, _ := ostree.ChecksumFromBytes(b)
+		_, data, err := readContent(e.repo, c)
+		if err != nil {
+			return fmt.Errorf("read source: %w", err)
+		}
+		e.source = data
+	case opUnsetReadSource:
+		e.source = nil
+	case opBspatch:
+		a, err := e.args(2)
+		if err != nil {
+			return err
+		}
+		if e.open == nil || e.source == nil {
+			return errors.New("bspatch without an open object and a read source")
+		}
+		patch, err := e.slice(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		if e.open.data, err = bsdiff.Patch(e.source, patch, int64(e.open.size)); err != nil {
+			return err
+		}
+	case opClose:
+		if e.open == nil {
+			return errors.New("close without an open object")
+		}
+		obj, err := e.nextObject()
+		if err != nil {
+			return err
+		}
+		o := e.open
+		e.open, e.source = nil, nil
+		if uint64(len(o.data)) != o.size {
+			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
+		}
+		return e.store(obj, &o.header, o.data)
+	default:
+		return errors.New("unknown operation")
+	}
+	return nil
+}
+
+// store verifies a content object against its expected checksum and writes it.
+func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte) error {
+	if obj.Type != ostree.ObjFile {
+		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	}
+	c, _ := ostree.ContentChecksum(h, bytes.NewReader(data))
+	if c != obj.Checksum {
+		return fmt.Errorf("object %s: checksum mismatch (got %s)", obj.Checksum, c)
+	}
+	_, err := e.repo.WriteContent(c, h, bytes.NewReader(data), int64(len(data)), ostree.DefaultCompressionLevel)
+	return err
+}

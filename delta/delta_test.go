@@ -1,0 +1,217 @@
+package delta
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otakit/ota/commit"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/rootfs"
+)
+
+// file is one member of a test tree.
+type file struct {
+	name, body, link string
+	typ              byte
+	mode             int64
+	xattr            string
+}
+
+var epoch = time.Unix(1700000000, 0)
+
+// commitTree commits files to branch main of repo and returns the commit.
+func commitTree(t *testing.T, repo *ostree.Repo, files []file) ostree.Checksum {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		h := &tar.Header{Name: f.name, Typeflag: f.typ, Mode: f.mode, Linkname: f.link, Size: int64(len(f.body)), Format: tar.FormatPAX}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if f.xattr != "" {
+			h.PAXRecords = map[string]string{"SCHILY.xattr.user.test": f.xattr}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			io.WriteString(tw, f.body)
+		}
+	}
+	tw.Close()
+	src, err := rootfs.OpenTar(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := commit.Commit(context.Background(), repo, src, commit.Options{Branch: "main", Timestamp: epoch, NoParent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Commit
+}
+
+func randomBytes(seed uint64, n int) string {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return string(b)
+}
+
+// baseTree and changedTree differ in every way a delta must carry: a changed binary,
+// added, removed and renamed files, mode-only and xattr-only changes, a changed symlink.
+func trees() (base, changed []file) {
+	binary := randomBytes(1, 200_000)
+	edited := []byte(binary)
+	for i := 1000; i < len(edited); i += 7919 {
+		edited[i] ^= 0x5a
+	}
+	base = []file{
+		{name: "usr/bin/app", body: binary, mode: 0o755},
+		{name: "usr/lib/libold.so", body: randomBytes(2, 30_000)},
+		{name: "etc/config", body: "key=1\n"},
+		{name: "etc/mode", body: "same content\n", mode: 0o644},
+		{name: "etc/attr", body: "xattr only\n", xattr: "a"},
+		{name: "usr/share/doc/readme", body: "moved file\n"},
+		{name: "usr/lib/current", typ: tar.TypeSymlink, link: "libold.so", mode: 0o777},
+		{name: "var/empty", typ: tar.TypeDir, mode: 0o755},
+	}
+	changed = []file{
+		{name: "usr/bin/app", body: string(edited), mode: 0o755},
+		{name: "usr/lib/libnew.so", body: randomBytes(3, 40_000)},
+		{name: "etc/config", body: "key=2\n"},
+		{name: "etc/mode", body: "same content\n", mode: 0o600},
+		{name: "etc/attr", body: "xattr only\n", xattr: "b"},
+		{name: "usr/share/doc/README.md", body: "moved file\n"},
+		{name: "usr/lib/current", typ: tar.TypeSymlink, link: "libnew.so", mode: 0o777},
+		{name: "var/empty", typ: tar.TypeDir, mode: 0o755},
+	}
+	return base, changed
+}
+
+// setup makes a source repository holding both commits, and returns them.
+func setup(t *testing.T) (src *ostree.Repo, from, to ostree.Checksum) {
+	t.Helper()
+	base, changed := trees()
+	src, err := ostree.Init(filepath.Join(t.TempDir(), "src"), ostree.ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, commitTree(t, src, base), commitTree(t, src, changed)
+}
+
+// target makes a repository of the given mode holding the base commit (the same tree
+// commits to the same checksum).
+func target(t *testing.T, mode ostree.Mode, withBase bool) *ostree.Repo {
+	t.Helper()
+	repo, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withBase {
+		base, _ := trees()
+		commitTree(t, repo, base)
+	}
+	return repo
+}
+
+func listing(t *testing.T, repo *ostree.Repo, c ostree.Checksum) string {
+	t.Helper()
+	var b strings.Builder
+	err := repo.Walk(c, "/", true, func(e ostree.TreeEntry) error {
+		if e.Dir != nil {
+			b.WriteString(e.Path + " dir\n")
+			return nil
+		}
+		obj, err := repo.OpenContent(e.Checksum)
+		if err != nil {
+			return err
+		}
+		defer obj.Close()
+		data, _ := io.ReadAll(obj)
+		fmt.Fprintf(&b, "%s %s %o %d %s %d\n", e.Path, e.Checksum, e.Header.Mode, len(e.Header.Xattrs), e.Header.LinkTarget, len(data))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestGenerateApply(t *testing.T) {
+	src, from, to := setup(t)
+	want := listing(t, src, to)
+	cases := []struct {
+		name    string
+		opts    Options
+		mode    ostree.Mode
+		scratch bool
+	}{
+		{name: "xz into bare-user", mode: ostree.ModeBareUser},
+		{name: "xz into archive", mode: ostree.ModeArchive},
+		{name: "inline", mode: ostree.ModeBareUser, opts: Options{Inline: true}},
+		{name: "uncompressed", mode: ostree.ModeBareUser, opts: Options{Uncompressed: true}},
+		{name: "no bsdiff, tiny parts", mode: ostree.ModeArchive, opts: Options{DisableBsdiff: true, MaxPartSize: 10_000}},
+		{name: "from scratch", mode: ostree.ModeBareUser, scratch: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := c.opts
+			opts.To, opts.Timestamp = to, epoch
+			if !c.scratch {
+				opts.From = &from
+			}
+			res, err := Generate(context.Background(), src, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := target(t, c.mode, !c.scratch)
+			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Apply(context.Background(), dst, d, ApplyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if problems, err := dst.Fsck(context.Background()); err != nil || len(problems) > 0 {
+				t.Fatalf("fsck: %v %v", problems, err)
+			}
+			if got := listing(t, dst, to); got != want {
+				t.Fatalf("applied tree differs:\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// A changed binary travels as a bsdiff patch, much smaller than the file.
+func TestBsdiffMakesSmallDeltas(t *testing.T) {
+	src, from, to := setup(t)
+	sizes := map[bool]int64{}
+	for _, disable := range []bool{false, true} {
+		res, err := Generate(context.Background(), src, Options{From: &from, To: to, DisableBsdiff: disable, Timestamp: epoch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[disable] = res.Size
+	}
+	if sizes[false]*2 > sizes[true] {
+		t.Fatalf("delta with bsdiff is %d bytes, without %d: want less than half", sizes[false], sizes[true])
+	}
+}
+

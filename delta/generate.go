@@ -1,0 +1,619 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/flate"
+
+	"github.com/otakit/ota/delta/bsdiff"
+	"github.com/otakit/ota/internal/gvariant"
+	"github.com/otakit/ota/internal/ostree"
+)
+
+// Options controls Generate.
+type Options struct {
+	// From is the base commit; nil makes a delta from scratch.
+	From *ostree.Checksum
+	To   ostree.Checksum
+	// Inline puts the parts inside the superblock.
+	Inline bool
+	// MaxPartSize bounds the uncompressed payload of a part (default 32 MB).
+	MaxPartSize uint64
+	// MaxBsdiffSize bounds old+new size of a file pair worth a bsdiff (default 128 MB).
+	MaxBsdiffSize uint64
+	// DisableBsdiff ships changed files whole.
+	DisableBsdiff bool
+	// MinFallbackSize, when non-zero, leaves new files larger than this out of the parts:
+	// clients fetch them as plain objects. Deltas with fallbacks cannot be applied offline.
+	MinFallbackSize uint64
+	// Uncompressed stores the parts without xz compression.
+	Uncompressed bool
+	// Timestamp is recorded in the superblock.
+	Timestamp time.Time
+	// Signers, when set, wrap the superblock in a signed OSTSGNDT envelope (which ostree
+	// 2022.7 pull cannot read: use only for deltas applied by ota-client or offline).
+	Signers []Signer
+	// Workers bounds the goroutines diffing and compressing (default: one per CPU).
+	Workers int
+	// Output, when set, names a file to write a self-contained delta (a bundle) to instead
+	// of the repository's deltas directory; parts are then always inline.
+	Output string
+}
+
+// Signer signs bytes with ed25519.
+type Signer interface {
+	Sign(msg []byte) ([]byte, error)
+}
+
+// Defaults of Options, as ostree static-delta generate uses them.
+const (
+	DefaultMaxPartSize   = 32_000_000
+	DefaultMaxBsdiffSize = 128_000_000
+)
+
+// Result describes a generated delta.
+type Result struct {
+	// Dir is the delta's directory relative to the repository, or the Output file.
+	Dir        string
+	Superblock *Superblock
+	// Size is the total size of the superblock and part files.
+	Size int64
+}
+
+// object is one object of a commit's tree, with the first path it appears at.
+type object struct {
+	ref  ObjectRef
+	path string
+}
+
+// treeObjects lists every dirtree, dirmeta and file object of a commit, each once, in tree
+// order (parents first), and maps file paths to their objects.
+func treeObjects(repo *ostree.Repo, commit ostree.Checksum) ([]object, map[string]ostree.Checksum, error) {
+	cm, _, err := repo.ReadCommit(commit)
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[ObjectRef]bool{}
+	var objs []object
+	files := map[string]ostree.Checksum{}
+	add := func(t ostree.ObjectType, c ostree.Checksum, p string) bool {
+		r := ObjectRef{t, c}
+		if seen[r] {
+			return false
+		}
+		seen[r] = true
+		objs = append(objs, object{r, p})
+		return true
+	}
+	var walk func(tree, meta ostree.Checksum, dir string) error
+	walk = func(tree, meta ostree.Checksum, dir string) error {
+		add(ostree.ObjDirMeta, meta, dir)
+		if !add(ostree.ObjDirTree, tree, dir) {
+			return nil
+		}
+		t, err := repo.ReadDirTree(tree)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		for _, f := range t.Files {
+			p := path.Join(dir, f.Name)
+			files[p] = f.Checksum
+			add(ostree.ObjFile, f.Checksum, p)
+		}
+		for _, d := range t.Dirs {
+			if err := walk(d.Tree, d.Meta, path.Join(dir, d.Name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return objs, files, walk(cm.RootTree, cm.RootMeta, "/")
+}
+
+// Generate writes the static delta described by opts into repo's deltas directory,
+// replacing any delta with the same name. The parts and the superblock are written to a
+// temporary directory first and renamed into place, so readers never see half a delta.
+func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, error) {
+	if opts.MaxPartSize == 0 {
+		opts.MaxPartSize = DefaultMaxPartSize
+	}
+	if opts.MaxBsdiffSize == 0 {
+		opts.MaxBsdiffSize = DefaultMaxBsdiffSize
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.NumCPU()
+	}
+	if opts.Output != "" {
+		opts.Inline, opts.MinFallbackSize = true, 0
+	}
+	_, commitBytes, err := repo.ReadCommit(opts.To)
+	if err != nil {
+		return nil, err
+	}
+	toObjs, _, err := treeObjects(repo, opts.To)
+	if err != nil {
+		return nil, err
+	}
+	have := map[ObjectRef]bool{}
+	var oldFiles map[string]ostree.Checksum
+	if opts.From != nil {
+		fromObjs, files, err := treeObjects(repo, *opts.From)
+		if err != nil {
+			return nil, fmt.Errorf("delta base: %w", err)
+		}
+		for _, o := range fromObjs {
+			have[o.ref] = true
+		}
+		oldFiles = files
+	}
+	// Files that may be patched first, then the others, then (in run) the metadata.
+	var meta, patchable, files []object
+	for _, o := range toObjs {
+		switch {
+		case have[o.ref]:
+		case o.ref.Type != ostree.ObjFile:
+			meta = append(meta, o)
+		case oldFiles[o.path] != (ostree.Checksum{}):
+			patchable = append(patchable, o)
+		default:
+			files = append(files, o)
+		}
+	}
+	files = append(patchable, files...)
+
+	tmp, err := tempDir(repo)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, tmp: tmp}
+	if err := g.run(meta, files); err != nil {
+		return nil, err
+	}
+
+	dir := ostree.DeltaDir(opts.From, opts.To)
+	sb := &Superblock{Timestamp: uint64(opts.Timestamp.Unix()), From: opts.From, To: opts.To,
+		Commit: commitBytes, Fallbacks: g.fallbacks,
+		Metadata: []gvariant.DictEntry{{Key: "ostree.endianness", Value: gvariant.Variant{Type: "y", Value: byte('l')}}}}
+	res := &Result{Dir: dir, Superblock: sb}
+	for i, h := range g.headers {
+		sb.Parts = append(sb.Parts, *h)
+		name := filepath.Join(tmp, fmt.Sprint(i))
+		if !opts.Inline {
+			res.Size += int64(h.Size)
+			continue
+		}
+		pf, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		os.Remove(name)
+		sb.Metadata = append(sb.Metadata, gvariant.DictEntry{Key: fmt.Sprintf("%s/%d", dir, i),
+			Value: gvariant.Variant{Type: "(yay)", Value: []any{pf[0], pf[1:]}}})
+	}
+	if dm, err := repo.ReadDetachedMetadata(opts.To); err != nil {
+		return nil, err
+	} else if dm != nil {
+		sb.Metadata = append(sb.Metadata, gvariant.DictEntry{Key: dir + "/commitmeta",
+			Value: gvariant.Variant{Type: "a{sv}", Value: dm}})
+	}
+	sbBytes, err := sb.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(opts.Signers) > 0 {
+		if sbBytes, err = signSuperblock(sbBytes, opts.Signers); err != nil {
+			return nil, err
+		}
+	}
+	res.Size += int64(len(sbBytes))
+	if opts.Output != "" {
+		res.Dir = opts.Output
+		return res, writeFileAtomic(opts.Output, sbBytes)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "superblock"), sbBytes, 0o644); err != nil {
+		return nil, err
+	}
+	return res, placeDelta(repo, tmp, dir)
+}
+
+// writeFileAtomic writes data to a temporary file beside name and renames it into place,
+// so a failure leaves no partial file.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// tempDir makes a directory in the repository's tmp/ to build a delta in.
+func tempDir(repo *ostree.Repo) (string, error) {
+	f, err := repo.CreateTemp(0o644)
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return name, os.Mkdir(name, 0o755)
+}
+
+// placeDelta makes the finished delta in tmp durable and renames it into place, replacing
+// an older delta of the same name.
+func placeDelta(repo *ostree.Repo, tmp, dir string) error {
+	if err := repo.Sync(); err != nil {
+		return err
+	}
+	final := filepath.Join(repo.Path, dir)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return err
+	}
+	return os.Rename(tmp, final)
+}
+
+// generator holds one Generate call's state.
+type generator struct {
+	ctx      context.Context
+	repo     *ostree.Repo
+	opts     Options
+	oldFiles map[string]ostree.Checksum
+	tmp      string // where part files are written, named by index
+
+	headers   []*PartHeader // filled in by the compressors
+	fallbacks []Fallback
+}
+
+// item is a new content object ready to pack: whole, or as a patch against base.
+type item struct {
+	ref      ObjectRef
+	header   ostree.FileHeader
+	data     []byte // content (or symlink target), or the bsdiff patch when base is set
+	size     uint64 // content size
+	base     *ostree.Checksum
+	fallback bool
+}
+
+// pending is an item being prepared by a worker.
+type pending struct {
+	item
+	err  error
+	done chan struct{}
+}
+
+// run packs the new objects into parts: content in tree order, then the metadata. Workers
+// load and diff files ahead of the packer within a bounded window, and finished parts are
+// compressed and written out in parallel, so memory holds only a few files and parts.
+//
+// Metadata goes last because ostree 2022.7's pull walks the new commit's tree while parts
+// are still being applied, and fetches as loose objects whatever the walk finds missing:
+// content before metadata means the walk can only ever miss small dirtrees, never files.
+func (g *generator) run(meta, files []object) error {
+	n := g.opts.Workers
+	ordered := make(chan *pending, 2*n)
+	work := make(chan struct {
+		o object
+		p *pending
+	})
+	ctx, cancel := context.WithCancel(g.ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range work {
+				w.p.item, w.p.err = g.prepareOne(w.o)
+				close(w.p.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		for _, o := range files {
+			p := &pending{done: make(chan struct{})}
+			select {
+			case ordered <- p:
+			case <-ctx.Done():
+				return
+			}
+			work <- struct {
+				o object
+				p *pending
+			}{o, p}
+		}
+	}()
+
+	pk := packer{g: g, cur: newPart(), sem: make(chan struct{}, n)}
+	var err error
+	for p := range ordered {
+		if err != nil {
+			cancel()
+			continue // drain, letting the workers finish
+		}
+		<-p.done
+		err = p.err
+		if err == nil {
+			err = pk.file(&p.item)
+		}
+	}
+	wg.Wait()
+	if err == nil {
+		err = g.ctx.Err()
+	}
+	if err == nil {
+		err = pk.meta(meta)
+	}
+	return errors.Join(err, pk.finish())
+}
+
+func readContent(repo *ostree.Repo, c ostree.Checksum) (ostree.FileHeader, []byte, error) {
+	obj, err := repo.OpenContent(c)
+	if err != nil {
+		return ostree.FileHeader{}, nil, err
+	}
+	defer obj.Close()
+	if obj.Header.IsSymlink() {
+		return obj.Header, []byte(obj.Header.LinkTarget), nil
+	}
+	data := make([]byte, 0, obj.Size)
+	buf := bytes.NewBuffer(data)
+	if _, err := io.Copy(buf, obj); err != nil {
+		return obj.Header, nil, fmt.Errorf("object %s: %w", c, err)
+	}
+	return obj.Header, buf.Bytes(), nil
+}
+
+// prepareOne loads a new content object and, when the base commit has a regular file at
+// the same path, a bsdiff patch against it if that compresses clearly better.
+func (g *generator) prepareOne(o object) (item, error) {
+	h, data, err := readContent(g.repo, o.ref.Checksum)
+	if err != nil {
+		return item{}, err
+	}
+	it := item{ref: o.ref, header: h, data: data, size: uint64(len(data))}
+	if h.IsSymlink() {
+		it.size = 0
+		return it, nil
+	}
+	if g.opts.MinFallbackSize > 0 && it.size > g.opts.MinFallbackSize && g.repo.Mode == ostree.ModeArchive {
+		it.fallback, it.data = true, nil
+		return it, nil
+	}
+	old, ok := g.oldFiles[o.path]
+	if g.opts.DisableBsdiff || !ok || len(data) == 0 {
+		return it, nil
+	}
+	oh, odata, err := readContent(g.repo, old)
+	if err != nil {
+		return item{}, err
+	}
+	if oh.IsSymlink() || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
+		return it, nil
+	}
+	patch, err := bsdiff.Diff(odata, data)
+	if err != nil {
+		return item{}, fmt.Errorf("%s: bsdiff: %w", o.path, err)
+	}
+	// Parts are compressed as a whole; compare what each choice costs compressed.
+	if compressedSize(patch) < compressedSize(data)*9/10 {
+		it.data, it.base = patch, &old
+	}
+	return it, nil
+}
+
+// compressedSize estimates how well data compresses, quickly.
+func compressedSize(data []byte) int {
+	var n countWriter
+	w, _ := flate.NewWriter(&n, flate.BestSpeed)
+	w.Write(data)
+	w.Close()
+	return int(n)
+}
+
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// partBuilder accumulates one part's payload.
+type partBuilder struct {
+	payload
+	objects  []ObjectRef
+	usize    uint64
+	modeIdx  map[[3]uint32]int
+	xattrIdx map[string]int
+}
+
+func newPart() *partBuilder {
+	return &partBuilder{modeIdx: map[[3]uint32]int{}, xattrIdx: map[string]int{},
+		payload: payload{xattrs: [][]ostree.Xattr{nil}}}
+}
+
+func (p *partBuilder) mode(h *ostree.FileHeader) uint64 {
+	k := [3]uint32{h.UID, h.GID, h.Mode}
+	i, ok := p.modeIdx[k]
+	if !ok {
+		i = len(p.modes)
+		p.modes = append(p.modes, k)
+		p.modeIdx[k] = i
+	}
+	return uint64(i)
+}
+
+func (p *partBuilder) xattr(x []ostree.Xattr) uint64 {
+	if len(x) == 0 {
+		return 0
+	}
+	var key bytes.Buffer
+	for _, a := range x {
+		key.WriteString(a.Name)
+		key.WriteByte(0)
+		key.Write(a.Value)
+		key.WriteByte(0)
+	}
+	i, ok := p.xattrIdx[key.String()]
+	if !ok {
+		i = len(p.xattrs)
+		p.xattrs = append(p.xattrs, x)
+		p.xattrIdx[key.String()] = i
+	}
+	return uint64(i)
+}
+
+// add appends bytes to the payload blob and returns their offset.
+func (p *partBuilder) add(b []byte) uint64 {
+	off := uint64(len(p.blob))
+	p.blob = append(p.blob, b...)
+	return off
+}
+
+func (p *partBuilder) op(code byte, args ...uint64) {
+	p.ops = append(p.ops, code)
+	for _, a := range args {
+		p.ops = putUvarint(p.ops, a)
+	}
+}
+
+// packer fills parts in order and hands full ones to the compressors.
+type packer struct {
+	g   *generator
+	cur *partBuilder
+	wg  sync.WaitGroup
+	sem chan struct{}
+	mu  sync.Mutex
+	err error
+}
+
+// room starts a new part when n more payload bytes would overflow the current one.
+func (p *packer) room(n int) {
+	if len(p.cur.objects) > 0 && uint64(len(p.cur.blob)+n) > p.g.opts.MaxPartSize {
+		p.flush()
+	}
+}
+
+// flush compresses and writes the current part in the background.
+func (p *packer) flush() {
+	part, idx := p.cur, len(p.g.headers)
+	h := &PartHeader{USize: part.usize, Objects: part.objects}
+	p.g.headers = append(p.g.headers, h)
+	p.cur = newPart()
+	p.wg.Add(1)
+	p.sem <- struct{}{}
+	go func() {
+		defer func() { <-p.sem; p.wg.Done() }()
+		compression := CompressionXZ
+		if p.g.opts.Uncompressed {
+			compression = CompressionNone
+		}
+		data, err := encodePart(&part.payload, compression)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(p.g.tmp, fmt.Sprint(idx)), data, 0o644)
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err != nil {
+			p.err = errors.Join(p.err, fmt.Errorf("part %d: %w", idx, err))
+			return
+		}
+		h.Checksum, h.Size = sha256.Sum256(data), uint64(len(data))
+	}()
+}
+
+// finish flushes the last part and waits for every part to be written.
+func (p *packer) finish() error {
+	if len(p.cur.objects) > 0 || len(p.g.headers) == 0 {
+		p.flush()
+	}
+	p.wg.Wait()
+	return p.err
+}
+
+func (p *packer) meta(objs []object) error {
+	for _, o := range objs {
+		data, err := p.g.repo.ReadObject(o.ref.Type, o.ref.Checksum)
+		if err != nil {
+			return err
+		}
+		p.room(len(data))
+		off := p.cur.add(data)
+		p.cur.op(opOpenSpliceClose, uint64(len(data)), off)
+		p.cur.objects = append(p.cur.objects, o.ref)
+		p.cur.usize += uint64(len(data))
+	}
+	return nil
+}
+
+func (p *packer) file(it *item) error {
+	if it.fallback {
+		st, err := os.Stat(p.g.repo.ObjectPath(it.ref.Checksum, ostree.ObjFile))
+		if err != nil {
+			return err
+		}
+		p.g.fallbacks = append(p.g.fallbacks, Fallback{Checksum: it.ref.Checksum, CompressedSize: uint64(st.Size()), USize: it.size})
+		return nil
+	}
+	p.room(len(it.data) + 32)
+	c := p.cur
+	m, x := c.mode(&it.header), c.xattr(it.header.Xattrs)
+	if it.base != nil {
+		c.op(opSetReadSource, c.add(it.base[:]))
+		c.op(opOpen, m, x, it.size)
+		c.op(opBspatch, c.add(it.data), uint64(len(it.data)))
+		c.op(opClose)
+		c.op(opUnsetReadSource)
+	} else {
+		off := c.add(it.data)
+		c.op(opOpenSpliceClose, m, x, uint64(len(it.data)), off)
+	}
+	c.objects = append(c.objects, it.ref)
+	c.usize += it.size
+	return nil
+}
+
+// signedMagic starts a signed superblock: "OSTSGNDT" read as a big-endian uint64.
+const signedMagic = 0x4F535453474E4454
+
+// signSuperblock wraps a superblock in the (taya{sv}) envelope of signed deltas.
+func signSuperblock(sb []byte, signers []Signer) ([]byte, error) {
+	var sigs []any
+	for _, s := range signers {
+		sig, err := s.Sign(sb)
+		if err != nil {
+			return nil, err
+		}
+		sigs = append(sigs, sig)
+	}
+	return gvariant.Encode("(taya{sv})", []any{swap64(signedMagic, true), sb,
+		[]gvariant.DictEntry{{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: sigs}}}})
+}
