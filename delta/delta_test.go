@@ -214,4 +214,3 @@ func TestBsdiffMakesSmallDeltas(t *testing.T) {
 		t.Fatalf("delta with bsdiff is %d bytes, without %d: want less than half", sizes[false], sizes[true])
 	}
 }
-

@@ -58,7 +58,7 @@ type PartHeader struct {
 
 // Fallback is a content object a client fetches on its own rather than from a part.
 type Fallback struct {
-	Checksum               ostree.Checksum
+	Checksum              ostree.Checksum
 	CompressedSize, USize uint64
 }
 

@@ -267,4 +267,3 @@ func bundleCommand() *cli.Command {
 		},
 	}
 }
-
