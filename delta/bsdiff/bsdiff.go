@@ -1,0 +1,227 @@
+// Package bsdiff creates and applies binary patches in the stream format of
+// the bspatch operation of OSTree static deltas.
+//
+// That format is the raw output of the bsdiff() function of Matthew
+// Endsley's bsdiff library (github.com/mendsley/bsdiff), which OSTree
+// embeds: no header and no compression, just a sequence of records
+//
+//	x, y, z  three 8-byte integers
+//	diff     x bytes, added bytewise (mod 256) to x bytes of the old file
+//	extra    y bytes, copied verbatim
+//
+// Each record appends x+y bytes to the new file and then moves the read
+// position in the old file forward by x+z; z may be negative. The integers
+// are little-endian sign-magnitude: the low 63 bits hold the magnitude, the
+// top bit of the last byte the sign. The stream ends when the new file is
+// complete; its size is stored elsewhere (in the delta's part header).
+//
+// Diff implements Colin Percival's bsdiff algorithm with the heuristics of
+// that library, so its patches are byte for byte the ones OSTree produces,
+// but builds the suffix array with induced sorting (SA-IS), in linear time,
+// rather than with qsufsort.
+package bsdiff
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+)
+
+// MaxOldSize is the largest old file Diff accepts: its suffix array, which
+// has an entry for every suffix including the empty one, holds int32s.
+const MaxOldSize = math.MaxInt32 - 1
+
+// ctrlSize is the size of a record's x, y, z header.
+const ctrlSize = 24
+
+// Diff returns a patch that turns old into new, in the bspatch stream
+// format described in the package documentation. Patch(old, p, len(new))
+// reproduces new from it.
+//
+// Diff holds a suffix array of old, 4*(len(old)+1) bytes, while it runs;
+// building it takes a few bucket arrays on top, usually far smaller than
+// the suffix array. The patch itself is len(new) bytes plus 24 bytes a
+// record. Diff fails only if old is larger than MaxOldSize.
+func Diff(old, new []byte) ([]byte, error) {
+	if len(old) > MaxOldSize {
+		return nil, fmt.Errorf("bsdiff: old file is %d bytes, more than the %d supported", len(old), MaxOldSize)
+	}
+	// I is the suffix array of old including the empty suffix, which sorts
+	// first: the same array as the one qsufsort builds.
+	I := make([]int32, len(old)+1)
+	I[0] = int32(len(old))
+	suffixSort(old, I[1:])
+	return diff(I, old, new), nil
+}
+
+// diff is the scan loop of bsdiff_internal in mendsley/bsdiff's bsdiff.c,
+// with the same variable names; I is the suffix array of old.
+func diff(I []int32, old, new []byte) []byte {
+	oldsize, newsize := len(old), len(new)
+	out := make([]byte, 0, newsize+newsize/64+4*ctrlSize)
+	var scan, pos, length, lastscan, lastpos, lastoffset int
+	for scan < newsize {
+		oldscore := 0
+		scan += length
+		for scsc := scan; scan < newsize; scan++ {
+			pos, length = search(I, old, new[scan:])
+			for ; scsc < scan+length; scsc++ {
+				if scsc+lastoffset < oldsize && old[scsc+lastoffset] == new[scsc] {
+					oldscore++
+				}
+			}
+			if (length == oldscore && length != 0) || length > oldscore+8 {
+				break
+			}
+			if scan+lastoffset < oldsize && old[scan+lastoffset] == new[scan] {
+				oldscore--
+			}
+		}
+		if length == oldscore && scan != newsize {
+			continue
+		}
+
+		// Extend the previous match forwards (lenf) and this one
+		// backwards (lenb) while at least half the bytes agree.
+		s, Sf, lenf := 0, 0, 0
+		for i := 0; lastscan+i < scan && lastpos+i < oldsize; {
+			if old[lastpos+i] == new[lastscan+i] {
+				s++
+			}
+			i++
+			if s*2-i > Sf*2-lenf {
+				Sf, lenf = s, i
+			}
+		}
+		lenb := 0
+		if scan < newsize {
+			s, Sb := 0, 0
+			for i := 1; scan >= lastscan+i && pos >= i; i++ {
+				if old[pos-i] == new[scan-i] {
+					s++
+				}
+				if s*2-i > Sb*2-lenb {
+					Sb, lenb = s, i
+				}
+			}
+		}
+		// If the extensions overlap, split the overlap where it
+		// matches best.
+		if lastscan+lenf > scan-lenb {
+			overlap := (lastscan + lenf) - (scan - lenb)
+			s, Ss, lens := 0, 0, 0
+			for i := range overlap {
+				if new[lastscan+lenf-overlap+i] == old[lastpos+lenf-overlap+i] {
+					s++
+				}
+				if new[scan-lenb+i] == old[pos-lenb+i] {
+					s--
+				}
+				if s > Ss {
+					Ss, lens = s, i+1
+				}
+			}
+			lenf += lens - overlap
+			lenb -= lens
+		}
+
+		out = appendRecord(out, old[lastpos:lastpos+lenf], new[lastscan:lastscan+lenf],
+			new[lastscan+lenf:scan-lenb], (pos-lenb)-(lastpos+lenf), math.MaxInt32)
+
+		lastscan = scan - lenb
+		lastpos = pos - lenb
+		lastoffset = pos - scan
+	}
+	return out
+}
+
+// appendRecord appends the records that add diffNew-diffOld (bytewise),
+// copy extra and then skip z bytes of the old file. Extra runs longer than
+// maxExtra are split over several records: bspatch rejects x and y above
+// math.MaxInt32 (x never exceeds it since len(old) <= MaxOldSize).
+func appendRecord(out, diffOld, diffNew, extra []byte, z, maxExtra int) []byte {
+	for {
+		y := min(len(extra), maxExtra)
+		rz := z
+		if y < len(extra) {
+			rz = 0
+		}
+		out = appendOff(out, int64(len(diffNew)))
+		out = appendOff(out, int64(y))
+		out = appendOff(out, int64(rz))
+		start := len(out)
+		out = slices.Grow(out, len(diffNew)+y)[:start+len(diffNew)]
+		d := out[start:]
+		for i := range d {
+			d[i] = diffNew[i] - diffOld[i]
+		}
+		out = append(out, extra[:y]...)
+		if extra = extra[y:]; len(extra) == 0 {
+			return out
+		}
+		diffOld, diffNew = nil, nil
+	}
+}
+
+// appendOff appends x in bsdiff's 8-byte sign-magnitude encoding (offtout).
+func appendOff(b []byte, x int64) []byte {
+	u := uint64(x)
+	if x < 0 {
+		u = uint64(-x) | 1<<63
+	}
+	return binary.LittleEndian.AppendUint64(b, u)
+}
+
+// readOff decodes an 8-byte sign-magnitude integer (offtin). The negative
+// zero decodes as 0.
+func readOff(b []byte) int64 {
+	u := binary.LittleEndian.Uint64(b)
+	x := int64(u &^ (1 << 63))
+	if u>>63 != 0 {
+		return -x
+	}
+	return x
+}
+
+// search finds a longest match of a prefix of new among the suffixes of
+// old, by binary search over the suffix array I, exactly as bsdiff's
+// search(I, old, oldsize, new, newsize, 0, oldsize, &pos) does: on ties it
+// picks the same position.
+func search(I []int32, old, new []byte) (pos, n int) {
+	st, en := 0, len(I)-1
+	for en-st >= 2 {
+		x := st + (en-st)/2
+		o := old[I[x]:]
+		m := min(len(o), len(new))
+		if bytes.Compare(o[:m], new[:m]) < 0 {
+			st = x
+		} else {
+			en = x
+		}
+	}
+	x := matchlen(old[I[st]:], new)
+	y := matchlen(old[I[en]:], new)
+	if x > y {
+		return int(I[st]), x
+	}
+	return int(I[en]), y
+}
+
+// matchlen returns the length of the common prefix of a and b.
+func matchlen(a, b []byte) int {
+	n := min(len(a), len(b))
+	a, b = a[:n], b[:n]
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:]); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
+}
