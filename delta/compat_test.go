@@ -68,15 +68,11 @@ func TestOstreeAppliesOurDeltas(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			opts := c.opts
-			opts.To, opts.Timestamp = to, epoch
-			if !c.scratch {
-				opts.From = &from
+			base := &from
+			if c.scratch {
+				base = nil
 			}
-			res, err := Generate(context.Background(), src, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := generate(t, src, c.opts, base, to)
 			var dst string
 			if c.scratch {
 				dst = filepath.Join(t.TempDir(), "target")

@@ -154,6 +154,17 @@ func listing(t *testing.T, repo *ostree.Repo, c ostree.Checksum) string {
 	return b.String()
 }
 
+// generate makes a delta from base (nil: from scratch) to to, at the test epoch.
+func generate(t *testing.T, src *ostree.Repo, opts Options, base *ostree.Checksum, to ostree.Checksum) *Result {
+	t.Helper()
+	opts.From, opts.To, opts.Timestamp = base, to, epoch
+	res, err := Generate(context.Background(), src, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func TestGenerateApply(t *testing.T) {
 	src, from, to := setup(t)
 	want := listing(t, src, to)
@@ -172,15 +183,11 @@ func TestGenerateApply(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			opts := c.opts
-			opts.To, opts.Timestamp = to, epoch
-			if !c.scratch {
-				opts.From = &from
+			base := &from
+			if c.scratch {
+				base = nil
 			}
-			res, err := Generate(context.Background(), src, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := generate(t, src, c.opts, base, to)
 			dst := target(t, c.mode, !c.scratch)
 			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
 			if err != nil {

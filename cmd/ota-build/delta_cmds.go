@@ -30,18 +30,25 @@ func deltaFlags() []cli.Flag {
 	}
 }
 
-// openDeltaRepo checks the required generation flags and opens the repository.
-func openDeltaRepo(c *cli.Context) (*ostree.Repo, error) {
+// deltaOptions opens the repository and reads the generation flags delta and bundle share.
+func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
 	for _, f := range []string{"repo", "to"} {
 		if c.String(f) == "" {
-			return nil, fmt.Errorf("%s: --%s is required", c.Command.Name, f)
+			return nil, delta.Options{}, fmt.Errorf("%s: --%s is required", c.Command.Name, f)
 		}
 	}
-	return ostree.Open(c.String("repo"))
+	repo, err := ostree.Open(c.String("repo"))
+	if err != nil {
+		return nil, delta.Options{}, err
+	}
+	opts, err := generationOptions(c, repo)
+	if err == nil {
+		opts.Signers, err = deltaSigners(c.StringSlice("sign-key"))
+	}
+	return repo, opts, err
 }
 
-// deltaOptions reads the shared generation flags.
-func deltaOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error) {
+func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error) {
 	opts := delta.Options{
 		MaxPartSize:   uint64(c.Int("max-part-size")) * 1e6,
 		MaxBsdiffSize: uint64(c.Int("max-bsdiff-size")) * 1e6,
@@ -92,19 +99,12 @@ func deltaCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
 		Subcommands: []*cli.Command{deltaApplyCommand(), deltaShowCommand()},
 		Action: func(c *cli.Context) error {
-			repo, err := openDeltaRepo(c)
-			if err != nil {
-				return err
-			}
-			opts, err := deltaOptions(c, repo)
+			repo, opts, err := deltaOptions(c)
 			if err != nil {
 				return err
 			}
 			opts.Inline = c.Bool("inline")
 			opts.MinFallbackSize = uint64(c.Int("min-fallback-size")) * 1e6
-			if opts.Signers, err = deltaSigners(c.StringSlice("sign-key")); err != nil {
-				return err
-			}
 			start := time.Now()
 			res, err := delta.Generate(c.Context, repo, opts)
 			if err != nil {
@@ -246,18 +246,11 @@ func bundleCommand() *cli.Command {
 			signKeyFlag,
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
 		Action: func(c *cli.Context) error {
-			repo, err := openDeltaRepo(c)
-			if err != nil {
-				return err
-			}
-			opts, err := deltaOptions(c, repo)
+			repo, opts, err := deltaOptions(c)
 			if err != nil {
 				return err
 			}
 			opts.Output = c.String("output")
-			if opts.Signers, err = deltaSigners(c.StringSlice("sign-key")); err != nil {
-				return err
-			}
 			start := time.Now()
 			res, err := delta.Generate(c.Context, repo, opts)
 			if err != nil {
