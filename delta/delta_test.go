@@ -82,8 +82,10 @@ func trees() (base, changed []file) {
 	for i := 1000; i < len(edited); i += 7919 {
 		edited[i] ^= 0x5a
 	}
+	lib := randomBytes(4, 60_000)
 	base = []file{
 		{name: "usr/bin/app", body: binary, mode: 0o755},
+		{name: "usr/lib/libz.so.1.2", body: lib},
 		{name: "usr/lib/libold.so", body: randomBytes(2, 30_000)},
 		{name: "etc/config", body: "key=1\n"},
 		{name: "etc/mode", body: "same content\n", mode: 0o644},
@@ -94,6 +96,7 @@ func trees() (base, changed []file) {
 	}
 	changed = []file{
 		{name: "usr/bin/app", body: string(edited), mode: 0o755},
+		{name: "usr/lib/libz.so.1.3", body: lib[:30_000] + "rebuilt" + lib[30_000:]},
 		{name: "usr/lib/libnew.so", body: randomBytes(3, 40_000)},
 		{name: "etc/config", body: "key=2\n"},
 		{name: "etc/mode", body: "same content\n", mode: 0o600},
@@ -210,7 +213,7 @@ func TestGenerateApply(t *testing.T) {
 func TestBsdiffMakesSmallDeltas(t *testing.T) {
 	src, from, to := setup(t)
 	sizes := map[bool]int64{}
-	for _, disable := range []bool{false, true} {
+	for _, disable := range []bool{true, false} { // the delta with bsdiff stays
 		res, err := Generate(context.Background(), src, Options{From: &from, To: to, DisableBsdiff: disable, Timestamp: epoch})
 		if err != nil {
 			t.Fatal(err)
@@ -219,5 +222,17 @@ func TestBsdiffMakesSmallDeltas(t *testing.T) {
 	}
 	if sizes[false]*2 > sizes[true] {
 		t.Fatalf("delta with bsdiff is %d bytes, without %d: want less than half", sizes[false], sizes[true])
+	}
+	// The changed binary (same path) and the renamed library (same stem) are both patched.
+	d, err := Load(filepath.Join(src.Path, ostree.DeltaDir(&from, to)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := Describe(&out, d); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "B:2") {
+		t.Fatalf("want two bspatch operations:\n%s", out.String())
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,7 +179,7 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, tmp: tmp}
+	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp}
 	if err := g.run(meta, files); err != nil {
 		return nil, err
 	}
@@ -288,6 +290,8 @@ type generator struct {
 	repo     *ostree.Repo
 	opts     Options
 	oldFiles map[string]ostree.Checksum
+	// oldByName finds a base file for a path the base lacks, by base name or by stem.
+	oldByName map[string]ostree.Checksum
 	tmp      string // where part files are written, named by index
 
 	headers   []*PartHeader // filled in by the compressors
@@ -396,7 +400,9 @@ func readContent(repo *ostree.Repo, c ostree.Checksum) (ostree.FileHeader, []byt
 }
 
 // prepareOne loads a new content object and, when the base commit has a regular file at
-// the same path, a bsdiff patch against it if that compresses clearly better.
+// the same path (else one with the same name or stem and a similar size, which catches
+// renames such as libfoo.so.1.2 → libfoo.so.1.3), a bsdiff patch against it if that
+// compresses clearly better.
 func (g *generator) prepareOne(o object) (item, error) {
 	h, data, err := readContent(g.repo, o.ref.Checksum)
 	if err != nil {
@@ -411,15 +417,23 @@ func (g *generator) prepareOne(o object) (item, error) {
 		it.fallback, it.data = true, nil
 		return it, nil
 	}
-	old, ok := g.oldFiles[o.path]
-	if g.opts.DisableBsdiff || !ok || len(data) == 0 {
+	old, samePath := g.oldFiles[o.path]
+	if !samePath {
+		old = g.oldByName["n:"+path.Base(o.path)]
+		if old == (ostree.Checksum{}) {
+			old = g.oldByName["s:"+stem(o.path)]
+		}
+	}
+	if g.opts.DisableBsdiff || old == (ostree.Checksum{}) || len(data) == 0 {
 		return it, nil
 	}
 	oh, odata, err := readContent(g.repo, old)
 	if err != nil {
 		return item{}, err
 	}
-	if oh.IsSymlink() || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
+	// A file found by name must be of similar size to be worth diffing, as in ostree.
+	similar := samePath || (len(odata)*10 >= len(data)*7 && len(odata)*10 <= len(data)*13)
+	if oh.IsSymlink() || !similar || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
 		return it, nil
 	}
 	patch, err := bsdiff.Diff(odata, data)
@@ -503,6 +517,33 @@ func (p *partBuilder) op(code byte, args ...uint64) {
 	for _, a := range args {
 		p.ops = putUvarint(p.ops, a)
 	}
+}
+
+// stem returns a path's base name up to its first dot.
+func stem(p string) string {
+	b := path.Base(p)
+	if i := strings.IndexByte(b, '.'); i > 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// similarNames indexes base files by "n:"+name and "s:"+stem, the first in path order.
+func similarNames(files map[string]ostree.Checksum) map[string]ostree.Checksum {
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	out := map[string]ostree.Checksum{}
+	for _, p := range paths {
+		for _, k := range []string{"n:" + path.Base(p), "s:" + stem(p)} {
+			if _, ok := out[k]; !ok {
+				out[k] = files[p]
+			}
+		}
+	}
+	return out
 }
 
 // packer fills parts in order and hands full ones to the compressors.
