@@ -292,7 +292,7 @@ type generator struct {
 	oldFiles map[string]ostree.Checksum
 	// oldByName finds a base file for a path the base lacks, by base name or by stem.
 	oldByName map[string]ostree.Checksum
-	tmp      string // where part files are written, named by index
+	tmp       string // where part files are written, named by index
 
 	headers   []*PartHeader // filled in by the compressors
 	fallbacks []Fallback
