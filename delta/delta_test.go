@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -234,5 +235,41 @@ func TestBsdiffMakesSmallDeltas(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "B:2") {
 		t.Fatalf("want two bspatch operations:\n%s", out.String())
+	}
+}
+
+// An apply stopped part-way leaves no commit; running it again finishes the job, skipping
+// the parts already applied.
+func TestApplyResumes(t *testing.T) {
+	src, from, to := setup(t)
+	res := generate(t, src, Options{MaxPartSize: 20_000, DisableBsdiff: true}, &from, to)
+	dir := filepath.Join(src.Path, res.Dir)
+	if len(res.Superblock.Parts) < 3 {
+		t.Fatalf("want several parts, got %d", len(res.Superblock.Parts))
+	}
+	last := filepath.Join(dir, fmt.Sprint(len(res.Superblock.Parts)-1))
+	if err := os.Rename(last, last+".away"); err != nil {
+		t.Fatal(err)
+	}
+	dst := target(t, ostree.ModeBareUser, true)
+	d, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(context.Background(), dst, d, ApplyOptions{}); err == nil {
+		t.Fatal("apply without its last part succeeded")
+	}
+	if dst.HasObject(to, ostree.ObjCommit) {
+		t.Fatal("interrupted apply wrote the commit")
+	}
+	if problems, err := dst.Fsck(context.Background()); err != nil || len(problems) > 0 {
+		t.Fatalf("fsck after interruption: %v %v", problems, err)
+	}
+	os.Rename(last+".away", last)
+	if err := Apply(context.Background(), dst, d, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listing(t, dst, to), listing(t, src, to); got != want {
+		t.Fatalf("tree after resumed apply differs:\n%s\nwant\n%s", got, want)
 	}
 }
