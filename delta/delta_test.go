@@ -273,3 +273,24 @@ func TestApplyResumes(t *testing.T) {
 		t.Fatalf("tree after resumed apply differs:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// Without the xz command, parts are compressed by the pure-Go encoder, and decode alike.
+func TestXZWithoutCommand(t *testing.T) {
+	p := newPart()
+	p.add([]byte(strings.Repeat("compressible ", 10_000)))
+	withCmd, err := encodePart(&p.payload, CompressionXZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	withoutCmd, err := encodePart(&p.payload, CompressionXZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range [][]byte{withCmd, withoutCmd} {
+		got, err := decodePart(part, 1<<20)
+		if err != nil || !bytes.Equal(got.blob, p.blob) {
+			t.Fatalf("round trip: %v", err)
+		}
+	}
+}

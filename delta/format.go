@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"os/exec"
 
 	"github.com/ulikunitz/xz"
 
@@ -270,6 +271,28 @@ func encodePart(p *payload, compression byte) ([]byte, error) {
 	raw := p.marshal()
 	if compression == CompressionNone {
 		return append([]byte{CompressionNone}, raw...), nil
+	}
+	return compressXZ(raw)
+}
+
+// xzPreset is the preset of the xz command: 6 compresses parts (at most 32 MB) as well as
+// ostree's preset 8, with a quarter of its memory.
+const xzPreset = "-6"
+
+// compressXZ returns 'x' followed by an .xz stream of raw. It uses the xz command when the
+// build host has it (Yocto and Buildroot always do): liblzma compresses about a fifth
+// smaller than the pure-Go encoder, which remains the fallback.
+func compressXZ(raw []byte) ([]byte, error) {
+	if xzPath, err := exec.LookPath("xz"); err == nil {
+		cmd := exec.Command(xzPath, xzPreset, "--check=crc64", "--threads=1", "--stdout", "--quiet")
+		cmd.Stdin = bytes.NewReader(raw)
+		var out, stderr bytes.Buffer
+		out.WriteByte(CompressionXZ)
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("%s: %v: %s", xzPath, err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return out.Bytes(), nil
 	}
 	var buf bytes.Buffer
 	buf.WriteByte(CompressionXZ)
