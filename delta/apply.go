@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
@@ -143,30 +145,27 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 			return fmt.Errorf("delta needs object %s, which it leaves to an online pull (fallback); regenerate it without fallbacks to apply it offline", fb.Checksum)
 		}
 	}
-	for i, h := range d.Parts {
-		if err := ctx.Err(); err != nil {
-			return err
+	// Parts are independent (they only read objects of the base), so they are decoded and
+	// applied on all cores.
+	errs := make([]error, len(d.Parts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for i := range d.Parts {
+		if ctx.Err() != nil {
+			break
 		}
-		if havePart(repo, h) {
-			continue
-		}
-		part, ok := d.inlinePart(i)
-		if !ok {
-			if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
-				return fmt.Errorf("part %d: %w", i, err)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := applyPart(repo, d, i); err != nil {
+				errs[i] = fmt.Errorf("part %d: %w", i, err)
 			}
-		}
-		if uint64(len(part)) != h.Size || sha256.Sum256(part) != h.Checksum {
-			return fmt.Errorf("part %d: checksum or size mismatch (corrupt or truncated)", i)
-		}
-		// A payload is bounded by what it builds plus its patches and tables.
-		p, err := decodePart(part, 4*h.USize+64<<20)
-		if err != nil {
-			return fmt.Errorf("part %d: %w", i, err)
-		}
-		if err := (&executor{repo: repo, p: p, objects: h.Objects}).run(); err != nil {
-			return fmt.Errorf("part %d: %w", i, err)
-		}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return err
 	}
 	if err := repo.Sync(); err != nil {
 		return err
@@ -187,6 +186,30 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 		return err
 	}
 	return repo.Sync()
+}
+
+// applyPart reads, verifies and executes part i unless the repository has all its objects.
+func applyPart(repo *ostree.Repo, d *Loaded, i int) error {
+	h := d.Parts[i]
+	if havePart(repo, h) {
+		return nil
+	}
+	part, ok := d.inlinePart(i)
+	if !ok {
+		var err error
+		if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
+			return err
+		}
+	}
+	if uint64(len(part)) != h.Size || sha256.Sum256(part) != h.Checksum {
+		return errors.New("checksum or size mismatch (corrupt or truncated)")
+	}
+	// A payload is bounded by what it builds plus its patches and tables.
+	p, err := decodePart(part, 4*h.USize+64<<20)
+	if err != nil {
+		return err
+	}
+	return (&executor{repo: repo, p: p, objects: h.Objects}).run()
 }
 
 func repoSignatures(repo *ostree.Repo, c ostree.Checksum) ([][]byte, error) {
