@@ -41,7 +41,8 @@ type Options struct {
 	MinFallbackSize uint64
 	// Uncompressed stores the parts without xz compression.
 	Uncompressed bool
-	// Timestamp is recorded in the superblock.
+	// Timestamp is recorded in the superblock; by default the target commit's, which keeps
+	// deltas reproducible.
 	Timestamp time.Time
 	// Signers, when set, wrap the superblock in a signed OSTSGNDT envelope (which ostree
 	// 2022.7 pull cannot read: use only for deltas applied by ota-client or offline).
@@ -139,9 +140,12 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	if opts.Output != "" {
 		opts.Inline, opts.MinFallbackSize = true, 0
 	}
-	_, commitBytes, err := repo.ReadCommit(opts.To)
+	toCommit, commitBytes, err := repo.ReadCommit(opts.To)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Timestamp.IsZero() {
+		opts.Timestamp = time.Unix(int64(toCommit.Timestamp), 0)
 	}
 	toObjs, _, err := treeObjects(repo, opts.To)
 	if err != nil {

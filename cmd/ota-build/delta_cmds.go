@@ -53,7 +53,6 @@ func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error)
 		MaxPartSize:   uint64(c.Int("max-part-size")) * 1e6,
 		MaxBsdiffSize: uint64(c.Int("max-bsdiff-size")) * 1e6,
 		DisableBsdiff: c.Bool("disable-bsdiff"),
-		Timestamp:     time.Unix(int64(summaryTime()), 0),
 	}
 	switch c.String("compression") {
 	case "xz":
