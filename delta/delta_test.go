@@ -294,3 +294,23 @@ func TestXZWithoutCommand(t *testing.T) {
 		}
 	}
 }
+
+// The same commits give byte-identical deltas.
+func TestDeltaReproducible(t *testing.T) {
+	src, from, to := setup(t)
+	var sums []string
+	for range 2 {
+		res, err := Generate(context.Background(), src, Options{From: &from, To: to, Workers: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sb, err := os.ReadFile(filepath.Join(src.Path, res.Dir, "superblock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, ostree.Sum(sb).String())
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("superblocks differ: %s %s", sums[0], sums[1])
+	}
+}
