@@ -60,6 +60,14 @@ type Options struct {
 	Workers int
 	// Progress receives progress reports (default: none).
 	Progress progress.Reporter
+	// Bootable converts a plain root filesystem to the layout `ostree admin deploy` boots
+	// (kernel in /usr/lib/modules/<kver>, /etc in /usr/etc, /var recreated by tmpfiles.d;
+	// see bootable.go) and marks the commit ostree.bootable.
+	Bootable bool
+	// KernelVersion is the kernel release of a bootable commit, for a kernel whose file
+	// name has none (it wins over a single /lib/modules directory); it also picks one of
+	// several /boot/vmlinuz-<kver> kernels.
+	KernelVersion string
 }
 
 // KeyValue is one string metadata entry.
@@ -122,6 +130,11 @@ func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Opti
 	if err != nil {
 		return res, err
 	}
+	if opts.Bootable {
+		if opts.KernelVersion, err = b.makeBootable(root); err != nil {
+			return res, err
+		}
+	}
 	tree, meta, err := b.writeDir(root)
 	if err != nil {
 		return res, err
@@ -160,6 +173,10 @@ func commitMetadata(opts Options) []gvariant.DictEntry {
 	}
 	for _, kv := range opts.Metadata {
 		str(kv.Key, kv.Value)
+	}
+	if opts.Bootable { // as `ostree commit --bootable` marks a commit
+		m = append(m, gvariant.DictEntry{Key: "ostree.bootable", Value: gvariant.Variant{Type: "b", Value: true}})
+		str("ostree.linux", opts.KernelVersion)
 	}
 	// Like `ostree commit`, bind the commit to its branch so a client can tell a commit
 	// served under another ref apart.

@@ -42,7 +42,16 @@ func commitCommand() *cli.Command {
 		ArgsUsage: " ",
 		Description: "Prints the new commit's checksum as the last line of standard output.\n" +
 			"--tree dir=PATH walks a directory; --tree tar=FILE reads a tarball (plain, gzip, bzip2, xz or zstd;\n" +
-			"FILE - is standard input) whose headers supply ownership, modes and SCHILY.xattr.* xattrs.",
+			"FILE - is standard input) whose headers supply ownership, modes and SCHILY.xattr.* xattrs.\n\n" +
+			"--bootable converts a Yocto or Buildroot rootfs to the layout ostree admin deploy boots:\n" +
+			"- kernel (/boot/vmlinuz-KVER, Image, zImage, bzImage, uImage, symlinks resolved), initramfs and device trees\n" +
+			"  (/boot/*.dtb, dtb/, overlays/) go to /usr/lib/modules/KVER/; a real /lib/modules moves there too. KVER:\n" +
+			"  the kernel name's suffix, else --kernel-version, else the only directory in /lib/modules;\n" +
+			"- /etc moves to /usr/etc; /usr/lib/os-release (or /etc/os-release) must set ID or PRETTY_NAME;\n" +
+			"- /var is committed empty: /usr/lib/tmpfiles.d/ota-var.conf recreates it on the device, copying its files\n" +
+			"  from /usr/share/ota/var; /home, /root, /opt, /srv, /mnt, /media become symlinks to var/home, var/roothome,\n" +
+			"  var/opt, var/srv, var/mnt, run/media, their contents handled like /var's;\n" +
+			"- /boot, /dev, /proc, /run, /sys, /tmp are committed empty; /sysroot and /ostree -> sysroot/ostree are added.",
 		Flags: []cli.Flag{
 			repoFlag,
 			&cli.StringFlag{Name: "branch", Aliases: []string{"b"}, Usage: "branch `REF` to commit to", Required: true},
@@ -58,6 +67,8 @@ func commitCommand() *cli.Command {
 			&cli.StringFlag{Name: "overrides", Usage: "per-path uid, gid, mode and xattr overrides `FILE` (see README)"},
 			&cli.StringFlag{Name: "skip-list", Usage: "`FILE` of paths to leave out, one per line"},
 			&cli.BoolFlag{Name: "skip-special", Usage: "leave out device nodes, FIFOs and sockets instead of failing"},
+			&cli.BoolFlag{Name: "bootable", Usage: "convert a plain rootfs to the layout ostree deploys (see below)"},
+			&cli.StringFlag{Name: "kernel-version", Usage: "kernel release `KVER` for --bootable when the tree does not tell it"},
 			signKeyFlag,
 			&cli.IntFlag{Name: "compression-level", Value: ostree.DefaultCompressionLevel, Usage: "deflate `LEVEL` (1-9) of archive repositories"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report instead of the checksum"},
@@ -75,6 +86,10 @@ func runCommit(c *cli.Context) error {
 		Branch: c.String("branch"), Subject: c.String("subject"), Body: c.String("body"),
 		Version: c.String("version"), CompressionLevel: c.Int("compression-level"),
 		SkipSpecial: c.Bool("skip-special"), Progress: progress.ForStderr(),
+		Bootable: c.Bool("bootable"), KernelVersion: c.String("kernel-version"),
+	}
+	if opts.KernelVersion != "" && !opts.Bootable {
+		return fmt.Errorf("--kernel-version needs --bootable")
 	}
 	for _, kv := range c.StringSlice("add-metadata-string") {
 		k, v, ok := strings.Cut(kv, "=")
