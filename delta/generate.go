@@ -183,7 +183,8 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp}
+	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
+		diffMemory: budget{limit: diffMemoryLimit}}
 	if err := g.run(meta, files); err != nil {
 		return nil, err
 	}
@@ -296,6 +297,8 @@ type generator struct {
 	oldFiles map[string]ostree.Checksum
 	// oldByName finds a base file for a path the base lacks, by base name or by stem.
 	oldByName map[string]ostree.Checksum
+	// diffMemory bounds the memory of diffs running at once.
+	diffMemory budget
 	tmp       string // where part files are written, named by index
 
 	headers   []*PartHeader // filled in by the compressors
@@ -328,7 +331,8 @@ type pending struct {
 // content before metadata means the walk can only ever miss small dirtrees, never files.
 func (g *generator) run(meta, files []object) error {
 	n := g.opts.Workers
-	ordered := make(chan *pending, 2*n)
+	// A wide window keeps every worker busy while one diffs a large file.
+	ordered := make(chan *pending, 8*n)
 	work := make(chan struct {
 		o object
 		p *pending
@@ -440,7 +444,10 @@ func (g *generator) prepareOne(o object) (item, error) {
 	if oh.IsSymlink() || !similar || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
 		return it, nil
 	}
+	// The suffix array takes four bytes per old byte: bound what concurrent diffs hold.
+	release := g.diffMemory.acquire(5*int64(len(odata)) + 2*int64(len(data)))
 	patch, err := bsdiff.Diff(odata, data)
+	release()
 	if err != nil {
 		return item{}, fmt.Errorf("%s: bsdiff: %w", o.path, err)
 	}
@@ -520,6 +527,36 @@ func (p *partBuilder) op(code byte, args ...uint64) {
 	p.ops = append(p.ops, code)
 	for _, a := range args {
 		p.ops = putUvarint(p.ops, a)
+	}
+}
+
+// diffMemoryLimit is how much memory concurrent diffs may hold; one larger diff runs alone.
+const diffMemoryLimit = 192 << 20
+
+// budget is a weighted semaphore over bytes of memory.
+type budget struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	limit int64
+	used  int64
+}
+
+// acquire waits until n bytes fit (or nothing else holds any) and returns the release.
+func (b *budget) acquire(n int64) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	for b.used > 0 && b.used+n > b.limit {
+		b.cond.Wait()
+	}
+	b.used += n
+	return func() {
+		b.mu.Lock()
+		b.used -= n
+		b.mu.Unlock()
+		b.cond.Broadcast()
 	}
 }
 
