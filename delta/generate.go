@@ -299,7 +299,7 @@ type generator struct {
 	oldByName map[string]ostree.Checksum
 	// diffMemory bounds the memory of diffs running at once.
 	diffMemory budget
-	tmp       string // where part files are written, named by index
+	tmp        string // where part files are written, named by index
 
 	headers   []*PartHeader // filled in by the compressors
 	fallbacks []Fallback
