@@ -275,9 +275,10 @@ func encodePart(p *payload, compression byte) ([]byte, error) {
 	return compressXZ(raw)
 }
 
-// xzPreset is the preset of the xz command. Measured on Debian binaries, preset 4
-// compresses within 3% of ostree's preset 8 in 70% of the time and a quarter of the memory.
-const xzPreset = "-4"
+// xzPreset is the preset of the xz command: 6 compresses delta parts as well as ostree's
+// preset 8 with half its memory; lower presets made deltas of a Debian point release 10%
+// larger (bench/RESULTS.md).
+const xzPreset = "-6"
 
 // compressXZ returns 'x' followed by an .xz stream of raw. It uses the xz command when the
 // build host has it (Yocto and Buildroot always do): liblzma compresses about a fifth
