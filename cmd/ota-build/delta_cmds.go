@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -30,8 +31,16 @@ func deltaFlags() []cli.Flag {
 	}
 }
 
+// generationMemory is the soft memory limit of delta generation: the garbage collector
+// works harder instead of letting the heap double past the suffix arrays of large diffs.
+// GOMEMLIMIT overrides it.
+const generationMemory = 192 << 20
+
 // deltaOptions opens the repository and reads the generation flags delta and bundle share.
 func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(generationMemory)
+	}
 	for _, f := range []string{"repo", "to"} {
 		if c.String(f) == "" {
 			return nil, delta.Options{}, fmt.Errorf("%s: --%s is required", c.Command.Name, f)
