@@ -367,7 +367,7 @@ func (g *generator) run(meta, files []object) error {
 		}
 	}()
 
-	pk := packer{g: g, cur: newPart(), sem: make(chan struct{}, n)}
+	pk := packer{g: g, sem: make(chan struct{}, n)}
 	var err error
 	for p := range ordered {
 		if err != nil {
@@ -587,29 +587,44 @@ func similarNames(files map[string]ostree.Checksum) map[string]ostree.Checksum {
 	return out
 }
 
-// packer fills parts in order and hands full ones to the compressors.
+// packer fills parts in order and hands full ones to the compressors. It keeps two parts
+// open: one for bsdiff patches, mostly runs of zeros that a fast xz preset compresses
+// well, and one for whole files and metadata, which get the stronger preset.
 type packer struct {
 	g   *generator
-	cur *partBuilder
+	cur [2]*partBuilder // indexed by kind
 	wg  sync.WaitGroup
 	sem chan struct{}
 	mu  sync.Mutex
 	err error
 }
 
-// room starts a new part when n more payload bytes would overflow the current one.
-func (p *packer) room(n int) {
-	if len(p.cur.objects) > 0 && uint64(len(p.cur.blob)+n) > p.g.opts.MaxPartSize {
-		p.flush()
+// Part kinds.
+const (
+	wholeKind = iota
+	patchKind
+)
+
+// part returns the open part of a kind, starting a new one when n more payload bytes would
+// overflow it.
+func (p *packer) part(kind, n int) *partBuilder {
+	c := p.cur[kind]
+	if c != nil && len(c.objects) > 0 && uint64(len(c.blob)+n) > p.g.opts.MaxPartSize {
+		p.flush(kind)
 	}
+	if p.cur[kind] == nil {
+		p.cur[kind] = newPart()
+		p.cur[kind].patches = kind == patchKind
+	}
+	return p.cur[kind]
 }
 
-// flush compresses and writes the current part in the background.
-func (p *packer) flush() {
-	part, idx := p.cur, len(p.g.headers)
+// flush compresses and writes the open part of a kind in the background.
+func (p *packer) flush(kind int) {
+	part, idx := p.cur[kind], len(p.g.headers)
+	p.cur[kind] = nil
 	h := &PartHeader{USize: part.usize, Objects: part.objects}
 	p.g.headers = append(p.g.headers, h)
-	p.cur = newPart()
 	p.wg.Add(1)
 	p.sem <- struct{}{}
 	go func() {
@@ -632,10 +647,17 @@ func (p *packer) flush() {
 	}()
 }
 
-// finish flushes the last part and waits for every part to be written.
+// finish flushes the open parts, the one with the metadata last, and waits for every part
+// to be written.
 func (p *packer) finish() error {
-	if len(p.cur.objects) > 0 || len(p.g.headers) == 0 {
-		p.flush()
+	for _, kind := range []int{patchKind, wholeKind} {
+		if p.cur[kind] != nil && len(p.cur[kind].objects) > 0 {
+			p.flush(kind)
+		}
+	}
+	if len(p.g.headers) == 0 {
+		p.part(wholeKind, 0)
+		p.flush(wholeKind)
 	}
 	p.wg.Wait()
 	return p.err
@@ -647,11 +669,11 @@ func (p *packer) meta(objs []object) error {
 		if err != nil {
 			return err
 		}
-		p.room(len(data))
-		off := p.cur.add(data)
-		p.cur.op(opOpenSpliceClose, uint64(len(data)), off)
-		p.cur.objects = append(p.cur.objects, o.ref)
-		p.cur.usize += uint64(len(data))
+		c := p.part(wholeKind, len(data))
+		off := c.add(data)
+		c.op(opOpenSpliceClose, uint64(len(data)), off)
+		c.objects = append(c.objects, o.ref)
+		c.usize += uint64(len(data))
 	}
 	return nil
 }
@@ -665,19 +687,22 @@ func (p *packer) file(it *item) error {
 		p.g.fallbacks = append(p.g.fallbacks, Fallback{Checksum: it.ref.Checksum, CompressedSize: uint64(st.Size()), USize: it.size})
 		return nil
 	}
-	p.room(len(it.data) + 32)
-	c := p.cur
-	m, x := c.mode(&it.header), c.xattr(it.header.Xattrs)
 	if it.base != nil {
+		c := p.part(patchKind, len(it.data)+32)
+		m, x := c.mode(&it.header), c.xattr(it.header.Xattrs)
 		c.op(opSetReadSource, c.add(it.base[:]))
 		c.op(opOpen, m, x, it.size)
 		c.op(opBspatch, c.add(it.data), uint64(len(it.data)))
 		c.op(opClose)
 		c.op(opUnsetReadSource)
-	} else {
-		off := c.add(it.data)
-		c.op(opOpenSpliceClose, m, x, uint64(len(it.data)), off)
+		c.objects = append(c.objects, it.ref)
+		c.usize += it.size
+		return nil
 	}
+	c := p.part(wholeKind, len(it.data))
+	m, x := c.mode(&it.header), c.xattr(it.header.Xattrs)
+	off := c.add(it.data)
+	c.op(opOpenSpliceClose, m, x, uint64(len(it.data)), off)
 	c.objects = append(c.objects, it.ref)
 	c.usize += it.size
 	return nil
