@@ -1,0 +1,619 @@
+#!/usr/bin/env bash
+# bench/delta.sh: compare `ota-build delta` with the reference `ostree static-delta generate`
+# (Debian's ostree 2022.7) on two versions of a realistic rootfs committed to one archive
+# repo, and `ota-build delta apply` with `ostree static-delta apply-offline` applying them to
+# a bare-user repo that holds the old version.
+#
+# Usage (from anywhere):  sudo bash bench/delta.sh
+#
+# Environment:
+#   BENCH_DIR   scratch directory (default /tmp/ota-bench-delta): the old .debs, the V1 rootfs,
+#               the repos, the deltas, the binaries and the logs live here
+#   COMMIT_DIR  bench/commit.sh's BENCH_DIR (default /tmp/ota-bench): its .debs and its rootfs
+#               (V2) are reused, and prepared there the same way when missing
+#   RUNS        timed runs per tool (default 2), taken round-robin across the tools; the best
+#               time and the largest RSS are shown
+#   OTA_BUILD   ota-build binary to measure (default: built from this checkout with
+#               `go build -o $BENCH_DIR/ota-build ./cmd/ota-build`)
+#   FSCK        1 (default) runs `ostree fsck` on every apply target after the last run
+#               (untimed); 0 only checks the one that must pass (ostree applying our delta)
+#
+# The two versions (a real point-release update, method (a) of the task):
+#   V2 = bench/commit.sh's rootfs: 188 Debian bookworm arm64 packages at the newest versions
+#        apt offers (bookworm, bookworm-updates, bookworm-security);
+#   V1 = the same 188 packages, but every package for which apt still offers an older version
+#        (`apt-cache madison`) at the oldest such version (libc6, libssl3, systemd, openssh,
+#        python3.11, perl, curl, util-linux, glib, tzdata, ca-certificates, ...; ~55 packages).
+# Both are unpacked with `dpkg-deb -x` and committed with `ota-build commit` to the branch
+# "bench" of an archive repo (V1, then V2 with V1 as its parent). The chosen versions are in
+# $BENCH_DIR/versions.txt.
+#
+# Preparing the rootfs trees needs root the first time (dpkg --add-architecture, apt-get);
+# later runs reuse them (delete $BENCH_DIR/rootfs-v1 or $COMMIT_DIR/rootfs to rebuild).
+#
+# Progress goes to stderr only on a terminal; the output of every tool goes to
+# $BENCH_DIR/logs/. The final table goes to stdout.
+set -euo pipefail
+
+# Packages of the rootfs, as in bench/commit.sh. Architecture-specific ones are downloaded
+# as PKG:arm64.
+ARM64_PKGS=(
+	# base system
+	base-files base-passwd bash dash coreutils util-linux util-linux-extra mount fdisk
+	bsdutils hostname login passwd tar gzip bzip2 xz-utils zstd sed grep gawk mawk findutils
+	diffutils debianutils procps libproc2-0 busybox
+	# C runtime and core libraries
+	libc6 libc-bin libgcc-s1 gcc-12-base libstdc++6 libcrypt1 zlib1g liblzma5 libzstd1
+	libbz2-1.0 liblz4-1 libxxhash0 libmount1 libblkid1 libuuid1 libsmartcols1 libfdisk1
+	libselinux1 libsepol2 libsemanage2 libpcre2-8-0 libpcre3 libcap2 libcap2-bin libacl1
+	libattr1 libaudit1 libncursesw6 libtinfo6 ncurses-bin libreadline8 libedit2 libbsd0 libmd0
+	libffi8 libexpat1 libsqlite3-0 libdb5.3 libgdbm6 libgdbm-compat4 libjson-c5 libicu72
+	libmagic1 libmagic-mgc
+	# crypto and TLS
+	libssl3 openssl libgnutls30 libnettle8 libhogweed6 libgmp10 libtasn1-6 libp11-kit0
+	libidn2-0 libunistring2 libgcrypt20 libgpg-error0 libkrb5-3 libk5crypto3 libkrb5support0
+	libgssapi-krb5-2 libkeyutils1 libcom-err2 libsasl2-2 libsasl2-modules-db libldap-2.5-0
+	# systemd, udev, dbus, glib
+	systemd libsystemd0 libsystemd-shared systemd-sysv systemd-timesyncd udev libudev1 libkmod2
+	kmod libapparmor1 libseccomp2 libcryptsetup12 libdevmapper1.02.1 libargon2-1 libpam0g
+	libpam-modules libpam-modules-bin libpam-systemd dbus dbus-daemon dbus-bin libdbus-1-3
+	libglib2.0-0
+	# python and perl
+	python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3.11 libpython3.11
+	perl-base libperl5.36 perl
+	# networking
+	iproute2 libbpf1 libelf1 libmnl0 libxtables12 iptables libip4tc2 libip6tc2 libnftnl11
+	nftables libnftables1 libjansson4 libnetfilter-conntrack3 libnfnetlink0 iputils-ping
+	openssh-client openssh-server openssh-sftp-server libwrap0 curl libcurl4 libcurl3-gnutls
+	libnghttp2-14 librtmp1 libpsl5 libbrotli1 libssh2-1 wpasupplicant libnl-3-200
+	libnl-genl-3-200 libnl-route-3-200 libpcsclite1
+	# tools
+	e2fsprogs libext2fs2 libss2 logsave apt libapt-pkg6.0 dpkg vim-tiny less nano file rsync
+	libpopt0 git
+)
+# Architecture "all" packages, downloaded by plain name.
+ALL_PKGS=(
+	ca-certificates tzdata locales netbase sensible-utils init-system-helpers ncurses-base
+	readline-common libpam-runtime libsemanage-common libaudit-common libglib2.0-data
+	dbus-session-bus-common dbus-system-bus-common perl-modules-5.36 vim-common git-man
+	liberror-perl
+)
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-delta}
+COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench}
+RUNS=${RUNS:-2}
+FSCK=${FSCK:-1}
+OTA_BUILD=${OTA_BUILD:-}
+V2_ROOT=$COMMIT_DIR/rootfs
+DEBS=$COMMIT_DIR/debs
+V1_ROOT=$BENCH_DIR/rootfs-v1
+OLD_DEBS=$BENCH_DIR/debs-old
+VERSIONS=$BENCH_DIR/versions.txt
+LOGS=$BENCH_DIR/logs
+REPO=$BENCH_DIR/repo         # archive repo with V1 and V2, where the deltas are generated
+TARGET=$BENCH_DIR/target     # bare-user repo holding V1, where the deltas are applied
+SAVED=$BENCH_DIR/deltas      # the last generated delta of each tool, kept for applying
+TIMESTAMP_V1=1704067200      # fixed commit timestamps (2024-01-01 and 2024-02-01 UTC)
+TIMESTAMP_V2=1706745600
+
+VERBOSE=0
+if [[ -t 2 ]]; then
+	VERBOSE=1
+fi
+
+log() {
+	if ((VERBOSE)); then
+		printf '==> %s\n' "$*" >&2
+	fi
+}
+
+die() {
+	printf 'bench/delta.sh: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# run LOGFILE CMD...: runs CMD with its output appended to LOGFILE; on failure shows its tail.
+run() {
+	local logfile=$1
+	shift
+	printf '+ %s\n' "$*" >>"$logfile"
+	if ! "$@" >>"$logfile" 2>&1; then
+		tail -n 20 "$logfile" >&2
+		die "command failed: $* (full log: $logfile)"
+	fi
+}
+
+is_root() {
+	[[ $(id -u) -eq 0 ]]
+}
+
+check_number() {
+	[[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"
+}
+
+ensure_tools() {
+	if [[ ! -x /usr/bin/time ]]; then
+		is_root || die "/usr/bin/time is missing: run as root (sudo bash bench/delta.sh) to install package 'time', or install it yourself"
+		log "installing package time"
+		run "$LOGS/apt.log" apt-get update -q
+		run "$LOGS/apt.log" apt-get install -y -q time
+	fi
+	if ! command -v ostree >/dev/null; then
+		is_root || die "ostree is missing: run as root (sudo bash bench/delta.sh) to install it, or install package 'ostree' yourself"
+		log "installing package ostree"
+		run "$LOGS/apt.log" apt-get update -q
+		run "$LOGS/apt.log" apt-get install -y -q ostree
+	fi
+	command -v go >/dev/null || die "go is not on PATH (with sudo, try: sudo env PATH=\"\$PATH\" bash bench/delta.sh)"
+}
+
+APT_UPDATED=0
+apt_prepare() {
+	((APT_UPDATED)) && return
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		log "enabling dpkg architecture arm64"
+		run "$LOGS/apt.log" dpkg --add-architecture arm64
+	fi
+	log "apt-get update"
+	run "$LOGS/apt.log" apt-get update -q
+	APT_UPDATED=1
+}
+
+# all_pkgs: prints every package as "NAME ARCH", ARCH being arm64 or all.
+all_pkgs() {
+	local pkg
+	for pkg in "${ARM64_PKGS[@]}"; do
+		printf '%s arm64\n' "$pkg"
+	done
+	for pkg in "${ALL_PKGS[@]}"; do
+		printf '%s all\n' "$pkg"
+	done
+}
+
+# new_deb NAME ARCH: prints V2's .deb of the package (bench/commit.sh's download).
+new_deb() {
+	local have=("$DEBS/$1_"*"_$2.deb")
+	[[ -e ${have[0]} ]] || die "missing ${DEBS}/$1_*_$2.deb"
+	printf '%s\n' "${have[0]}"
+}
+
+# V2: bench/commit.sh's rootfs, prepared the same way when missing.
+prepare_v2() {
+	if [[ -f $V2_ROOT/.bench-complete ]]; then
+		log "reusing V2 rootfs $V2_ROOT"
+		return
+	fi
+	is_root || die "rootfs $V2_ROOT is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash bench/delta.sh' once"
+	apt_prepare
+	mkdir -p "$DEBS"
+	# apt drops privileges to _apt for downloads; let it write here.
+	chown _apt "$DEBS" 2>/dev/null || true
+	local want=() name arch have
+	while read -r name arch; do
+		have=("$DEBS/${name}_"*"_$arch.deb")
+		if [[ ! -e ${have[0]} ]]; then
+			if [[ $arch == all ]]; then want+=("$name"); else want+=("$name:$arch"); fi
+		fi
+	done < <(all_pkgs)
+	if ((${#want[@]})); then
+		log "downloading ${#want[@]} packages into $DEBS"
+		(cd "$DEBS" && run "$LOGS/apt.log" apt-get download -q "${want[@]}")
+	fi
+	log "unpacking V2 into $V2_ROOT"
+	rm -rf "$V2_ROOT" "$V2_ROOT.tmp"
+	mkdir -p "$V2_ROOT.tmp"
+	while read -r name arch; do
+		run "$LOGS/unpack.log" dpkg-deb -x "$(new_deb "$name" "$arch")" "$V2_ROOT.tmp"
+	done < <(all_pkgs)
+	touch "$V2_ROOT.tmp/.bench-complete"
+	mv "$V2_ROOT.tmp" "$V2_ROOT"
+}
+
+# V1: the same packages, each at the oldest version apt offers below V2's version.
+prepare_v1() {
+	if [[ -f $V1_ROOT/.bench-complete && -s $VERSIONS ]]; then
+		log "reusing V1 rootfs $V1_ROOT"
+		return
+	fi
+	is_root || die "rootfs $V1_ROOT is not prepared yet; preparing it needs root (apt-get): run 'sudo bash bench/delta.sh' once"
+	apt_prepare
+	mkdir -p "$OLD_DEBS"
+	chown _apt "$OLD_DEBS" 2>/dev/null || true
+	local name arch spec newver oldver v have
+	: >"$VERSIONS.tmp"
+	while read -r name arch; do
+		spec=$name
+		[[ $arch == all ]] || spec=$name:$arch
+		newver=$(dpkg-deb -f "$(new_deb "$name" "$arch")" Version)
+		oldver=
+		while read -r v; do
+			if dpkg --compare-versions "$v" lt "$newver" &&
+				{ [[ -z $oldver ]] || dpkg --compare-versions "$v" lt "$oldver"; }; then
+				oldver=$v
+			fi
+		done < <(apt-cache madison "$spec" | awk -F'|' '{gsub(/ /, "", $2); print $2}')
+		if [[ -n $oldver ]]; then
+			have=("$OLD_DEBS/${name}_"*"_$arch.deb")
+			if [[ ! -e ${have[0]} ]] || [[ $(dpkg-deb -f "${have[0]}" Version) != "$oldver" ]]; then
+				rm -f "$OLD_DEBS/${name}_"*"_$arch.deb"
+				log "downloading $spec=$oldver"
+				(cd "$OLD_DEBS" && run "$LOGS/apt.log" apt-get download -q "$spec=$oldver")
+			fi
+			printf '%s %s %s %s\n' "$name" "$arch" "$oldver" "$newver" >>"$VERSIONS.tmp"
+		else
+			printf '%s %s %s %s\n' "$name" "$arch" "$newver" "$newver" >>"$VERSIONS.tmp"
+		fi
+	done < <(all_pkgs)
+	log "unpacking V1 into $V1_ROOT"
+	rm -rf "$V1_ROOT" "$V1_ROOT.tmp"
+	mkdir -p "$V1_ROOT.tmp"
+	local old new deb
+	while read -r name arch old new; do
+		if [[ $old == "$new" ]]; then
+			deb=$(new_deb "$name" "$arch")
+		else
+			have=("$OLD_DEBS/${name}_"*"_$arch.deb")
+			deb=${have[0]}
+			[[ -e $deb ]] || die "missing $OLD_DEBS/${name}_*_$arch.deb after apt-get download"
+		fi
+		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$V1_ROOT.tmp"
+	done <"$VERSIONS.tmp"
+	mv "$VERSIONS.tmp" "$VERSIONS"
+	touch "$V1_ROOT.tmp/.bench-complete"
+	mv "$V1_ROOT.tmp" "$V1_ROOT"
+}
+
+# Prints the ota-build binary to use, building it when OTA_BUILD is unset.
+ota_binary() {
+	if [[ -n $OTA_BUILD ]]; then
+		[[ -x $OTA_BUILD ]] || die "OTA_BUILD=$OTA_BUILD is not an executable"
+		printf '%s\n' "$OTA_BUILD"
+		return
+	fi
+	log "building ota-build"
+	(cd "$REPO_ROOT" && run "$LOGS/build.log" go build -o "$BENCH_DIR/ota-build" ./cmd/ota-build)
+	printf '%s\n' "$BENCH_DIR/ota-build"
+}
+
+# Commits V1 and V2 (untimed) to a fresh archive repo; sets FROM and TO.
+make_repo() {
+	log "committing V1 and V2 to $REPO"
+	rm -rf "$REPO"
+	run "$LOGS/commit.log" "$OTA" init --repo "$REPO"
+	run "$LOGS/commit.log" "$OTA" commit --repo "$REPO" --branch bench --tree "dir=$V1_ROOT" \
+		--timestamp "$TIMESTAMP_V1" --subject V1
+	run "$LOGS/commit.log" "$OTA" commit --repo "$REPO" --branch bench --tree "dir=$V2_ROOT" \
+		--timestamp "$TIMESTAMP_V2" --subject V2
+	TO=$(ostree rev-parse --repo="$REPO" bench)
+	FROM=$(ostree rev-parse --repo="$REPO" bench^)
+	[[ $FROM != "$TO" ]] || die "V1 and V2 have the same commit"
+}
+
+# Reads the data a timed command reads into the page cache, after flushing dirty data.
+warm() {
+	sync
+	local p
+	for p in "$@"; do
+		# Through a pipe: GNU tar skips reading file data when writing to /dev/null itself.
+		tar -C "$p" -cf - . | cat >/dev/null
+	done
+}
+
+# Sums the resident memory of every descendant of process ARGV[1] (the /usr/bin/time running
+# a timed command) every 50 ms while it lives, and prints the peak in KiB. /usr/bin/time's own
+# figure is the peak of the largest single process, which leaves out ota-build's xz children.
+TREE_RSS_SAMPLER='
+import os, sys, time
+root = int(sys.argv[1])
+page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+peak = 0
+while os.path.exists("/proc/%d" % root):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    todo, total = list(kids.get(root, [])), 0
+    while todo:
+        pid = todo.pop()
+        try:
+            with open("/proc/%d/statm" % pid) as f:
+                total += int(f.read().split()[1]) * page_kb
+        except (OSError, IndexError, ValueError):
+            pass
+        todo.extend(kids.get(pid, []))
+    peak = max(peak, total)
+    time.sleep(0.05)
+print(peak)
+'
+HAVE_PYTHON=0
+if command -v python3 >/dev/null; then
+	HAVE_PYTHON=1
+fi
+
+# timed LABEL CMD...: runs CMD under /usr/bin/time; sets T_SECS, T_RSS_KB (largest process),
+# T_TREE_KB (all processes together, sampled; 0 without python3), T_CPU (percent), T_USER and
+# T_SYS (CPU seconds). Returns 1 (after logging) when CMD fails.
+timed() {
+	local label=$1
+	shift
+	local tf=$BENCH_DIR/time.out tree=$BENCH_DIR/tree-rss.out pid sampler=0 rc=0
+	printf '+ %s\n' "$*" >>"$LOGS/$label.log"
+	/usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1 &
+	pid=$!
+	if ((HAVE_PYTHON)); then
+		python3 -c "$TREE_RSS_SAMPLER" "$pid" >"$tree" 2>>"$LOGS/$label.log" &
+		sampler=$!
+	fi
+	wait "$pid" || rc=$?
+	T_TREE_KB=0
+	if ((sampler)); then
+		wait "$sampler" || true
+		read -r T_TREE_KB <"$tree" || T_TREE_KB=0
+	fi
+	if ((rc != 0)); then
+		printf 'FAILED (exit status %d)\n' "$rc" >>"$LOGS/$label.log"
+		return 1
+	fi
+	read -r T_SECS T_RSS_KB T_CPU T_USER T_SYS <"$tf"
+	T_CPU=${T_CPU%\%}
+}
+
+# Results per label.
+declare -A BEST_SECS=() BEST_CPU=() BEST_USER=() BEST_SYS=() ALL_SECS=() MAX_RSS_KB=() MAX_TREE_KB=() SIZE=() FAILED=() CHECK=()
+
+# record LABEL RUN: keeps the best time and the largest RSS of the run just timed.
+record() {
+	local label=$1 i=$2
+	log "$label: ${T_SECS}s, peak RSS ${T_RSS_KB} KiB"
+	printf 'run %d: %s s, peak RSS %s KiB (process tree %s KiB), CPU %s%% (user %s s, sys %s s)\n' "$i" "$T_SECS" "$T_RSS_KB" "$T_TREE_KB" "$T_CPU" "$T_USER" "$T_SYS" >>"$LOGS/$label.log"
+	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }$T_SECS"
+	if [[ -z ${BEST_SECS[$label]:-} ]] || awk -v a="$T_SECS" -v b="${BEST_SECS[$label]}" 'BEGIN{exit !(a < b)}'; then
+		BEST_SECS[$label]=$T_SECS
+		BEST_CPU[$label]=$T_CPU
+		BEST_USER[$label]=$T_USER
+		BEST_SYS[$label]=$T_SYS
+	fi
+	if ((T_RSS_KB > ${MAX_RSS_KB[$label]:-0})); then
+		MAX_RSS_KB[$label]=$T_RSS_KB
+	fi
+	if ((T_TREE_KB > ${MAX_TREE_KB[$label]:-0})); then
+		MAX_TREE_KB[$label]=$T_TREE_KB
+	fi
+}
+
+fail() {
+	local label=$1 i=$2
+	log "$label: run $i FAILED (log: $LOGS/$label.log)"
+	FAILED[$label]="${FAILED[$label]:+${FAILED[$label]},}$i"
+	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }FAIL"
+}
+
+# gen_once LABEL RUN: deletes the repo's deltas, then times one generation; the last run's
+# delta is moved to $SAVED/LABEL.
+gen_once() {
+	local label=$1 i=$2 cmd dir
+	rm -rf "$REPO/deltas"
+	warm "$REPO/objects"
+	log "$label: run $i/$RUNS"
+	case $label in
+	gen-ostree) cmd=(ostree static-delta generate --repo="$REPO" --from="$FROM" --to="$TO") ;;
+	gen-ota) cmd=("$OTA" delta --repo "$REPO" --from "$FROM" --to "$TO") ;;
+	esac
+	if ! timed "$label" "${cmd[@]}"; then
+		fail "$label" "$i"
+		return
+	fi
+	record "$label" "$i"
+	dir=$(find "$REPO/deltas" -name superblock -printf '%h\n' 2>/dev/null | head -n 1)
+	if [[ -z $dir ]]; then
+		printf 'no superblock under %s/deltas\n' "$REPO" >>"$LOGS/$label.log"
+		fail "$label" "$i"
+		return
+	fi
+	SIZE[$label]=$(du -sb "$dir" | cut -f1)
+	printf 'run %d: delta %s, %s bytes (du -sb)\n' "$i" "$dir" "${SIZE[$label]}" >>"$LOGS/$label.log"
+	if ((i == RUNS)); then
+		mkdir -p "$SAVED"
+		rm -rf "${SAVED:?}/${label#gen-}"
+		mv "$dir" "$SAVED/${label#gen-}"
+	fi
+}
+
+# apply_once LABEL RUN: a fresh bare-user repo holding V1 (untimed), then one timed apply.
+apply_once() {
+	local label=$1 i=$2 delta cmd
+	case $label in
+	apply-ostree | apply-ota-x) delta=$SAVED/ostree ;;
+	apply-ota | apply-ostree-x) delta=$SAVED/ota ;;
+	esac
+	if [[ ! -f $delta/superblock ]]; then
+		fail "$label" "$i"
+		return
+	fi
+	rm -rf "$TARGET"
+	run "$LOGS/$label.log" ostree init --repo="$TARGET" --mode=bare-user
+	run "$LOGS/$label.log" ostree pull-local --repo="$TARGET" "$REPO" "$FROM"
+	warm "$delta"
+	log "$label: run $i/$RUNS"
+	case $label in
+	apply-ostree | apply-ostree-x) cmd=(ostree static-delta apply-offline --repo="$TARGET" "$delta/superblock") ;;
+	apply-ota | apply-ota-x) cmd=("$OTA" delta apply --repo "$TARGET" "$delta") ;;
+	esac
+	if ! timed "$label" "${cmd[@]}"; then
+		fail "$label" "$i"
+		CHECK[$label]="apply failed"
+		return
+	fi
+	record "$label" "$i"
+	if ((i == RUNS)) && [[ $FSCK == 1 || $label == apply-ostree-x ]]; then
+		log "$label: ostree fsck"
+		printf '+ ostree fsck --repo=%s\n' "$TARGET" >>"$LOGS/$label.log"
+		if ! ostree show --repo="$TARGET" "$TO" >/dev/null 2>>"$LOGS/$label.log"; then
+			CHECK[$label]="FAILED: V2 commit missing"
+		elif ostree fsck --repo="$TARGET" >>"$LOGS/$label.log" 2>&1; then
+			CHECK[$label]=ok
+		else
+			CHECK[$label]="FAILED (see $LOGS/$label.log)"
+		fi
+	fi
+	rm -rf "$TARGET"
+}
+
+mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# verdict RATIO OP TARGET: "met" or "NOT met" (or "n/a").
+verdict() {
+	awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN{
+		if (r == "n/a") { print "n/a"; exit }
+		ok = (op == ">=") ? (r >= t) : (r <= t)
+		print ok ? "met" : "NOT met"
+	}'
+}
+
+# tree_stats DIR: "FILES DIRS SYMLINKS BYTES" (BYTES: regular-file sizes).
+tree_stats() {
+	printf '%s %s %s %s\n' "$(find "$1" -type f | wc -l)" "$(find "$1" -type d | wc -l)" \
+		"$(find "$1" -type l | wc -l)" "$(find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')"
+}
+
+# parts DIR: "PARTS FALLBACKS" of a delta, from `ota-build delta show`.
+parts() {
+	local out
+	if out=$("$OTA" delta show "$1" 2>/dev/null); then
+		awk '/^Parts:/{p = $2} /^Fallback objects:/{f = $3}
+			END{sub(/,$/, "", p); sub(/,$/, "", f); printf "%s %s\n", p == "" ? "?" : p, f == "" ? "?" : f}' <<<"$out"
+	else
+		printf '? ?\n'
+	fi
+}
+
+kib_mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
+
+# row NAME LABEL EXTRA: one line of a table; EXTRA is the size or check column.
+row() {
+	local name=$1 label=$2 extra=$3 tree=-
+	if [[ -z ${BEST_SECS[$label]:-} ]]; then
+		printf '%-38s %7s %6s %7s %6s %8s %8s  %-24s %s\n' "$name" FAILED - - - - - "$extra" "${ALL_SECS[$label]:-}"
+		return
+	fi
+	if ((${MAX_TREE_KB[$label]:-0} > 0)); then
+		tree=$(kib_mib "${MAX_TREE_KB[$label]}")
+	fi
+	printf '%-38s %7.2f %6s %7.2f %6.2f %8s %8s  %-24s %s\n' "$name" "${BEST_SECS[$label]}" "${BEST_CPU[$label]}" \
+		"${BEST_USER[$label]}" "${BEST_SYS[$label]}" "$(kib_mib "${MAX_RSS_KB[$label]}")" "$tree" "$extra" "${ALL_SECS[$label]}"
+}
+
+header() {
+	printf '%-38s %7s %6s %7s %6s %8s %8s  %-24s %s\n' "$1" 'wall s' 'CPU %' 'user s' 'sys s' 'RSS MiB' 'tree MiB' "$2" 'all runs (wall s)'
+}
+
+main() {
+	local load_start
+	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+	check_number RUNS "$RUNS"
+	mkdir -p "$BENCH_DIR" "$LOGS"
+	# Two copies sharing BENCH_DIR would delete each other's repos and deltas.
+	exec 9>"$BENCH_DIR/.lock"
+	flock -n 9 || die "another bench/delta.sh is running with BENCH_DIR=$BENCH_DIR; wait for it or set another BENCH_DIR"
+	ensure_tools
+	prepare_v2
+	prepare_v1
+	OTA=$(ota_binary)
+	"$OTA" delta --help >/dev/null 2>&1 || die "$OTA has no working 'delta' subcommand ('$OTA delta --help' fails)"
+	: >"$LOGS/commit.log"
+	make_repo
+
+	# What changed between V1 and V2.
+	local pkgs_changed pkgs_total v1 v2 diff_m diff_a diff_d changed_bytes
+	pkgs_total=$(wc -l <"$VERSIONS")
+	pkgs_changed=$(awk '$3 != $4' "$VERSIONS" | wc -l)
+	read -r -a v1 <<<"$(tree_stats "$V1_ROOT")"
+	read -r -a v2 <<<"$(tree_stats "$V2_ROOT")"
+	ostree diff --repo="$REPO" "$FROM" "$TO" >"$LOGS/diff.txt" 2>>"$LOGS/commit.log" || die "ostree diff failed"
+	diff_m=$(grep -c '^M ' "$LOGS/diff.txt" || true)
+	diff_a=$(grep -c '^A ' "$LOGS/diff.txt" || true)
+	diff_d=$(grep -c '^D ' "$LOGS/diff.txt" || true)
+	# Bytes of V2's regular files that are new or modified.
+	changed_bytes=$(awk '/^[MA] /{sub(/^[MA] +/, ""); print}' "$LOGS/diff.txt" |
+		while IFS= read -r p; do
+			if [[ -f $V2_ROOT$p && ! -L $V2_ROOT$p ]]; then stat -c %s "$V2_ROOT$p"; fi
+		done | awk '{s += $1} END {printf "%d", s}')
+
+	local label i
+	for label in gen-ostree gen-ota apply-ostree apply-ota apply-ota-x apply-ostree-x; do
+		: >"$LOGS/$label.log"
+	done
+	# Round-robin over the tools, so that load from other users of the machine that comes and
+	# goes hits them alike.
+	for ((i = 1; i <= RUNS; i++)); do
+		gen_once gen-ostree "$i"
+		gen_once gen-ota "$i"
+	done
+	for ((i = 1; i <= RUNS; i++)); do
+		for label in apply-ostree apply-ota apply-ota-x apply-ostree-x; do
+			apply_once "$label" "$i"
+		done
+	done
+
+	local p_ostree p_ota
+	read -r -a p_ostree <<<"$(parts "$SAVED/ostree")"
+	read -r -a p_ota <<<"$(parts "$SAVED/ota")"
+
+	# The table.
+	local cpu load_end
+	load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+	cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+	printf 'delta benchmark, %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	printf 'machine: %s CPUs, %s, %s GiB RAM, ostree %s; load average at start %s, at end %s\n' "$(nproc)" "${cpu:-unknown CPU}" \
+		"$(awk '/^MemTotal:/{printf "%.0f", $2 / 1048576}' /proc/meminfo)" \
+		"$(ostree --version | awk -F"'" '/Version:/{print $2; exit}')" "$load_start" "$load_end"
+	printf 'versions: Debian bookworm arm64, %s packages; V1 = %s of them at the oldest older version apt offers (%s), V2 = the newest (%s)\n' \
+		"$pkgs_total" "$pkgs_changed" "$VERSIONS" "$V2_ROOT"
+	printf 'e.g.: %s\n' "$(awk '$3 != $4 && $1 ~ /^(libc6|libssl3|systemd|openssh-server|python3\.11-minimal|perl-base|curl|tzdata)$/ {
+		printf "%s%s %s -> %s", sep, $1, $3, $4; sep = ", " }' "$VERSIONS")"
+	printf 'V1: %s files, %s dirs, %s symlinks, %s MiB; V2: %s files, %s dirs, %s symlinks, %s MiB\n' \
+		"${v1[0]}" "${v1[1]}" "${v1[2]}" "$(mib "${v1[3]}")" "${v2[0]}" "${v2[1]}" "${v2[2]}" "$(mib "${v2[3]}")"
+	printf 'ostree diff V1 V2: %s modified, %s added, %s removed (%s MiB of new or modified regular files in V2)\n' \
+		"$diff_m" "$diff_a" "$diff_d" "$(mib "$changed_bytes")"
+	printf 'commits: %s -> %s in archive repo %s\n' "$FROM" "$TO" "$REPO"
+	printf 'runs: %s per tool; wall s = best run (CPU %%, user s, sys s of that run); RSS MiB = peak RSS of the largest process (/usr/bin/time), tree MiB = peak of the sum over all processes of the command (sampled every 50 ms); both the largest of all runs\n\n' "$RUNS"
+
+	header generate 'delta bytes (parts, fb)'
+	row 'ostree static-delta generate' gen-ostree "${SIZE[gen-ostree]:-?} (${p_ostree[0]}, ${p_ostree[1]})"
+	row 'ota-build delta' gen-ota "${SIZE[gen-ota]:-?} (${p_ota[0]}, ${p_ota[1]})"
+	printf '\n'
+	header 'apply into bare-user repo holding V1' 'V2 then ostree fsck'
+	row "ostree apply-offline, ostree's delta" apply-ostree "${CHECK[apply-ostree]:-not checked}"
+	row 'ota-build delta apply, our delta' apply-ota "${CHECK[apply-ota]:-not checked}"
+	row "ota-build delta apply, ostree's delta" apply-ota-x "${CHECK[apply-ota-x]:-not checked}"
+	row 'ostree apply-offline, our delta' apply-ostree-x "${CHECK[apply-ostree-x]:-not checked}"
+	printf '\n'
+
+	local r
+	r=$(ratio "${BEST_SECS[gen-ostree]:-0}" "${BEST_SECS[gen-ota]:-0}")
+	printf 'generate: ostree_time / ours_time:          %s (target >= 4: %s)\n' "$r" "$(verdict "$r" '>=' 4)"
+	r=$(ratio "${MAX_RSS_KB[gen-ota]:-0}" "${MAX_RSS_KB[gen-ostree]:-0}")
+	printf 'generate: ours_RSS / ostree_RSS:            %s (target <= 0.5: %s; largest process, without our xz children)\n' "$r" "$(verdict "$r" '<=' 0.5)"
+	r=$(ratio "${MAX_TREE_KB[gen-ota]:-0}" "${MAX_TREE_KB[gen-ostree]:-0}")
+	printf 'generate: ours_tree_RSS / ostree_tree_RSS:  %s (target <= 0.5: %s; all processes)\n' "$r" "$(verdict "$r" '<=' 0.5)"
+	r=$(ratio "${SIZE[gen-ota]:-0}" "${SIZE[gen-ostree]:-0}")
+	printf 'delta size: ours / ostree:                  %s (target <= 1.0: %s)\n' "$r" "$(verdict "$r" '<=' 1.0)"
+	r=$(ratio "${BEST_SECS[apply-ostree]:-0}" "${BEST_SECS[apply-ota]:-0}")
+	printf 'apply: ostree_apply / ours_apply:           %s (each its own delta; target >= 1: %s)\n' "$r" "$(verdict "$r" '>=' 1)"
+	r=$(ratio "${BEST_SECS[apply-ostree]:-0}" "${BEST_SECS[apply-ota-x]:-0}")
+	printf "apply: same, ours applying ostree's delta:  %s\n" "$r"
+	printf 'our delta, ostree apply-offline + fsck:     %s\n' "${CHECK[apply-ostree-x]:-not checked}"
+	if ((${#FAILED[@]})); then
+		for label in "${!FAILED[@]}"; do
+			printf 'FAILED: %s run(s) %s (log: %s)\n' "$label" "${FAILED[$label]}" "$LOGS/$label.log"
+		done
+	fi
+}
+
+main "$@"
