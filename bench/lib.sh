@@ -1,0 +1,82 @@
+# Shared helpers of the benchmark scripts; sourced, not run.
+# shellcheck shell=bash
+
+VERBOSE=0
+if [[ -t 2 ]]; then
+	VERBOSE=1
+fi
+
+log() {
+	if ((VERBOSE)); then
+		printf '==> %s\n' "$*" >&2
+	fi
+}
+
+die() {
+	printf '%s: error: %s\n' "bench/${0##*/}" "$*" >&2
+	exit 1
+}
+
+# run LOGFILE CMD...: runs CMD with its output appended to LOGFILE; on failure shows its tail.
+run() {
+	local logfile=$1
+	shift
+	printf '+ %s\n' "$*" >>"$logfile"
+	if ! "$@" >>"$logfile" 2>&1; then
+		tail -n 20 "$logfile" >&2
+		die "command failed: $* (full log: $logfile)"
+	fi
+}
+
+is_root() {
+	[[ $(id -u) -eq 0 ]]
+}
+
+check_number() {
+	[[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer, got '$2'"
+}
+
+mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
+
+# The Debian bookworm packages whose arm64 builds make the benchmark rootfs.
+ARM64_PKGS=(
+	# base system
+	base-files base-passwd bash dash coreutils util-linux util-linux-extra mount fdisk
+	bsdutils hostname login passwd tar gzip bzip2 xz-utils zstd sed grep gawk mawk findutils
+	diffutils debianutils procps libproc2-0 busybox
+	# C runtime and core libraries
+	libc6 libc-bin libgcc-s1 gcc-12-base libstdc++6 libcrypt1 zlib1g liblzma5 libzstd1
+	libbz2-1.0 liblz4-1 libxxhash0 libmount1 libblkid1 libuuid1 libsmartcols1 libfdisk1
+	libselinux1 libsepol2 libsemanage2 libpcre2-8-0 libpcre3 libcap2 libcap2-bin libacl1
+	libattr1 libaudit1 libncursesw6 libtinfo6 ncurses-bin libreadline8 libedit2 libbsd0 libmd0
+	libffi8 libexpat1 libsqlite3-0 libdb5.3 libgdbm6 libgdbm-compat4 libjson-c5 libicu72
+	libmagic1 libmagic-mgc
+	# crypto and TLS
+	libssl3 openssl libgnutls30 libnettle8 libhogweed6 libgmp10 libtasn1-6 libp11-kit0
+	libidn2-0 libunistring2 libgcrypt20 libgpg-error0 libkrb5-3 libk5crypto3 libkrb5support0
+	libgssapi-krb5-2 libkeyutils1 libcom-err2 libsasl2-2 libsasl2-modules-db libldap-2.5-0
+	# systemd, udev, dbus, glib
+	systemd libsystemd0 libsystemd-shared systemd-sysv systemd-timesyncd udev libudev1 libkmod2
+	kmod libapparmor1 libseccomp2 libcryptsetup12 libdevmapper1.02.1 libargon2-1 libpam0g
+	libpam-modules libpam-modules-bin libpam-systemd dbus dbus-daemon dbus-bin libdbus-1-3
+	libglib2.0-0
+	# python and perl
+	python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3.11 libpython3.11
+	perl-base libperl5.36 perl
+	# networking
+	iproute2 libbpf1 libelf1 libmnl0 libxtables12 iptables libip4tc2 libip6tc2 libnftnl11
+	nftables libnftables1 libjansson4 libnetfilter-conntrack3 libnfnetlink0 iputils-ping
+	openssh-client openssh-server openssh-sftp-server libwrap0 curl libcurl4 libcurl3-gnutls
+	libnghttp2-14 librtmp1 libpsl5 libbrotli1 libssh2-1 wpasupplicant libnl-3-200
+	libnl-genl-3-200 libnl-route-3-200 libpcsclite1
+	# tools
+	e2fsprogs libext2fs2 libss2 logsave apt libapt-pkg6.0 dpkg vim-tiny less nano file rsync
+	libpopt0 git
+)
+# Architecture "all" packages, downloaded by plain name.
+ALL_PKGS=(
+	ca-certificates tzdata locales netbase sensible-utils init-system-helpers ncurses-base
+	readline-common libpam-runtime libsemanage-common libaudit-common libglib2.0-data
+	dbus-session-bus-common dbus-system-bus-common perl-modules-5.36 vim-common git-man
+	liberror-perl
+)
