@@ -35,8 +35,7 @@
 # $BENCH_DIR/logs/. The final table goes to stdout.
 set -euo pipefail
 
-# Packages of the rootfs, as in bench/commit.sh. Architecture-specific ones are downloaded
-# as PKG:arm64.
+# The rootfs packages (ARM64_PKGS, ALL_PKGS) and shared helpers are in lib.sh.
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-delta}
