@@ -523,6 +523,29 @@ func (p *partBuilder) add(b []byte) uint64 {
 	return off
 }
 
+// put appends the operations that produce one object: a splice of the whole object, or a
+// bsdiff patch against its base.
+func (p *partBuilder) put(it *item) {
+	switch {
+	case it.ref.Type != ostree.ObjFile:
+		off := p.add(it.data)
+		p.op(opOpenSpliceClose, uint64(len(it.data)), off)
+	case it.base != nil:
+		m, x := p.mode(&it.header), p.xattr(it.header.Xattrs)
+		p.op(opSetReadSource, p.add(it.base[:]))
+		p.op(opOpen, m, x, it.size)
+		p.op(opBspatch, p.add(it.data), uint64(len(it.data)))
+		p.op(opClose)
+		p.op(opUnsetReadSource)
+	default:
+		m, x := p.mode(&it.header), p.xattr(it.header.Xattrs)
+		off := p.add(it.data)
+		p.op(opOpenSpliceClose, m, x, uint64(len(it.data)), off)
+	}
+	p.objects = append(p.objects, it.ref)
+	p.usize += it.size
+}
+
 func (p *partBuilder) op(code byte, args ...uint64) {
 	p.ops = append(p.ops, code)
 	for _, a := range args {
@@ -587,16 +610,19 @@ func similarNames(files map[string]ostree.Checksum) map[string]ostree.Checksum {
 	return out
 }
 
-// packer fills parts in order and hands full ones to the compressors. It keeps two parts
-// open: one for bsdiff patches, mostly runs of zeros that a fast xz preset compresses
-// well, and one for whole files and metadata, which get the stronger preset.
+// packer collects objects into parts in order and hands full ones to the compressors. It
+// keeps two lists: bsdiff patches, mostly runs of small differences that a fast xz preset
+// compresses well, and whole files and metadata, which get the stronger preset. A delta
+// small enough for one part gets exactly one, content first and metadata last, so that a
+// client applying it never sees a directory before the files in it.
 type packer struct {
-	g   *generator
-	cur [2]*partBuilder // indexed by kind
-	wg  sync.WaitGroup
-	sem chan struct{}
-	mu  sync.Mutex
-	err error
+	g       *generator
+	pending [2][]*item // indexed by kind
+	size    [2]int
+	wg      sync.WaitGroup
+	sem     chan struct{}
+	mu      sync.Mutex
+	err     error
 }
 
 // Part kinds.
@@ -605,24 +631,25 @@ const (
 	patchKind
 )
 
-// part returns the open part of a kind, starting a new one when n more payload bytes would
-// overflow it.
-func (p *packer) part(kind, n int) *partBuilder {
-	c := p.cur[kind]
-	if c != nil && len(c.objects) > 0 && uint64(len(c.blob)+n) > p.g.opts.MaxPartSize {
-		p.flush(kind)
+// add queues an object, flushing its kind's part first when the object would overflow it.
+func (p *packer) add(kind int, it *item) {
+	n := len(it.data) + 32
+	if len(p.pending[kind]) > 0 && uint64(p.size[kind]+n) > p.g.opts.MaxPartSize {
+		p.flush(p.pending[kind], kind == patchKind)
+		p.pending[kind], p.size[kind] = nil, 0
 	}
-	if p.cur[kind] == nil {
-		p.cur[kind] = newPart()
-		p.cur[kind].patches = kind == patchKind
-	}
-	return p.cur[kind]
+	p.pending[kind] = append(p.pending[kind], it)
+	p.size[kind] += n
 }
 
-// flush compresses and writes the open part of a kind in the background.
-func (p *packer) flush(kind int) {
-	part, idx := p.cur[kind], len(p.g.headers)
-	p.cur[kind] = nil
+// flush lays items out as a part and compresses and writes it in the background.
+func (p *packer) flush(items []*item, patches bool) {
+	part := newPart()
+	part.patches = patches
+	for _, it := range items {
+		part.put(it)
+	}
+	idx := len(p.g.headers)
 	h := &PartHeader{USize: part.usize, Objects: part.objects}
 	p.g.headers = append(p.g.headers, h)
 	p.wg.Add(1)
@@ -647,17 +674,20 @@ func (p *packer) flush(kind int) {
 	}()
 }
 
-// finish flushes the open parts, the one with the metadata last, and waits for every part
-// to be written.
+// finish flushes what is queued, the part with the metadata last, and waits for every
+// part to be written.
 func (p *packer) finish() error {
-	for _, kind := range []int{patchKind, wholeKind} {
-		if p.cur[kind] != nil && len(p.cur[kind].objects) > 0 {
-			p.flush(kind)
+	patches, whole := p.pending[patchKind], p.pending[wholeKind]
+	switch {
+	case len(p.g.headers) == 0 && uint64(p.size[patchKind]+p.size[wholeKind]) <= p.g.opts.MaxPartSize:
+		p.flush(append(patches, whole...), len(whole) == 0)
+	default:
+		if len(patches) > 0 {
+			p.flush(patches, true)
 		}
-	}
-	if len(p.g.headers) == 0 {
-		p.part(wholeKind, 0)
-		p.flush(wholeKind)
+		if len(whole) > 0 {
+			p.flush(whole, false)
+		}
 	}
 	p.wg.Wait()
 	return p.err
@@ -669,11 +699,7 @@ func (p *packer) meta(objs []object) error {
 		if err != nil {
 			return err
 		}
-		c := p.part(wholeKind, len(data))
-		off := c.add(data)
-		c.op(opOpenSpliceClose, uint64(len(data)), off)
-		c.objects = append(c.objects, o.ref)
-		c.usize += uint64(len(data))
+		p.add(wholeKind, &item{ref: o.ref, data: data, size: uint64(len(data))})
 	}
 	return nil
 }
@@ -687,24 +713,11 @@ func (p *packer) file(it *item) error {
 		p.g.fallbacks = append(p.g.fallbacks, Fallback{Checksum: it.ref.Checksum, CompressedSize: uint64(st.Size()), USize: it.size})
 		return nil
 	}
+	kind := wholeKind
 	if it.base != nil {
-		c := p.part(patchKind, len(it.data)+32)
-		m, x := c.mode(&it.header), c.xattr(it.header.Xattrs)
-		c.op(opSetReadSource, c.add(it.base[:]))
-		c.op(opOpen, m, x, it.size)
-		c.op(opBspatch, c.add(it.data), uint64(len(it.data)))
-		c.op(opClose)
-		c.op(opUnsetReadSource)
-		c.objects = append(c.objects, it.ref)
-		c.usize += it.size
-		return nil
+		kind = patchKind
 	}
-	c := p.part(wholeKind, len(it.data))
-	m, x := c.mode(&it.header), c.xattr(it.header.Xattrs)
-	off := c.add(it.data)
-	c.op(opOpenSpliceClose, m, x, uint64(len(it.data)), off)
-	c.objects = append(c.objects, it.ref)
-	c.usize += it.size
+	p.add(kind, it)
 	return nil
 }
 
