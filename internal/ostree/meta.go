@@ -161,15 +161,6 @@ func ParseArchiveHeader(data []byte) (FileHeader, uint64, int, error) {
 // allocate without limit (xattrs such as SELinux labels or ACLs keep real headers small).
 const MaxHeaderSize = 1 << 20
 
-// ParseFileHeader parses the (uuuusa(ayay)) header variant of a canonical object stream.
-func ParseFileHeader(v []byte) (FileHeader, error) {
-	d, err := gvariant.Decode(FileHeaderType, v)
-	if err != nil {
-		return FileHeader{}, fmt.Errorf("file header: %w", err)
-	}
-	return parseHeaderFields(d.([]any))
-}
-
 // DirMeta is the metadata of a directory.
 type DirMeta struct {
 	UID, GID uint32
