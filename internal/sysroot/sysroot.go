@@ -1,0 +1,791 @@
+// Package sysroot creates and updates OSTree sysroots (the device's physical root: the bare
+// repository, the deployments and the boot configuration) without the ostree binary, laid
+// out exactly as `ostree admin init-fs`, `os-init` and `deploy` (2022.7) do; see §8 of the
+// format notes.
+package sysroot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otakit/ota/internal/ostree"
+)
+
+// Options describe the stateroot and boot configuration of a sysroot.
+type Options struct {
+	// OSName is the stateroot, e.g. "myos".
+	OSName string
+	// Kargs are the kernel arguments, e.g. "root=/dev/mmcblk0p2", "rw". When nil, Deploy
+	// inherits the arguments of the current default deployment of the stateroot.
+	Kargs []string
+	// Bootloader is "uboot" (uEnv.txt is written next to the BLS entries) or "none" (BLS
+	// entries only). When empty, Deploy uses U-Boot if the repository config says
+	// sysroot.bootloader=uboot or boot/loader/uEnv.txt exists.
+	Bootloader string
+	// Refspec is written to the deployment's .origin file (default: the commit checksum).
+	Refspec string
+}
+
+func (o *Options) check() error {
+	if o.OSName == "" || strings.ContainsAny(o.OSName, "/ \t\n") || o.OSName == "." || o.OSName == ".." {
+		return fmt.Errorf("sysroot: invalid OS name %q", o.OSName)
+	}
+	switch o.Bootloader {
+	case "", "none", "uboot":
+	default:
+		return fmt.Errorf("sysroot: unsupported bootloader %q (want uboot or none)", o.Bootloader)
+	}
+	return nil
+}
+
+// Init creates an empty sysroot at path, as `ostree admin init-fs` and `ostree admin
+// os-init` do: the top-level directories, a bare repository at ostree/repo, the stateroot
+// ostree/deploy/<os> with its var skeleton, and boot/loader.0 with boot/loader -> loader.0
+// (plus an empty loader.0/uEnv.txt and sysroot.bootloader=uboot in the repository config for
+// U-Boot, which ostree 2022.7 needs before its first deployment). Existing parts are kept.
+func Init(path string, opts Options) error {
+	if err := opts.check(); err != nil {
+		return err
+	}
+	dirs := []struct {
+		name string
+		mode os.FileMode
+	}{
+		{"boot", 0o755}, {"dev", 0o755}, {"home", 0o755}, {"ostree", 0o755}, {"proc", 0o755},
+		{"root", 0o700}, {"run", 0o755}, {"sys", 0o755}, {"tmp", 0o777 | os.ModeSticky},
+		{"ostree/deploy", 0o755},
+		{filepath.Join("ostree/deploy", opts.OSName), 0o755},
+		{filepath.Join("ostree/deploy", opts.OSName, "deploy"), 0o755},
+		{filepath.Join("ostree/deploy", opts.OSName, "var"), 0o755},
+		{filepath.Join("ostree/deploy", opts.OSName, "var/tmp"), 0o777 | os.ModeSticky},
+		{filepath.Join("ostree/deploy", opts.OSName, "var/lib"), 0o755},
+		{filepath.Join("ostree/deploy", opts.OSName, "var/log"), 0o755},
+		{"boot/loader.0", 0o755},
+	}
+	for _, d := range dirs {
+		p := filepath.Join(path, d.name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return fmt.Errorf("sysroot: %w", err)
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
+			return fmt.Errorf("sysroot: %w", err)
+		}
+	}
+	vr := filepath.Join(path, "ostree/deploy", opts.OSName, "var")
+	for _, l := range [][2]string{{"../run", "run"}, {"../run/lock", "lock"}} {
+		if err := symlinkIfAbsent(l[0], filepath.Join(vr, l[1])); err != nil {
+			return err
+		}
+	}
+	repo, err := ostree.Init(filepath.Join(path, "ostree/repo"), ostree.ModeBare)
+	if err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	if _, err := os.Lstat(filepath.Join(path, "boot/loader")); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Symlink("loader.0", filepath.Join(path, "boot/loader")); err != nil {
+			return fmt.Errorf("sysroot: %w", err)
+		}
+	}
+	if opts.Bootloader == "uboot" {
+		env := filepath.Join(path, "boot/loader/uEnv.txt")
+		if _, err := os.Stat(env); errors.Is(err, fs.ErrNotExist) {
+			if err := os.WriteFile(env, nil, 0o644); err != nil {
+				return fmt.Errorf("sysroot: %w", err)
+			}
+		}
+		if repo.Config["sysroot.bootloader"] == "" {
+			cfg, err := os.ReadFile(filepath.Join(repo.Path, "config"))
+			if err != nil {
+				return fmt.Errorf("sysroot: %w", err)
+			}
+			cfg = append(bytes.TrimRight(cfg, "\n"), "\n\n[sysroot]\nbootloader=uboot\n"...)
+			if err := repo.WriteFileAtomic("config", cfg, 0o644); err != nil {
+				return fmt.Errorf("sysroot: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func symlinkIfAbsent(target, p string) error {
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	if err := os.Symlink(target, p); err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	return nil
+}
+
+// deployment is one entry of the boot configuration.
+type deployment struct {
+	OS       string
+	Commit   ostree.Checksum
+	Serial   int
+	BootCsum string
+	// Kargs are the kernel arguments without ostree= and the generated init=.
+	Kargs []string
+}
+
+func (d *deployment) name() string { return fmt.Sprintf("%s.%d", d.Commit, d.Serial) }
+
+func (d *deployment) dir(sysroot string) string {
+	return filepath.Join(sysroot, "ostree/deploy", d.OS, "deploy", d.name())
+}
+
+var (
+	ostreeArg = regexp.MustCompile(`^/ostree/boot\.([01])/([^/]+)/([^/]+)/([0-9]+)$`)
+	deployRE  = regexp.MustCompile(`^\.\./\.\./\.\./deploy/([^/]+)/deploy/([0-9a-f]{64})\.([0-9]+)$`)
+)
+
+// currentBootversion returns N of boot/loader -> loader.N (0 when there is none).
+func currentBootversion(sysroot string) (int, error) {
+	t, err := os.Readlink(filepath.Join(sysroot, "boot/loader"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("sysroot: %w", err)
+	}
+	switch t {
+	case "loader.0":
+		return 0, nil
+	case "loader.1":
+		return 1, nil
+	}
+	return 0, fmt.Errorf("sysroot: boot/loader points to %q, want loader.0 or loader.1", t)
+}
+
+// loadDeployments reads the current deployment list from the BLS entries of the current
+// bootversion, default (index 0) first.
+func loadDeployments(sysroot string, bootversion int) ([]deployment, error) {
+	dir := filepath.Join(sysroot, fmt.Sprintf("boot/loader.%d/entries", bootversion))
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("sysroot: %w", err)
+	}
+	type versioned struct {
+		version int
+		d       deployment
+	}
+	var list []versioned
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "ostree-") || !strings.HasSuffix(e.Name(), ".conf") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("sysroot: %w", err)
+		}
+		keys := parseEntry(string(data))
+		var d deployment
+		var link string
+		for _, a := range strings.Fields(keys["options"]) {
+			if v, ok := strings.CutPrefix(a, "ostree="); ok {
+				link = v
+				continue
+			}
+			if strings.HasPrefix(a, "init=/ostree/boot.") && strings.HasSuffix(a, "/usr/lib/ostree/ostree-prepare-root") {
+				continue
+			}
+			d.Kargs = append(d.Kargs, a)
+		}
+		m := ostreeArg.FindStringSubmatch(link)
+		if m == nil {
+			return nil, fmt.Errorf("sysroot: %s: no valid ostree= kernel argument", e.Name())
+		}
+		d.BootCsum = m[3]
+		target, err := os.Readlink(filepath.Join(sysroot, link))
+		if err != nil {
+			return nil, fmt.Errorf("sysroot: %s: %w", e.Name(), err)
+		}
+		dm := deployRE.FindStringSubmatch(target)
+		if dm == nil {
+			return nil, fmt.Errorf("sysroot: %s: unexpected boot link target %q", link, target)
+		}
+		d.OS = dm[1]
+		d.Commit, _ = ostree.ParseChecksum(dm[2])
+		d.Serial, _ = strconv.Atoi(dm[3])
+		v, err := strconv.Atoi(keys["version"])
+		if err != nil {
+			return nil, fmt.Errorf("sysroot: %s: invalid version %q", e.Name(), keys["version"])
+		}
+		list = append(list, versioned{v, d})
+	}
+	slices.SortStableFunc(list, func(a, b versioned) int { return b.version - a.version })
+	out := make([]deployment, len(list))
+	for i, v := range list {
+		out[i] = v.d
+	}
+	return out, nil
+}
+
+func parseEntry(s string) map[string]string {
+	keys := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if k != "" && !strings.HasPrefix(k, "#") {
+			keys[k] = strings.TrimSpace(v)
+		}
+	}
+	return keys
+}
+
+// Deploy deploys commit from src as the new default deployment of the stateroot
+// opts.OSName in the sysroot at sysroot (created by Init or by `ostree admin`), following
+// the checklist of §8.10:
+//
+//   - every object of the commit, the commit and its detached metadata are copied into
+//     ostree/repo (objects already present are skipped; the commit is written last);
+//   - the commit is checked out as ostree/deploy/<os>/deploy/<commit>.<serial>, files
+//     hardlinked to the repository's objects; etc is a copy of usr/etc with the changes of
+//     the previous default deployment's /etc merged in (three-way merge); the .origin file
+//     is written;
+//   - the kernel, initramfs and device trees go to boot/ostree/<os>-<bootcsum>/;
+//   - BLS entries (and uEnv.txt for U-Boot) are written to boot/loader.<new>/, the
+//     ostree/boot.<new>.<m> links and the ostree/<new>/<m>/<i> refs are created, and
+//     boot/loader is swapped to loader.<new> with one rename, the commit point;
+//   - finally the old boot directories, unused kernels and dropped deployments are removed.
+//
+// The deployment list becomes [new, previous default of the stateroot] plus the
+// deployments of other stateroots; older deployments of the stateroot are removed.
+//
+// The sysroot repository is in bare mode, so Deploy needs root (to chown files and set
+// extended attributes) and returns an error otherwise. Deploy does not set the immutable
+// flag on the deployment directory, and only supports kernels in the
+// usr/lib/modules/<kver>/vmlinuz layout.
+func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree.Checksum, opts Options) error {
+	if err := opts.check(); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("sysroot: creating a bare repository needs root (to set file owners and extended attributes); run Deploy as root")
+	}
+	repo, err := ostree.Open(filepath.Join(sysroot, "ostree/repo"))
+	if err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	if repo.Mode != ostree.ModeBare {
+		return fmt.Errorf("sysroot: %s is a %s repository, want bare", repo.Path, repo.Mode)
+	}
+	if _, err := os.Stat(filepath.Join(sysroot, "ostree/deploy", opts.OSName, "var")); err != nil {
+		return fmt.Errorf("sysroot: stateroot %q is not initialised: %w", opts.OSName, err)
+	}
+	unlock, err := lockSysroot(sysroot)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	if err := pull(ctx, src, repo, commit); err != nil {
+		return fmt.Errorf("sysroot: pulling %s: %w", commit, err)
+	}
+	bootversion, err := currentBootversion(sysroot)
+	if err != nil {
+		return err
+	}
+	old, err := loadDeployments(sysroot, bootversion)
+	if err != nil {
+		return err
+	}
+	var merge *deployment
+	for i := range old {
+		if old[i].OS == opts.OSName {
+			merge = &old[i]
+			break
+		}
+	}
+
+	// 2. Check out the commit.
+	d := deployment{OS: opts.OSName, Commit: commit}
+	for _, o := range old {
+		if o.OS == d.OS && o.Commit == d.Commit && o.Serial >= d.Serial {
+			d.Serial = o.Serial + 1
+		}
+	}
+	d.Kargs = opts.Kargs
+	if d.Kargs == nil && merge != nil {
+		d.Kargs = merge.Kargs
+	}
+	dir := d.dir(sysroot)
+	if err := removeTree(dir); err != nil { // leftover of an interrupted Deploy
+		return err
+	}
+	cm, _, err := repo.ReadCommit(commit)
+	if err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	if err := checkout(ctx, repo, cm.RootTree, cm.RootMeta, dir); err != nil {
+		return fmt.Errorf("sysroot: checking out %s: %w", commit, err)
+	}
+	// 3. /etc.
+	if _, err := os.Lstat(filepath.Join(dir, "usr/etc")); err == nil {
+		if err := copyTree(filepath.Join(dir, "usr/etc"), filepath.Join(dir, "etc")); err != nil {
+			return fmt.Errorf("sysroot: copying usr/etc: %w", err)
+		}
+		if merge != nil {
+			md := merge.dir(sysroot)
+			if err := mergeEtc(filepath.Join(md, "usr/etc"), filepath.Join(md, "etc"), filepath.Join(dir, "etc")); err != nil {
+				return fmt.Errorf("sysroot: merging /etc: %w", err)
+			}
+		}
+	}
+	refspec := opts.Refspec
+	if refspec == "" {
+		refspec = commit.String()
+	}
+	if err := writeFileSync(dir+".origin", []byte("[origin]\nrefspec="+refspec+"\n")); err != nil {
+		return err
+	}
+	sel := filepath.Join(sysroot, "ostree/deploy", d.OS, "var/.ostree-selabeled")
+	if _, err := os.Stat(sel); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(sel, nil, 0o644); err != nil {
+			return fmt.Errorf("sysroot: %w", err)
+		}
+	}
+	// 4. Kernel.
+	kern, err := findKernel(dir)
+	if err != nil {
+		return err
+	}
+	d.BootCsum = kern.bootCsum
+	if err := installKernel(sysroot, d.OS, kern); err != nil {
+		return err
+	}
+
+	// 5. New list.
+	list := []deployment{d}
+	keptMerge := false
+	for _, o := range old {
+		if o.OS != d.OS {
+			list = append(list, o)
+		} else if !keptMerge {
+			list = append(list, o)
+			keptMerge = true
+		}
+	}
+	uboot := opts.Bootloader == "uboot"
+	if opts.Bootloader == "" {
+		_, err := os.Stat(filepath.Join(sysroot, "boot/loader/uEnv.txt"))
+		uboot = repo.Config["sysroot.bootloader"] == "uboot" || err == nil
+	}
+	return writeBootConfig(ctx, sysroot, repo, bootversion, list, uboot)
+}
+
+// pull copies the commit and everything it references from src to dst.
+func pull(ctx context.Context, src, dst *ostree.Repo, c ostree.Checksum) error {
+	if src.Path == dst.Path && dst.HasObject(c, ostree.ObjCommit) {
+		return nil
+	}
+	cm, data, err := src.ReadCommit(c)
+	if err != nil {
+		return err
+	}
+	partial := filepath.Join(dst.Path, "state", c.String()+".commitpartial")
+	if _, err := os.Stat(partial); dst.HasObject(c, ostree.ObjCommit) && err != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(partial), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(partial, nil, 0o644); err != nil {
+		return err
+	}
+	if err := copyMeta(src, dst, ostree.ObjDirMeta, cm.RootMeta); err != nil {
+		return err
+	}
+	if err := pullTree(ctx, src, dst, cm.RootTree); err != nil {
+		return err
+	}
+	meta, err := src.ReadDetachedMetadata(c)
+	if err != nil {
+		return err
+	}
+	if meta != nil {
+		if err := dst.WriteDetachedMetadata(c, meta); err != nil {
+			return err
+		}
+	}
+	if err := dst.Sync(); err != nil {
+		return err
+	}
+	if got, err := dst.WriteObject(ostree.ObjCommit, data); err != nil {
+		return err
+	} else if got != c {
+		return fmt.Errorf("commit checksum mismatch: %s", got)
+	}
+	return os.Remove(partial)
+}
+
+func copyMeta(src, dst *ostree.Repo, t ostree.ObjectType, c ostree.Checksum) error {
+	if dst.HasObject(c, t) {
+		return nil
+	}
+	data, err := src.ReadObject(t, c)
+	if err != nil {
+		return err
+	}
+	got, err := dst.WriteObject(t, data)
+	if err != nil {
+		return err
+	}
+	if got != c {
+		return fmt.Errorf("%s object %s is corrupt (checksum %s)", t, c, got)
+	}
+	return nil
+}
+
+func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := src.ReadObject(ostree.ObjDirTree, tree)
+	if err != nil {
+		return err
+	}
+	if ostree.Sum(data) != tree {
+		return fmt.Errorf("dirtree %s is corrupt", tree)
+	}
+	t, err := ostree.ParseDirTree(data)
+	if err != nil {
+		return err
+	}
+	for _, f := range t.Files {
+		if dst.HasObject(f.Checksum, ostree.ObjFile) {
+			continue
+		}
+		if err := pullFile(src, dst, f.Checksum); err != nil {
+			return err
+		}
+	}
+	for _, sub := range t.Dirs {
+		if err := copyMeta(src, dst, ostree.ObjDirMeta, sub.Meta); err != nil {
+			return err
+		}
+		if err := pullTree(ctx, src, dst, sub.Tree); err != nil {
+			return err
+		}
+	}
+	if dst.HasObject(tree, ostree.ObjDirTree) {
+		return nil
+	}
+	_, err = dst.WriteObject(ostree.ObjDirTree, data)
+	return err
+}
+
+// pullFile copies one content object, verifying its checksum on the way.
+func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
+	obj, err := src.OpenContent(c)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, obj); err != nil {
+		return fmt.Errorf("object %s: %w", c, err)
+	}
+	got, err := ostree.ContentChecksum(&obj.Header, bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return err
+	}
+	if got != c {
+		return fmt.Errorf("object %s is corrupt (checksum %s)", c, got)
+	}
+	_, err = dst.WriteContent(c, &obj.Header, &buf, int64(buf.Len()), 0)
+	return err
+}
+
+// checkout materialises a tree at dir: files and symlinks are hardlinks to the bare
+// repository's objects; directories get their dirmeta's owner, mode and xattrs and mtime 0.
+func checkout(ctx context.Context, repo *ostree.Repo, tree, meta ostree.Checksum, dir string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m, err := repo.ReadDirMeta(meta)
+	if err != nil {
+		return err
+	}
+	t, err := repo.ReadDirTree(tree)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range t.Files {
+		if err := os.Link(repo.ObjectPath(f.Checksum, ostree.ObjFile), filepath.Join(dir, f.Name)); err != nil {
+			return err
+		}
+	}
+	for _, sub := range t.Dirs {
+		if err := checkout(ctx, repo, sub.Tree, sub.Meta, filepath.Join(dir, sub.Name)); err != nil {
+			return err
+		}
+	}
+	if err := os.Lchown(dir, int(m.UID), int(m.GID)); err != nil {
+		return err
+	}
+	for _, x := range m.Xattrs {
+		if err := unix.Lsetxattr(dir, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("%s: setting xattr %s: %w", dir, x.Name, err)
+		}
+	}
+	if err := unix.Chmod(dir, m.Mode&ostree.ModePermMask); err != nil {
+		return &os.PathError{Op: "chmod", Path: dir, Err: err}
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, dir, []unix.Timespec{{}, {}}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// copyTree copies a directory tree with owners, modes and xattrs (real copies, no links).
+func copyTree(src, dst string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		ents, err := os.ReadDir(src)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := copyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+				return err
+			}
+		}
+	case unix.S_IFLNK:
+		t, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(t, dst); err != nil {
+			return err
+		}
+	case unix.S_IFREG:
+		in, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, in)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: unsupported file type", src)
+	}
+	return copyAttrs(src, dst, &st)
+}
+
+func copyAttrs(src, dst string, st *unix.Stat_t) error {
+	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	xattrs, err := ostree.ReadXattrs(src)
+	if err != nil {
+		return err
+	}
+	for _, x := range xattrs {
+		if err := unix.Lsetxattr(dst, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("%s: setting xattr %s: %w", dst, x.Name, err)
+		}
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return nil
+	}
+	if err := unix.Chmod(dst, st.Mode&ostree.ModePermMask); err != nil {
+		return &os.PathError{Op: "chmod", Path: dst, Err: err}
+	}
+	return nil
+}
+
+// mergeEtc applies the changes between oldUsrEtc (the defaults) and oldEtc (the live
+// configuration) of the merge deployment to newEtc: removed paths are removed, modified and
+// added ones are copied over.
+func mergeEtc(oldUsrEtc, oldEtc, newEtc string) error {
+	if _, err := os.Lstat(oldEtc); err != nil {
+		return nil
+	}
+	// Removals: in the old defaults, gone from the old /etc.
+	err := filepath.WalkDir(oldUsrEtc, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(oldUsrEtc, p)
+		if rel == "." {
+			return nil
+		}
+		if _, err := os.Lstat(filepath.Join(oldEtc, rel)); errors.Is(err, fs.ErrNotExist) {
+			if err := os.RemoveAll(filepath.Join(newEtc, rel)); err != nil {
+				return err
+			}
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Modifications and additions.
+	return filepath.WalkDir(oldEtc, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(oldEtc, p)
+		if rel == "." {
+			return nil
+		}
+		same, err := sameFile(filepath.Join(oldUsrEtc, rel), p)
+		if err != nil || same {
+			return err
+		}
+		dst := filepath.Join(newEtc, rel)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		var dt unix.Stat_t
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if unix.Lstat(dst, &dt) == nil && dt.Mode&unix.S_IFMT == unix.S_IFDIR {
+				return copyAttrs(p, dst, &st) // modified directory: metadata only
+			}
+		}
+		if err := os.RemoveAll(dst); err != nil {
+			return err
+		}
+		if err := copyTree(p, dst); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return fs.SkipDir
+		}
+		return nil
+	})
+}
+
+// sameFile reports whether a and b have the same type, owner, mode, xattrs and content.
+func sameFile(a, b string) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Lstat(a, &sa); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, err
+	}
+	if err := unix.Lstat(b, &sb); err != nil {
+		return false, err
+	}
+	if sa.Mode != sb.Mode || sa.Uid != sb.Uid || sa.Gid != sb.Gid {
+		return false, nil
+	}
+	switch sa.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		ta, err1 := os.Readlink(a)
+		tb, err2 := os.Readlink(b)
+		return ta == tb, errors.Join(err1, err2)
+	case unix.S_IFREG:
+		if sa.Size != sb.Size {
+			return false, nil
+		}
+		da, err1 := os.ReadFile(a)
+		db, err2 := os.ReadFile(b)
+		if err := errors.Join(err1, err2); err != nil {
+			return false, err
+		}
+		if !bytes.Equal(da, db) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func writeFileSync(p string, data []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	return nil
+}
+
+// lockSysroot takes the exclusive lock ostree uses (flock on ostree/lock).
+func lockSysroot(sysroot string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(sysroot, "ostree/lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sysroot: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sysroot: locking: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// removeTree removes a directory tree, clearing the immutable flag ostree sets on
+// deployment roots first.
+func removeTree(p string) error {
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	clearImmutable(p)
+	if err := os.RemoveAll(p); err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	return nil
+}
+
+// clearImmutable clears the immutable inode flag of a directory (chattr -i), ignoring
+// errors (filesystems without inode flags).
+func clearImmutable(p string) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetInt(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil || flags&fsImmutableFl == 0 {
+		return
+	}
+	flags &^= fsImmutableFl
+	unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, flags)
+}
+
+// fsImmutableFl is FS_IMMUTABLE_FL of linux/fs.h.
+const fsImmutableFl = 0x10
