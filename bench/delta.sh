@@ -18,7 +18,7 @@
 #   FSCK        1 (default) runs `ostree fsck` on every apply target after the last run
 #               (untimed); 0 only checks the one that must pass (ostree applying our delta)
 #
-# The two versions (a real point-release update, method (a) of the task):
+# The two versions (a real point-release update: real packages, nothing synthesized):
 #   V2 = bench/commit.sh's rootfs: 188 Debian bookworm arm64 packages at the newest versions
 #        apt offers (bookworm, bookworm-updates, bookworm-security);
 #   V1 = the same 188 packages, but every package for which apt still offers an older version
