@@ -21,6 +21,7 @@ import (
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
 )
 
 // Options controls Generate.
@@ -52,6 +53,8 @@ type Options struct {
 	// Output, when set, names a file to write a self-contained delta (a bundle) to instead
 	// of the repository's deltas directory; parts are then always inline.
 	Output string
+	// Progress receives progress reports (default: none).
+	Progress progress.Reporter
 }
 
 // Signer signs bytes with ed25519.
@@ -140,6 +143,9 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	if opts.Output != "" {
 		opts.Inline, opts.MinFallbackSize = true, 0
 	}
+	if opts.Progress == nil {
+		opts.Progress = progress.Discard
+	}
 	toCommit, commitBytes, err := repo.ReadCommit(opts.To)
 	if err != nil {
 		return nil, err
@@ -185,7 +191,10 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	defer os.RemoveAll(tmp)
 	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
 		diffMemory: budget{limit: diffMemoryLimit}}
-	if err := g.run(meta, files); err != nil {
+	opts.Progress.Stage("delta", int64(len(files)))
+	err = g.run(meta, files)
+	opts.Progress.Done()
+	if err != nil {
 		return nil, err
 	}
 
@@ -378,6 +387,7 @@ func (g *generator) run(meta, files []object) error {
 		err = p.err
 		if err == nil {
 			err = pk.file(&p.item)
+			g.opts.Progress.Add(1, int64(p.size))
 		}
 	}
 	wg.Wait()

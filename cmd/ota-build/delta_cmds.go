@@ -13,6 +13,7 @@ import (
 
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/sign"
 )
 
@@ -59,6 +60,7 @@ func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
 
 func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error) {
 	opts := delta.Options{
+		Progress:      progress.ForStderr(),
 		MaxPartSize:   uint64(c.Int("max-part-size")) * 1e6,
 		MaxBsdiffSize: uint64(c.Int("max-bsdiff-size")) * 1e6,
 		DisableBsdiff: c.Bool("disable-bsdiff"),
