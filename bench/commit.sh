@@ -111,18 +111,6 @@ prepare_rootfs() {
 	mv "$ROOTFS.tmp" "$ROOTFS"
 }
 
-# Prints the ota-build binary to use, building it when OTA_BUILD is unset.
-ota_binary() {
-	if [[ -n $OTA_BUILD ]]; then
-		[[ -x $OTA_BUILD ]] || die "OTA_BUILD=$OTA_BUILD is not an executable"
-		printf '%s\n' "$OTA_BUILD"
-		return
-	fi
-	log "building ota-build"
-	(cd "$REPO_ROOT" && run "$LOGS/build.log" go build -o "$BENCH_DIR/ota-build" ./cmd/ota-build)
-	printf '%s\n' "$BENCH_DIR/ota-build"
-}
-
 warm_cache() {
 	sync
 	# Through a pipe: GNU tar skips reading file data when writing to /dev/null itself.

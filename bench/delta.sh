@@ -190,18 +190,6 @@ prepare_v1() {
 	mv "$V1_ROOT.tmp" "$V1_ROOT"
 }
 
-# Prints the ota-build binary to use, building it when OTA_BUILD is unset.
-ota_binary() {
-	if [[ -n $OTA_BUILD ]]; then
-		[[ -x $OTA_BUILD ]] || die "OTA_BUILD=$OTA_BUILD is not an executable"
-		printf '%s\n' "$OTA_BUILD"
-		return
-	fi
-	log "building ota-build"
-	(cd "$REPO_ROOT" && run "$LOGS/build.log" go build -o "$BENCH_DIR/ota-build" ./cmd/ota-build)
-	printf '%s\n' "$BENCH_DIR/ota-build"
-}
-
 # Commits V1 and V2 (untimed) to a fresh archive repo; sets FROM and TO.
 make_repo() {
 	log "committing V1 and V2 to $REPO"

@@ -38,6 +38,19 @@ check_number() {
 
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
 
+
+# Prints the ota-build binary to use, building it when OTA_BUILD is unset.
+ota_binary() {
+	if [[ -n $OTA_BUILD ]]; then
+		[[ -x $OTA_BUILD ]] || die "OTA_BUILD=$OTA_BUILD is not an executable"
+		printf '%s\n' "$OTA_BUILD"
+		return
+	fi
+	log "building ota-build"
+	(cd "$REPO_ROOT" && run "$LOGS/build.log" go build -o "$BENCH_DIR/ota-build" ./cmd/ota-build)
+	printf '%s\n' "$BENCH_DIR/ota-build"
+}
+
 # The Debian bookworm packages whose arm64 builds make the benchmark rootfs.
 ARM64_PKGS=(
 	# base system
