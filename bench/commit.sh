@@ -46,22 +46,6 @@ TIMESTAMP=1704067200 # fixed commit timestamp (2024-01-01 UTC), Unix seconds
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ensure_tools() {
-	if [[ ! -x /usr/bin/time ]]; then
-		is_root || die "/usr/bin/time is missing: run as root (sudo bash bench/commit.sh) to install package 'time', or install it yourself"
-		log "installing package time"
-		run "$LOGS/apt.log" apt-get update -q
-		run "$LOGS/apt.log" apt-get install -y -q time
-	fi
-	if ! command -v ostree >/dev/null; then
-		is_root || die "ostree is missing: run as root (sudo bash bench/commit.sh) to install it, or install package 'ostree' yourself"
-		log "installing package ostree"
-		run "$LOGS/apt.log" apt-get update -q
-		run "$LOGS/apt.log" apt-get install -y -q ostree
-	fi
-	command -v go >/dev/null || die "go is not on PATH (with sudo, try: sudo env PATH=\"\$PATH\" bash bench/commit.sh)"
-}
-
 prepare_rootfs() {
 	if [[ -f $ROOTFS/.bench-complete ]]; then
 		log "reusing rootfs $ROOTFS"

@@ -58,22 +58,6 @@ TIMESTAMP_V2=1706745600
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ensure_tools() {
-	if [[ ! -x /usr/bin/time ]]; then
-		is_root || die "/usr/bin/time is missing: run as root (sudo bash bench/delta.sh) to install package 'time', or install it yourself"
-		log "installing package time"
-		run "$LOGS/apt.log" apt-get update -q
-		run "$LOGS/apt.log" apt-get install -y -q time
-	fi
-	if ! command -v ostree >/dev/null; then
-		is_root || die "ostree is missing: run as root (sudo bash bench/delta.sh) to install it, or install package 'ostree' yourself"
-		log "installing package ostree"
-		run "$LOGS/apt.log" apt-get update -q
-		run "$LOGS/apt.log" apt-get install -y -q ostree
-	fi
-	command -v go >/dev/null || die "go is not on PATH (with sudo, try: sudo env PATH=\"\$PATH\" bash bench/delta.sh)"
-}
-
 APT_UPDATED=0
 apt_prepare() {
 	((APT_UPDATED)) && return

@@ -51,6 +51,24 @@ ota_binary() {
 	printf '%s\n' "$BENCH_DIR/ota-build"
 }
 
+
+# ensure_tools installs /usr/bin/time and ostree when missing (as root) and checks for go.
+ensure_tools() {
+	if [[ ! -x /usr/bin/time ]]; then
+		is_root || die "/usr/bin/time is missing: run as root (sudo bash bench/${0##*/}) to install package 'time', or install it yourself"
+		log "installing package time"
+		run "$LOGS/apt.log" apt-get update -q
+		run "$LOGS/apt.log" apt-get install -y -q time
+	fi
+	if ! command -v ostree >/dev/null; then
+		is_root || die "ostree is missing: run as root (sudo bash bench/${0##*/}) to install it, or install package 'ostree' yourself"
+		log "installing package ostree"
+		run "$LOGS/apt.log" apt-get update -q
+		run "$LOGS/apt.log" apt-get install -y -q ostree
+	fi
+	command -v go >/dev/null || die "go is not on PATH (with sudo, try: sudo env PATH=\"\$PATH\" bash bench/${0##*/})"
+}
+
 # The Debian bookworm packages whose arm64 builds make the benchmark rootfs.
 ARM64_PKGS=(
 	# base system
