@@ -134,17 +134,8 @@ func TestTreeRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			repo := newRepo(t)
 			res, err := commitTar(t, repo, c.members, c.opts)
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("err = %v, want %q", err, c.wantErr)
-				}
-				if _, ok, _ := repo.ReadRef("main"); ok {
-					t.Fatal("failed commit moved the branch")
-				}
+			if failedAsWanted(t, repo, err, c.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			l := listing(t, repo, res.Commit)
 			for _, w := range c.want {
@@ -352,4 +343,24 @@ func TestConcurrentCommits(t *testing.T) {
 	if problems, err := repo.Fsck(context.Background()); err != nil || len(problems) > 0 {
 		t.Fatalf("fsck: %v %v", problems, err)
 	}
+}
+
+// failedAsWanted reports whether a commit failed with an error containing wantErr, leaving
+// the branch alone; it fails the test on any other outcome except success when wantErr is
+// empty.
+func failedAsWanted(t *testing.T, repo *ostree.Repo, err error, wantErr string) bool {
+	t.Helper()
+	if wantErr == "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("err = %v, want %q", err, wantErr)
+	}
+	if _, ok, _ := repo.ReadRef("main"); ok {
+		t.Fatal("failed commit moved the branch")
+	}
+	return true
 }

@@ -7,15 +7,6 @@ import (
 	"testing"
 )
 
-func unhex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // Vectors verified byte for byte against GLib (spec §1.10, §1.6, §1.8).
 var vectors = []struct {
 	sig  string
@@ -48,7 +39,7 @@ func TestVectors(t *testing.T) {
 			t.Errorf("Encode(%q): %v", v.sig, err)
 			continue
 		}
-		want := unhex(t, v.want)
+		want := mustUnhex(v.want)
 		if !bytes.Equal(got, want) {
 			t.Errorf("Encode(%q) = %x, want %x", v.sig, got, want)
 			continue
@@ -80,7 +71,7 @@ func TestDecodeRejectsNonNormal(t *testing.T) {
 		{"truncated variant", "v", "07000000"},
 	}
 	for _, c := range cases {
-		if _, err := Decode(c.sig, unhex(t, c.data)); err == nil {
+		if _, err := Decode(c.sig, mustUnhex(c.data)); err == nil {
 			t.Errorf("%s: Decode(%q, %s) succeeded", c.name, c.sig, c.data)
 		}
 	}
