@@ -293,12 +293,7 @@ func (b *builder) resolveLinks() error {
 			continue
 		}
 		n.header.Mode = n.header.Mode&^ostree.ModeTypeMask | ostree.ModeRegular
-		obj, err := b.repo.OpenContent(t.checksum)
-		if err != nil {
-			return err
-		}
-		buf, err := io.ReadAll(obj)
-		obj.Close()
+		_, buf, err := b.repo.ReadContent(t.checksum)
 		if err != nil {
 			return err
 		}

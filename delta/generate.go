@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -400,21 +399,14 @@ func (g *generator) run(meta, files []object) error {
 	return errors.Join(err, pk.finish())
 }
 
+// readContent returns a content object's header and its data: the file's content, or a
+// symlink's target, which is what delta operations carry.
 func readContent(repo *ostree.Repo, c ostree.Checksum) (ostree.FileHeader, []byte, error) {
-	obj, err := repo.OpenContent(c)
-	if err != nil {
-		return ostree.FileHeader{}, nil, err
+	h, data, err := repo.ReadContent(c)
+	if err == nil && h.IsSymlink() {
+		data = []byte(h.LinkTarget)
 	}
-	defer obj.Close()
-	if obj.Header.IsSymlink() {
-		return obj.Header, []byte(obj.Header.LinkTarget), nil
-	}
-	data := make([]byte, 0, obj.Size)
-	buf := bytes.NewBuffer(data)
-	if _, err := io.Copy(buf, obj); err != nil {
-		return obj.Header, nil, fmt.Errorf("object %s: %w", c, err)
-	}
-	return obj.Header, buf.Bytes(), nil
+	return h, data, err
 }
 
 // prepareOne loads a new content object and, when the base commit has a regular file at

@@ -314,6 +314,21 @@ func (m multiCloser) Close() error {
 	return errors.Join(errs...)
 }
 
+// ReadContent returns a content object's header and its whole content, which is empty for
+// symlinks (the target is in the header).
+func (r *Repo) ReadContent(c Checksum) (FileHeader, []byte, error) {
+	obj, err := r.OpenContent(c)
+	if err != nil {
+		return FileHeader{}, nil, err
+	}
+	defer obj.Close()
+	buf := bytes.NewBuffer(make([]byte, 0, obj.Size))
+	if _, err := io.Copy(buf, obj); err != nil {
+		return obj.Header, nil, fmt.Errorf("object %s: %w", c, err)
+	}
+	return obj.Header, buf.Bytes(), nil
+}
+
 // ParseDirMetaLike parses the (uuua(ayay)) user.ostreemeta xattr of a bare-user object into
 // a header (without the symlink target, which is the object's content).
 func ParseDirMetaLike(data []byte) (FileHeader, error) {

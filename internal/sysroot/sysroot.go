@@ -488,23 +488,18 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) 
 
 // pullFile copies one content object, verifying its checksum on the way.
 func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
-	obj, err := src.OpenContent(c)
+	h, data, err := src.ReadContent(c)
 	if err != nil {
 		return err
 	}
-	defer obj.Close()
-	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, obj); err != nil {
-		return fmt.Errorf("object %s: %w", c, err)
-	}
-	got, err := ostree.ContentChecksum(&obj.Header, bytes.NewReader(buf.Bytes()))
+	got, err := ostree.ContentChecksum(&h, bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
 	if got != c {
 		return fmt.Errorf("object %s is corrupt (checksum %s)", c, got)
 	}
-	_, err = dst.WriteContent(c, &obj.Header, &buf, int64(buf.Len()), 0)
+	_, err = dst.WriteContent(c, &h, bytes.NewReader(data), int64(len(data)), 0)
 	return err
 }
 
