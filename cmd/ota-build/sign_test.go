@@ -98,9 +98,10 @@ func sigCommitSigs(t *testing.T, repo, rev string) (ostree.Checksum, [][]byte) {
 	return cs, sigs
 }
 
-// sigOstreeByteArray matches one byte array of GVariant text, "[byte 0x01, 0x02]" for the
-// first element of an aay and "[0x01, 0x02]" for the others.
-var sigOstreeByteArray = regexp.MustCompile(`\[(?:byte )?(0x[^\[\]]*)\]`)
+// sigOstreeByteArray matches one byte array of GVariant text: "[byte 0x01, 0x02]" for the
+// first element of an aay, "[0x01, 0x02]" for the others, or a bytestring b'...' (b"...")
+// that GLib prints for arrays ending in their only NUL byte.
+var sigOstreeByteArray = regexp.MustCompile(`\[(?:byte )?(0x[^\[\]]*)\]|b'((?:[^'\\]|\\.)*)'|b"((?:[^"\\]|\\.)*)"`)
 
 // sigOstreeShowSigs returns the signatures of commit cs as the real `ostree show` parses the
 // detached metadata, an independent reading of the .commitmeta file.
@@ -109,6 +110,10 @@ func sigOstreeShowSigs(t *testing.T, repo string, cs ostree.Checksum) [][]byte {
 	out := must(t, "ostree", "show", "--repo="+repo, "--print-detached-metadata-key="+ostree.SignEd25519Key, cs.String()).stdout
 	var sigs [][]byte
 	for _, m := range sigOstreeByteArray.FindAllStringSubmatch(out, -1) {
+		if m[1] == "" {
+			sigs = append(sigs, sigUnescapeBytestring(t, m[2]+m[3]))
+			continue
+		}
 		var sig []byte
 		for _, tok := range strings.Split(m[1], ",") {
 			v, err := strconv.ParseUint(strings.TrimSpace(tok), 0, 8)
@@ -120,6 +125,39 @@ func sigOstreeShowSigs(t *testing.T, repo string, cs ostree.Checksum) [][]byte {
 		sigs = append(sigs, sig)
 	}
 	return sigs
+}
+
+// sigUnescapeBytestring decodes the body of a GVariant bytestring as GLib prints it (C
+// escapes and octal \ooo), adding back the terminating NUL it leaves out.
+func sigUnescapeBytestring(t *testing.T, s string) []byte {
+	t.Helper()
+	simple := map[byte]byte{'a': 7, 'b': 8, 'f': 12, 'n': 10, 'r': 13, 't': 9, 'v': 11, '\\': '\\', '\'': '\'', '"': '"'}
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			out = append(out, s[i])
+			continue
+		}
+		i++
+		if i >= len(s) {
+			t.Fatalf("bytestring %q ends in a backslash", s)
+		}
+		if c, ok := simple[s[i]]; ok {
+			out = append(out, c)
+			continue
+		}
+		j := i
+		for j < len(s) && j < i+3 && s[j] >= '0' && s[j] <= '7' {
+			j++
+		}
+		v, err := strconv.ParseUint(s[i:j], 8, 8)
+		if err != nil {
+			t.Fatalf("bytestring %q: bad escape at %d", s, i)
+		}
+		out = append(out, byte(v))
+		i = j - 1
+	}
+	return append(out, 0)
 }
 
 // sigKeygen runs `ota-build keygen --out dir/name` and returns the prefix.
