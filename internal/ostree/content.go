@@ -139,6 +139,15 @@ func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size i
 		if r.Mode == ModeBareUserOnly && perm&0o7002 != 0 {
 			return fmt.Errorf("object %s: mode %04o cannot be stored in a bare-user-only repository", c, perm)
 		}
+		if r.Mode == ModeBare && r.DeferOwnership != nil {
+			return r.placeObject(c, ObjFile, func(f *os.File) error {
+				if err := writeBareFile(f, content, perm|0o600); err != nil {
+					return err
+				}
+				r.DeferOwnership(r.objectRel(c, ObjFile), h)
+				return nil
+			})
+		}
 		return r.placeObject(c, ObjFile, func(f *os.File) error {
 			if err := writeBareFile(f, content, perm); err != nil || r.Mode == ModeBareUserOnly {
 				return err
@@ -196,7 +205,9 @@ func (r *Repo) placeSymlink(c Checksum, h *FileHeader) error {
 	f.Close()
 	os.Remove(tmp)
 	err = os.Symlink(h.LinkTarget, tmp)
-	if err == nil && r.Mode == ModeBare {
+	if err == nil && r.Mode == ModeBare && r.DeferOwnership != nil {
+		r.DeferOwnership(rel, h)
+	} else if err == nil && r.Mode == ModeBare {
 		err = os.Lchown(tmp, int(h.UID), int(h.GID))
 		for _, x := range h.Xattrs {
 			if err == nil {

@@ -100,8 +100,8 @@ func (k *kernel) bootDir(osName string) string { return "/ostree/" + osName + "-
 
 // installKernel copies (hardlinks when possible) the boot files to
 // boot/ostree/<os>-<bootcsum>/ unless that directory exists.
-func installKernel(sysroot, osName string, k *kernel) error {
-	final := filepath.Join(sysroot, "boot", k.bootDir(osName))
+func (w *attrWriter) installKernel(osName string, k *kernel) error {
+	final := filepath.Join(w.root, "boot", k.bootDir(osName))
 	if _, err := os.Stat(final); err == nil {
 		return nil
 	}
@@ -120,12 +120,12 @@ func installKernel(sysroot, osName string, k *kernel) error {
 		files = append(files, [2]string{k.devicetree, "devicetree-" + k.kver})
 	}
 	for _, f := range files {
-		if err := linkOrCopy(f[0], filepath.Join(tmp, f[1])); err != nil {
+		if err := w.linkOrCopy(f[0], filepath.Join(tmp, f[1])); err != nil {
 			return fmt.Errorf("sysroot: %w", err)
 		}
 	}
 	if k.dtb != "" {
-		if err := copyTree(k.dtb, filepath.Join(tmp, "dtb")); err != nil {
+		if err := w.copyTree(k.dtb, filepath.Join(tmp, "dtb")); err != nil {
 			return fmt.Errorf("sysroot: %w", err)
 		}
 	}
@@ -135,14 +135,15 @@ func installKernel(sysroot, osName string, k *kernel) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
+	w.moved(tmp, final)
 	return nil
 }
 
-func linkOrCopy(src, dst string) error {
+func (w *attrWriter) linkOrCopy(src, dst string) error {
 	if os.Link(src, dst) == nil {
 		return nil
 	}
-	return copyTree(src, dst)
+	return w.copyTree(src, dst)
 }
 
 func syncDir(p string) error {
@@ -239,7 +240,8 @@ func osTitle(dir string) string {
 
 // writeBootConfig writes the boot configuration of list at the other bootversion, swaps
 // boot/loader to it and removes what the old configuration alone used (§8.10 steps 5-10).
-func writeBootConfig(ctx context.Context, sysroot string, repo *ostree.Repo, bootversion int, list []deployment, uboot bool) error {
+func writeBootConfig(ctx context.Context, w *attrWriter, repo *ostree.Repo, bootversion int, list []deployment, uboot bool) error {
+	sysroot := w.root
 	nb := 1 - bootversion
 	n := len(list)
 	oses := map[string]bool{}
@@ -258,7 +260,7 @@ func writeBootConfig(ctx context.Context, sysroot string, repo *ostree.Repo, boo
 		if k.bootCsum != d.BootCsum {
 			return fmt.Errorf("sysroot: deployment %s: boot checksum %s does not match its boot link %s", d.name(), k.bootCsum, d.BootCsum)
 		}
-		if err := installKernel(sysroot, d.OS, k); err != nil {
+		if err := w.installKernel(d.OS, k); err != nil {
 			return err
 		}
 		serial := serials[d.BootCsum]

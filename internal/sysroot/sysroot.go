@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,6 +37,14 @@ type Options struct {
 	Bootloader string
 	// Refspec is written to the deployment's .origin file (default: the commit checksum).
 	Refspec string
+	// Attrs, when non-nil, makes Deploy record file owners, modes and extended attributes
+	// instead of setting them, so it runs as an ordinary user: it receives them for every
+	// path whose attributes differ from "owned by 0:0, on-disk permission bits, no
+	// xattrs", keyed by slash-separated path relative to the sysroot. Files on disk then
+	// keep the caller's owner and get u+rw (directories u+rwx). Image builders apply the
+	// map inside the filesystem they write (see image/ext4). Only a first deployment can
+	// be recorded this way.
+	Attrs map[string]ostree.DirMeta
 }
 
 func (o *Options) check() error {
@@ -271,12 +280,18 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	if err := opts.check(); err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("sysroot: creating a bare repository needs root (to set file owners and extended attributes); run Deploy as root")
+	if os.Geteuid() != 0 && opts.Attrs == nil {
+		return errors.New("sysroot: creating a bare repository needs root (to set file owners and extended attributes); run Deploy as root or record them with Options.Attrs")
 	}
 	repo, err := ostree.Open(filepath.Join(sysroot, "ostree/repo"))
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
+	}
+	w := &attrWriter{root: sysroot, attrs: opts.Attrs}
+	if w.attrs != nil {
+		repo.DeferOwnership = func(rel string, h *ostree.FileHeader) {
+			w.attrs[path.Join("ostree/repo", rel)] = ostree.DirMeta{UID: h.UID, GID: h.GID, Mode: h.Mode & ostree.ModePermMask, Xattrs: h.Xattrs}
+		}
 	}
 	if repo.Mode != ostree.ModeBare {
 		return fmt.Errorf("sysroot: %s is a %s repository, want bare", repo.Path, repo.Mode)
@@ -308,6 +323,9 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 			break
 		}
 	}
+	if w.attrs != nil && len(old) > 0 {
+		return errors.New("sysroot: recording attributes (Options.Attrs) needs a sysroot without deployments")
+	}
 
 	// 2. Check out the commit.
 	d := deployment{OS: opts.OSName, Commit: commit}
@@ -328,17 +346,17 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
-	if err := checkout(ctx, repo, cm.RootTree, cm.RootMeta, dir); err != nil {
+	if err := w.checkout(ctx, repo, cm.RootTree, cm.RootMeta, dir); err != nil {
 		return fmt.Errorf("sysroot: checking out %s: %w", commit, err)
 	}
 	// 3. /etc.
 	if _, err := os.Lstat(filepath.Join(dir, "usr/etc")); err == nil {
-		if err := copyTree(filepath.Join(dir, "usr/etc"), filepath.Join(dir, "etc")); err != nil {
+		if err := w.copyTree(filepath.Join(dir, "usr/etc"), filepath.Join(dir, "etc")); err != nil {
 			return fmt.Errorf("sysroot: copying usr/etc: %w", err)
 		}
 		if merge != nil {
 			md := merge.dir(sysroot)
-			if err := mergeEtc(filepath.Join(md, "usr/etc"), filepath.Join(md, "etc"), filepath.Join(dir, "etc")); err != nil {
+			if err := w.mergeEtc(filepath.Join(md, "usr/etc"), filepath.Join(md, "etc"), filepath.Join(dir, "etc")); err != nil {
 				return fmt.Errorf("sysroot: merging /etc: %w", err)
 			}
 		}
@@ -362,7 +380,7 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 		return err
 	}
 	d.BootCsum = kern.bootCsum
-	if err := installKernel(sysroot, d.OS, kern); err != nil {
+	if err := w.installKernel(d.OS, kern); err != nil {
 		return err
 	}
 
@@ -382,7 +400,7 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 		_, err := os.Stat(filepath.Join(sysroot, "boot/loader/uEnv.txt"))
 		uboot = repo.Config["sysroot.bootloader"] == "uboot" || err == nil
 	}
-	return writeBootConfig(ctx, sysroot, repo, bootversion, list, uboot)
+	return writeBootConfig(ctx, w, repo, bootversion, list, uboot)
 }
 
 // pull copies the commit and everything it references from src to dst.
@@ -503,9 +521,94 @@ func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
 	return err
 }
 
+// attrWriter sets the owners, modes and extended attributes of paths in a sysroot, or
+// records them in attrs (see Options.Attrs).
+type attrWriter struct {
+	root  string
+	attrs map[string]ostree.DirMeta
+}
+
+func (w *attrWriter) key(p string) string {
+	rel, _ := filepath.Rel(w.root, p)
+	return filepath.ToSlash(rel)
+}
+
+// moved renames the recorded attributes of the tree at from after a rename to to.
+func (w *attrWriter) moved(from, to string) {
+	if w.attrs == nil {
+		return
+	}
+	f, t := w.key(from), w.key(to)
+	var keys []string
+	for k := range w.attrs {
+		if rest, ok := strings.CutPrefix(k, f); ok && (rest == "" || rest[0] == '/') {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		w.attrs[t+k[len(f):]] = w.attrs[k]
+		delete(w.attrs, k)
+	}
+}
+
+// set gives p (a file of type typ, unix.S_IF*) the attributes m.
+func (w *attrWriter) set(p string, typ uint32, m ostree.DirMeta) error {
+	perm := m.Mode & ostree.ModePermMask
+	if w.attrs != nil {
+		disk := perm | 0o600 // readable and writable by the caller, who owns the files
+		switch typ {
+		case unix.S_IFDIR:
+			disk = perm | 0o700
+		case unix.S_IFLNK:
+			disk = perm
+		}
+		if m.UID != 0 || m.GID != 0 || len(m.Xattrs) > 0 || disk != perm {
+			w.attrs[w.key(p)] = ostree.DirMeta{UID: m.UID, GID: m.GID, Mode: perm, Xattrs: m.Xattrs}
+		}
+		if typ == unix.S_IFLNK {
+			return nil
+		}
+		return chmod(p, disk)
+	}
+	if err := os.Lchown(p, int(m.UID), int(m.GID)); err != nil {
+		return err
+	}
+	for _, x := range m.Xattrs {
+		if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("%s: setting xattr %s: %w", p, x.Name, err)
+		}
+	}
+	if typ == unix.S_IFLNK {
+		return nil
+	}
+	return chmod(p, perm) // after chown, which clears setuid bits
+}
+
+func chmod(p string, perm uint32) error {
+	if err := unix.Chmod(p, perm); err != nil {
+		return &os.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	return nil
+}
+
+// get returns the attributes of p, whose lstat result is st.
+func (w *attrWriter) get(p string, st *unix.Stat_t) (ostree.DirMeta, error) {
+	if w.attrs != nil {
+		if m, ok := w.attrs[w.key(p)]; ok {
+			return m, nil
+		}
+		return ostree.DirMeta{Mode: st.Mode & ostree.ModePermMask}, nil
+	}
+	xattrs, err := ostree.ReadXattrs(p)
+	if err != nil {
+		return ostree.DirMeta{}, err
+	}
+	return ostree.DirMeta{UID: st.Uid, GID: st.Gid, Mode: st.Mode & ostree.ModePermMask, Xattrs: xattrs}, nil
+}
+
 // checkout materialises a tree at dir: files and symlinks are hardlinks to the bare
 // repository's objects; directories get their dirmeta's owner, mode and xattrs and mtime 0.
-func checkout(ctx context.Context, repo *ostree.Repo, tree, meta ostree.Checksum, dir string) error {
+func (w *attrWriter) checkout(ctx context.Context, repo *ostree.Repo, tree, meta ostree.Checksum, dir string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -521,31 +624,39 @@ func checkout(ctx context.Context, repo *ostree.Repo, tree, meta ostree.Checksum
 		return err
 	}
 	for _, f := range t.Files {
-		if err := os.Link(repo.ObjectPath(f.Checksum, ostree.ObjFile), filepath.Join(dir, f.Name)); err != nil {
+		obj, p := repo.ObjectPath(f.Checksum, ostree.ObjFile), filepath.Join(dir, f.Name)
+		if err := os.Link(obj, p); err != nil {
 			return err
 		}
+		if w.attrs == nil {
+			continue
+		}
+		// Recorded under the checkout's name too, for copies made from it (/etc).
+		a, ok := w.attrs[w.key(obj)]
+		if !ok {
+			var st unix.Stat_t
+			if err := unix.Lstat(obj, &st); err != nil {
+				return err
+			}
+			if a, err = w.get(obj, &st); err != nil {
+				return err
+			}
+		}
+		w.attrs[w.key(p)] = a
 	}
 	for _, sub := range t.Dirs {
-		if err := checkout(ctx, repo, sub.Tree, sub.Meta, filepath.Join(dir, sub.Name)); err != nil {
+		if err := w.checkout(ctx, repo, sub.Tree, sub.Meta, filepath.Join(dir, sub.Name)); err != nil {
 			return err
 		}
 	}
-	if err := os.Lchown(dir, int(m.UID), int(m.GID)); err != nil {
+	if err := w.set(dir, unix.S_IFDIR, m); err != nil {
 		return err
-	}
-	for _, x := range m.Xattrs {
-		if err := unix.Lsetxattr(dir, x.Name, x.Value, 0); err != nil {
-			return fmt.Errorf("%s: setting xattr %s: %w", dir, x.Name, err)
-		}
-	}
-	if err := unix.Chmod(dir, m.Mode&ostree.ModePermMask); err != nil {
-		return &os.PathError{Op: "chmod", Path: dir, Err: err}
 	}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dir, []unix.Timespec{{}, {}}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // copyTree copies a directory tree with owners, modes and xattrs (real copies, no links).
-func copyTree(src, dst string) error {
+func (w *attrWriter) copyTree(src, dst string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: src, Err: err}
@@ -560,7 +671,7 @@ func copyTree(src, dst string) error {
 			return err
 		}
 		for _, e := range ents {
-			if err := copyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			if err := w.copyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
 				return err
 			}
 		}
@@ -592,35 +703,21 @@ func copyTree(src, dst string) error {
 	default:
 		return fmt.Errorf("%s: unsupported file type", src)
 	}
-	return copyAttrs(src, dst, &st)
+	return w.copyAttrs(src, dst, &st)
 }
 
-func copyAttrs(src, dst string, st *unix.Stat_t) error {
-	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
-		return err
-	}
-	xattrs, err := ostree.ReadXattrs(src)
+func (w *attrWriter) copyAttrs(src, dst string, st *unix.Stat_t) error {
+	m, err := w.get(src, st)
 	if err != nil {
 		return err
 	}
-	for _, x := range xattrs {
-		if err := unix.Lsetxattr(dst, x.Name, x.Value, 0); err != nil {
-			return fmt.Errorf("%s: setting xattr %s: %w", dst, x.Name, err)
-		}
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		return nil
-	}
-	if err := unix.Chmod(dst, st.Mode&ostree.ModePermMask); err != nil {
-		return &os.PathError{Op: "chmod", Path: dst, Err: err}
-	}
-	return nil
+	return w.set(dst, st.Mode&unix.S_IFMT, m)
 }
 
 // mergeEtc applies the changes between oldUsrEtc (the defaults) and oldEtc (the live
 // configuration) of the merge deployment to newEtc: removed paths are removed, modified and
 // added ones are copied over.
-func mergeEtc(oldUsrEtc, oldEtc, newEtc string) error {
+func (w *attrWriter) mergeEtc(oldUsrEtc, oldEtc, newEtc string) error {
 	if _, err := os.Lstat(oldEtc); err != nil {
 		return nil
 	}
@@ -670,13 +767,13 @@ func mergeEtc(oldUsrEtc, oldEtc, newEtc string) error {
 		var dt unix.Stat_t
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			if unix.Lstat(dst, &dt) == nil && dt.Mode&unix.S_IFMT == unix.S_IFDIR {
-				return copyAttrs(p, dst, &st) // modified directory: metadata only
+				return w.copyAttrs(p, dst, &st) // modified directory: metadata only
 			}
 		}
 		if err := os.RemoveAll(dst); err != nil {
 			return err
 		}
-		if err := copyTree(p, dst); err != nil {
+		if err := w.copyTree(p, dst); err != nil {
 			return err
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,5 +313,54 @@ func TestDeployUpdateUBoot(t *testing.T) {
 	}
 	if _, err := os.Stat(s + "/ostree/deploy/myos/deploy/" + f.c1.String() + ".0"); err == nil {
 		t.Error("the oldest deployment was not removed")
+	}
+}
+
+// TestDeployRecordsAttrs deploys with Options.Attrs: nothing is chowned on disk, and the map
+// holds the owners and modes the deployment must have, for the objects and their checkout.
+func TestDeployRecordsAttrs(t *testing.T) {
+	f := newFixture(t)
+	s := newSysrootDir(t)
+	attrs := map[string]ostree.DirMeta{}
+	opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: attrs}
+	if err := Init(s, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := Deploy(context.Background(), s, f.src, f.c1, opts); err != nil {
+		t.Fatal(err)
+	}
+	dep := "ostree/deploy/myos/deploy/" + f.c1.String() + ".0"
+	p := filepath.Join(s, dep, "usr/share/app/data")
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		t.Errorf("%s: on-disk owner %d, want the caller's (%d)", p, st.Uid, os.Geteuid())
+	}
+	if got := attrs[dep+"/usr/share/app/data"]; got.UID != 1000 || got.GID != 1000 || got.Mode != 0o644 {
+		t.Errorf("recorded %+v for the uid-1000 file, want 1000:1000 0644", got)
+	}
+	var objKey string
+	for k, m := range attrs {
+		if strings.HasPrefix(k, "ostree/repo/objects/") && m.UID == 1000 {
+			objKey = k
+		}
+	}
+	var ost syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(s, objKey), &ost); objKey == "" || err != nil || ost.Ino != st.Ino {
+		t.Errorf("object of the uid-1000 file not recorded as the deployment's inode (key %q, %v)", objKey, err)
+	}
+	// The copied /etc keeps what usr/etc records; a copy of a default file needs no entry.
+	if _, ok := attrs[dep+"/etc/hostname"]; ok {
+		t.Errorf("etc/hostname recorded (%+v) though it is 0:0 0644", attrs[dep+"/etc/hostname"])
+	}
+	if err := syscall.Lstat(filepath.Join(s, dep, "etc/hostname"), &st); err != nil || st.Ino == ost.Ino {
+		t.Errorf("etc/hostname not a copy: %v", err)
+	}
+	for k := range attrs {
+		if strings.Contains(k, ".tmp") {
+			t.Errorf("attribute key %q names a temporary path", k)
+		}
 	}
 }
