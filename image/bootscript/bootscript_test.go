@@ -204,11 +204,11 @@ func TestScript(t *testing.T) {
 		"setenv bootargs \"${bootargs2}\"",
 		"setenv fdt_file \"${fdt_file2}\"",
 		"setenv fdtdir \"${fdtdir2}\"",
-		"load mmc 0:2 ${kernel_addr_r} /boot${kernel_image}",
-		"load mmc 0:2 ${ramdisk_addr_r} /boot${ramdisk_image}",
+		"load mmc 0:2 ${kernel_addr_r} ${kernel_image}",
+		"load mmc 0:2 ${ramdisk_addr_r} ${ramdisk_image}",
 		"setenv ota_initrd ${ramdisk_addr_r}:${filesize}",
-		"load mmc 0:2 ${fdt_addr_r} /boot${fdt_file}",
-		"load mmc 0:2 ${fdt_addr_r} /boot${fdtdir}/${fdtfile}",
+		"load mmc 0:2 ${fdt_addr_r} ${fdt_file}",
+		"load mmc 0:2 ${fdt_addr_r} ${fdtdir}/${fdtfile}",
 		"\nbooti ${kernel_addr_r} ${ota_initrd} ${ota_fdt}\n",
 	} {
 		if !strings.Contains(s, want) {
@@ -217,9 +217,8 @@ func TestScript(t *testing.T) {
 	}
 
 	s = string(Script(ScriptOptions{RootPart: "virtio 0:2", BootPart: "virtio 0:1", BootLimit: 5,
-		KernelAddr: "kaddr", FDTAddr: "faddr", RamdiskAddr: "raddr", Command: "bootz", SeparateBoot: true}))
+		KernelAddr: "kaddr", FDTAddr: "faddr", RamdiskAddr: "raddr", Command: "bootz"}))
 	for _, want := range []string{
-		"load virtio 0:2 ${loadaddr} /loader/uEnv.txt",
 		"-gt 5 &&", "boot limit 5 exceeded",
 		"load virtio 0:2 ${kaddr} ${kernel_image}",
 		"load virtio 0:2 ${raddr} ${ramdisk_image}",

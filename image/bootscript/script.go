@@ -33,10 +33,6 @@ type ScriptOptions struct {
 	// Command is the U-Boot command that boots the kernel: "booti" for
 	// arm64 Image files (the default) or "bootz" for arm zImage files.
 	Command string
-	// SeparateBoot says that RootPart is a separate /boot partition. By
-	// default it is the sysroot, whose boot files are under /boot: the
-	// paths in uEnv.txt are relative to /boot, as ostree writes them.
-	SeparateBoot bool
 }
 
 // Script returns the text of the U-Boot boot script for an OSTree sysroot
@@ -49,16 +45,14 @@ type ScriptOptions struct {
 //  1. Loads StateFile from BootPart and imports its bootcount variable
 //     (missing file: 0), increments it with setexpr and writes it back with
 //     env export and fatwrite, so the count survives a failed boot.
-//  2. Loads /boot/loader/uEnv.txt (/loader/uEnv.txt with SeparateBoot)
-//     from RootPart and imports it. It defines
+//  2. Loads /boot/loader/uEnv.txt from RootPart and imports it. It defines
 //     the default entry (kernel_image, ramdisk_image, bootargs, fdt_file,
 //     fdtdir) and, if there is a rollback deployment, the same variables
 //     suffixed with 2.
 //  3. If bootcount exceeds BootLimit and kernel_image2 is set, replaces the
 //     default entry's variables with the rollback entry's.
 //  4. Loads the kernel, the initramfs (if any) and the device tree from
-//     RootPart at the paths uEnv.txt gives (under /boot unless
-//     SeparateBoot), and boots them
+//     RootPart at the /boot/ostree/... paths uEnv.txt gives, and boots them
 //     with Command. The device tree is fdt_file if set, else
 //     ${fdtdir}/${fdtfile} if both are set, else U-Boot's own control
 //     device tree (${fdtcontroladdr}).
@@ -84,10 +78,6 @@ func Script(opts ScriptOptions) []byte {
 		Ramdisk:   varRef(opts.RamdiskAddr, "ramdisk_addr_r"),
 		Command:   opts.Command,
 		StateFile: StateFile,
-		Prefix:    "/boot",
-	}
-	if opts.SeparateBoot {
-		v.Prefix = ""
 	}
 	if v.Command == "" {
 		v.Command = "booti"
@@ -103,8 +93,6 @@ func Script(opts ScriptOptions) []byte {
 // scriptValues are the substitutions made in scriptTemplate.
 type scriptValues struct {
 	Root, Boot, Limit, Kernel, FDT, Ramdisk, Command, StateFile string
-	// Prefix is the sysroot's boot directory on Root ("" for a boot partition).
-	Prefix string
 }
 
 // varRef returns a hush reference to the variable name, or to def if name
@@ -134,10 +122,10 @@ else
 fi
 
 # Import the boot entries written by the OTA client.
-if load {{.Root}} ${loadaddr} {{.Prefix}}/loader/uEnv.txt; then
+if load {{.Root}} ${loadaddr} /boot/loader/uEnv.txt; then
 	env import -t ${loadaddr} ${filesize}
 else
-	echo "ota: cannot load {{.Prefix}}/loader/uEnv.txt from {{.Root}}"
+	echo "ota: cannot load /boot/loader/uEnv.txt from {{.Root}}"
 	exit
 fi
 
@@ -153,19 +141,19 @@ if test 0x${bootcount} -gt {{.Limit}} && test -n "${kernel_image2}"; then
 fi
 
 echo "ota: loading ${kernel_image}"
-load {{.Root}} {{.Kernel}} {{.Prefix}}${kernel_image} || exit
+load {{.Root}} {{.Kernel}} ${kernel_image} || exit
 
 setenv ota_initrd -
 if test -n "${ramdisk_image}"; then
-	load {{.Root}} {{.Ramdisk}} {{.Prefix}}${ramdisk_image} || exit
+	load {{.Root}} {{.Ramdisk}} ${ramdisk_image} || exit
 	setenv ota_initrd {{.Ramdisk}}:${filesize}
 fi
 
 setenv ota_fdt ${fdtcontroladdr}
 if test -n "${fdt_file}"; then
-	load {{.Root}} {{.FDT}} {{.Prefix}}${fdt_file} && setenv ota_fdt {{.FDT}}
+	load {{.Root}} {{.FDT}} ${fdt_file} && setenv ota_fdt {{.FDT}}
 elif test -n "${fdtdir}" && test -n "${fdtfile}"; then
-	load {{.Root}} {{.FDT}} {{.Prefix}}${fdtdir}/${fdtfile} && setenv ota_fdt {{.FDT}}
+	load {{.Root}} {{.FDT}} ${fdtdir}/${fdtfile} && setenv ota_fdt {{.FDT}}
 fi
 
 {{.Command}} {{.Kernel}} ${ota_initrd} ${ota_fdt}
