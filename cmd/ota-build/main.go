@@ -40,7 +40,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			initCommand(), commitCommand(), summaryCommand(), deltaCommand(), bundleCommand(),
 			keygenCommand(), signCommand(), verifyCommand(),
-			logCommand(), lsCommand(), fsckCommand(),
+			logCommand(), lsCommand(), fsckCommand(), imageCommand(),
 		},
 	}
 }

@@ -15,9 +15,11 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -289,7 +291,10 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	}
 	w := &attrWriter{root: sysroot, attrs: opts.Attrs}
 	if w.attrs != nil {
+		var mu sync.Mutex // objects are written in parallel
 		repo.DeferOwnership = func(rel string, h *ostree.FileHeader) {
+			mu.Lock()
+			defer mu.Unlock()
 			w.attrs[path.Join("ostree/repo", rel)] = ostree.DirMeta{UID: h.UID, GID: h.GID, Mode: h.Mode & ostree.ModePermMask, Xattrs: h.Xattrs}
 		}
 	}
@@ -425,7 +430,11 @@ func pull(ctx context.Context, src, dst *ostree.Repo, c ostree.Checksum) error {
 	if err := copyMeta(src, dst, ostree.ObjDirMeta, cm.RootMeta); err != nil {
 		return err
 	}
-	if err := pullTree(ctx, src, dst, cm.RootTree); err != nil {
+	files := map[ostree.Checksum]bool{}
+	if err := pullTree(ctx, src, dst, cm.RootTree, files); err != nil {
+		return err
+	}
+	if err := pullFiles(ctx, src, dst, files); err != nil {
 		return err
 	}
 	meta, err := src.ReadDetachedMetadata(c)
@@ -466,7 +475,9 @@ func copyMeta(src, dst *ostree.Repo, t ostree.ObjectType, c ostree.Checksum) err
 	return nil
 }
 
-func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) error {
+// pullTree copies the dirtree and dirmeta objects under tree and adds the content
+// objects dst lacks to files.
+func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, files map[ostree.Checksum]bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -482,18 +493,15 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) 
 		return err
 	}
 	for _, f := range t.Files {
-		if dst.HasObject(f.Checksum, ostree.ObjFile) {
-			continue
-		}
-		if err := pullFile(src, dst, f.Checksum); err != nil {
-			return err
+		if !files[f.Checksum] && !dst.HasObject(f.Checksum, ostree.ObjFile) {
+			files[f.Checksum] = true
 		}
 	}
 	for _, sub := range t.Dirs {
 		if err := copyMeta(src, dst, ostree.ObjDirMeta, sub.Meta); err != nil {
 			return err
 		}
-		if err := pullTree(ctx, src, dst, sub.Tree); err != nil {
+		if err := pullTree(ctx, src, dst, sub.Tree, files); err != nil {
 			return err
 		}
 	}
@@ -501,6 +509,46 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) 
 		return nil
 	}
 	_, err = dst.WriteObject(ostree.ObjDirTree, data)
+	return err
+}
+
+// pullFiles copies content objects, on all cores: decompressing and checksumming them
+// is most of a deployment's work.
+func pullFiles(ctx context.Context, src, dst *ostree.Repo, files map[ostree.Checksum]bool) error {
+	todo := make(chan ostree.Checksum)
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for range cap(errs) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range todo {
+				if err := pullFile(src, dst, c); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var err error
+send:
+	for c := range files {
+		select {
+		case todo <- c:
+		case err = <-errs:
+			break send
+		case <-ctx.Done():
+			err = ctx.Err()
+			break send
+		}
+	}
+	close(todo)
+	go func() { wg.Wait(); close(errs) }()
+	for e := range errs {
+		if err == nil {
+			err = e
+		}
+	}
 	return err
 }
 
