@@ -58,6 +58,9 @@ type Options struct {
 	Bmap, Zstd bool
 	// Progress receives the stages; nil is quiet.
 	Progress progress.Reporter
+	// TempDir is where the sysroot is staged before it is copied into the image
+	// (default: os.TempDir(), i.e. $TMPDIR or /tmp). A tmpfs makes images faster.
+	TempDir string
 }
 
 // Extent is a region of the image.
@@ -122,7 +125,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	outDir := filepath.Dir(opts.Output)
-	stage, err := os.MkdirTemp(outDir, ".ota-image-*")
+	stage, err := os.MkdirTemp(opts.TempDir, "ota-image-*")
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +133,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	root := filepath.Join(stage, "sysroot")
 	kargs := mergeKargs(append([]string{"root=PARTUUID=" + ids.partUUID(l.Table, sysIdx), "rw", "rootwait"}, l.Kargs...), opts.Kargs)
 	attrs := map[string]ostree.DirMeta{}
-	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec, Attrs: attrs}
+	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec, Attrs: attrs, NoSync: true}
 	p.Stage("deploying the sysroot", 0)
 	if err := sysroot.Init(root, so); err != nil {
 		return nil, err

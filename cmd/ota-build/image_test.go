@@ -499,7 +499,8 @@ func TestImageErrors(t *testing.T) {
 			out := filepath.Join(outDir, "disk.img")
 			os.WriteFile(out, []byte("previous image"), 0o644)
 			args := append([]string{"image", "--repo", f.repo, "--ref", "myos/stable", "--boot-files", f.bootFiles, "-o", out, "--bmap"}, tc.args...)
-			r := runCmd(t, nil, nil, otaBuild, args...)
+			tmp := t.TempDir()
+			r := runCmd(t, []string{"TMPDIR=" + tmp}, nil, otaBuild, args...)
 			if r.code == 0 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 				t.Errorf("exit %d, stderr %q; want one line containing %q", r.code, r.stderr, tc.want)
 			}
@@ -510,6 +511,9 @@ func TestImageErrors(t *testing.T) {
 					names = append(names, e.Name())
 				}
 				t.Errorf("left behind: %v", names)
+			}
+			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+				t.Errorf("staging left behind in TMPDIR: %v", ents)
 			}
 			if data, _ := os.ReadFile(out); string(data) != "previous image" {
 				t.Errorf("existing output changed")

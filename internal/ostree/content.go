@@ -308,22 +308,35 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 	}
 	o := &ContentObject{Header: h, Size: int64(size), closer: f, Reader: bytes.NewReader(nil)}
 	if !h.IsSymlink() {
-		fr := flate.NewReader(f)
-		o.Reader = io.LimitReader(fr, int64(size))
-		o.closer = multiCloser{fr, f}
+		in := inflaters.get(func() *inflater { return &inflater{br: bufio.NewReaderSize(nil, 64<<10)} })
+		in.br.Reset(f)
+		if in.fr == nil {
+			in.fr = flate.NewReader(in.br)
+		} else if err := in.fr.(flate.Resetter).Reset(in.br, nil); err != nil {
+			return nil, err
+		}
+		o.Reader = io.LimitReader(in.fr, int64(size))
+		o.closer = closeFunc(func() error {
+			inflaters.put(in)
+			return f.Close()
+		})
 	}
 	return o, nil
 }
 
-type multiCloser []io.Closer
-
-func (m multiCloser) Close() error {
-	var errs []error
-	for _, c := range m {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
+// inflater is a reusable decompressor reading through a large buffer: objects are opened
+// by the thousand, and a fresh decompressor per object costs more than a small object's
+// decompression.
+type inflater struct {
+	br *bufio.Reader
+	fr io.ReadCloser // a flate.Resetter
 }
+
+var inflaters = make(freeList[*inflater], 64)
+
+type closeFunc func() error
+
+func (f closeFunc) Close() error { return f() }
 
 // ReadContent returns a content object's header and its whole content, which is empty for
 // symlinks (the target is in the header).

@@ -129,7 +129,7 @@ func (w *attrWriter) installKernel(osName string, k *kernel) error {
 			return fmt.Errorf("sysroot: %w", err)
 		}
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := w.syncDir(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -146,7 +146,10 @@ func (w *attrWriter) linkOrCopy(src, dst string) error {
 	return w.copyTree(src, dst)
 }
 
-func syncDir(p string) error {
+func (w *attrWriter) syncDir(p string) error {
+	if w.nosync {
+		return nil
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
@@ -314,12 +317,12 @@ func writeBootConfig(ctx context.Context, w *attrWriter, repo *ostree.Repo, boot
 	}
 	for i, e := range entries {
 		name := fmt.Sprintf("ostree-%d-%s.conf", n-i, e.d.OS)
-		if err := writeFileSync(filepath.Join(loader, "entries", name), []byte(e.bls())); err != nil {
+		if err := w.writeFile(filepath.Join(loader, "entries", name), []byte(e.bls())); err != nil {
 			return err
 		}
 	}
 	if uboot {
-		if err := writeFileSync(filepath.Join(loader, "uEnv.txt"), []byte(uEnv(entries))); err != nil {
+		if err := w.writeFile(filepath.Join(loader, "uEnv.txt"), []byte(uEnv(entries))); err != nil {
 			return err
 		}
 	}
@@ -361,7 +364,7 @@ func writeBootConfig(ctx context.Context, w *attrWriter, repo *ostree.Repo, boot
 	}
 
 	// The commit point.
-	if err := syncfs(sysroot); err != nil {
+	if err := w.syncfs(); err != nil {
 		return err
 	}
 	boot := filepath.Join(sysroot, "boot")
@@ -373,7 +376,7 @@ func writeBootConfig(ctx context.Context, w *attrWriter, repo *ostree.Repo, boot
 	if err := replaceSymlink(fmt.Sprintf("loader.%d", nb), filepath.Join(boot, "loader")); err != nil {
 		return err
 	}
-	if err := syncDir(boot); err != nil {
+	if err := w.syncDir(boot); err != nil {
 		return err
 	}
 	return cleanup(sysroot, repo, bootversion, nb, m, list, keepRefs)
@@ -392,8 +395,12 @@ func replaceSymlink(target, p string) error {
 	return nil
 }
 
-func syncfs(p string) error {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+// syncfs flushes the sysroot's filesystem unless nosync.
+func (w *attrWriter) syncfs() error {
+	if w.nosync {
+		return nil
+	}
+	fd, err := unix.Open(w.root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}

@@ -7,6 +7,7 @@ package sysroot
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,10 @@ type Options struct {
 	// map inside the filesystem they write (see image/ext4). Only a first deployment can
 	// be recorded this way.
 	Attrs map[string]ostree.DirMeta
+	// NoSync skips every fsync and syncfs, for a sysroot staged only to be copied into an
+	// image: there is no power loss to survive, and flushing hundreds of megabytes costs
+	// more than the rest of the deployment.
+	NoSync bool
 }
 
 func (o *Options) check() error {
@@ -289,7 +294,7 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
-	w := &attrWriter{root: sysroot, attrs: opts.Attrs}
+	w := &attrWriter{root: sysroot, attrs: opts.Attrs, nosync: opts.NoSync}
 	if w.attrs != nil {
 		var mu sync.Mutex // objects are written in parallel
 		repo.DeferOwnership = func(rel string, h *ostree.FileHeader) {
@@ -310,7 +315,7 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	}
 	defer unlock()
 
-	if err := pull(ctx, src, repo, commit); err != nil {
+	if err := w.pull(ctx, src, repo, commit); err != nil {
 		return fmt.Errorf("sysroot: pulling %s: %w", commit, err)
 	}
 	bootversion, err := currentBootversion(sysroot)
@@ -370,7 +375,7 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	if refspec == "" {
 		refspec = commit.String()
 	}
-	if err := writeFileSync(dir+".origin", []byte("[origin]\nrefspec="+refspec+"\n")); err != nil {
+	if err := w.writeFile(dir+".origin", []byte("[origin]\nrefspec="+refspec+"\n")); err != nil {
 		return err
 	}
 	sel := filepath.Join(sysroot, "ostree/deploy", d.OS, "var/.ostree-selabeled")
@@ -409,7 +414,7 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 }
 
 // pull copies the commit and everything it references from src to dst.
-func pull(ctx context.Context, src, dst *ostree.Repo, c ostree.Checksum) error {
+func (w *attrWriter) pull(ctx context.Context, src, dst *ostree.Repo, c ostree.Checksum) error {
 	if src.Path == dst.Path && dst.HasObject(c, ostree.ObjCommit) {
 		return nil
 	}
@@ -430,11 +435,7 @@ func pull(ctx context.Context, src, dst *ostree.Repo, c ostree.Checksum) error {
 	if err := copyMeta(src, dst, ostree.ObjDirMeta, cm.RootMeta); err != nil {
 		return err
 	}
-	files := map[ostree.Checksum]bool{}
-	if err := pullTree(ctx, src, dst, cm.RootTree, files); err != nil {
-		return err
-	}
-	if err := pullFiles(ctx, src, dst, files); err != nil {
+	if err := pullObjects(ctx, src, dst, cm.RootTree); err != nil {
 		return err
 	}
 	meta, err := src.ReadDetachedMetadata(c)
@@ -446,7 +447,7 @@ func pull(ctx context.Context, src, dst *ostree.Repo, c ostree.Checksum) error {
 			return err
 		}
 	}
-	if err := dst.Sync(); err != nil {
+	if err := w.syncRepo(dst); err != nil {
 		return err
 	}
 	if got, err := dst.WriteObject(ostree.ObjCommit, data); err != nil {
@@ -475,12 +476,39 @@ func copyMeta(src, dst *ostree.Repo, t ostree.ObjectType, c ostree.Checksum) err
 	return nil
 }
 
-// pullTree copies the dirtree and dirmeta objects under tree and adds the content
-// objects dst lacks to files.
-func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, files map[ostree.Checksum]bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// pullObjects copies the objects of a tree that dst lacks. Walking the tree feeds the
+// content objects to workers on all cores as it finds them: decompressing and checksumming
+// them is most of a deployment's work.
+func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	todo := make(chan ostree.Checksum, 256)
+	var wg sync.WaitGroup
+	// More workers than cores: reading objects from a cold cache waits on the disk.
+	for range 4 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for c := range todo {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := pullFile(src, dst, c); err != nil {
+					cancel(err)
+				}
+			}
+		})
 	}
+	err := pullTree(ctx, src, dst, tree, map[ostree.Checksum]bool{}, todo)
+	close(todo)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return err
+}
+
+// pullTree copies the dirtree and dirmeta objects under tree and sends the content
+// objects dst lacks to todo.
+func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, seen map[ostree.Checksum]bool, todo chan<- ostree.Checksum) error {
 	data, err := src.ReadObject(ostree.ObjDirTree, tree)
 	if err != nil {
 		return err
@@ -493,15 +521,21 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, 
 		return err
 	}
 	for _, f := range t.Files {
-		if !files[f.Checksum] && !dst.HasObject(f.Checksum, ostree.ObjFile) {
-			files[f.Checksum] = true
+		if seen[f.Checksum] || dst.HasObject(f.Checksum, ostree.ObjFile) {
+			continue
+		}
+		seen[f.Checksum] = true
+		select {
+		case todo <- f.Checksum:
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
 	}
 	for _, sub := range t.Dirs {
 		if err := copyMeta(src, dst, ostree.ObjDirMeta, sub.Meta); err != nil {
 			return err
 		}
-		if err := pullTree(ctx, src, dst, sub.Tree, files); err != nil {
+		if err := pullTree(ctx, src, dst, sub.Tree, seen, todo); err != nil {
 			return err
 		}
 	}
@@ -512,73 +546,46 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, 
 	return err
 }
 
-// pullFiles copies content objects, on all cores: decompressing and checksumming them
-// is most of a deployment's work.
-func pullFiles(ctx context.Context, src, dst *ostree.Repo, files map[ostree.Checksum]bool) error {
-	todo := make(chan ostree.Checksum)
-	errs := make(chan error, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for range cap(errs) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range todo {
-				if err := pullFile(src, dst, c); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	var err error
-send:
-	for c := range files {
-		select {
-		case todo <- c:
-		case err = <-errs:
-			break send
-		case <-ctx.Done():
-			err = ctx.Err()
-			break send
-		}
-	}
-	close(todo)
-	go func() { wg.Wait(); close(errs) }()
-	for e := range errs {
-		if err == nil {
-			err = e
-		}
-	}
-	return err
-}
-
-// pullFile copies one content object, verifying its checksum on the way.
+// pullFile copies one content object, streaming it and verifying its checksum on the way;
+// a corrupt object is removed again.
 func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
-	h, data, err := src.ReadContent(c)
+	o, err := src.OpenContent(c)
 	if err != nil {
 		return err
 	}
-	got, err := ostree.ContentChecksum(&h, bytes.NewReader(data))
-	if err != nil {
+	defer o.Close()
+	d := sha256.New()
+	d.Write(o.Header.Stream())
+	if _, err := dst.WriteContent(c, &o.Header, io.TeeReader(o, d), o.Size, 0); err != nil {
 		return err
 	}
-	if got != c {
+	var got ostree.Checksum
+	if d.Sum(got[:0]); got != c {
+		os.Remove(dst.ObjectPath(c, ostree.ObjFile))
 		return fmt.Errorf("object %s is corrupt (checksum %s)", c, got)
 	}
-	_, err = dst.WriteContent(c, &h, bytes.NewReader(data), int64(len(data)), 0)
-	return err
+	return nil
 }
 
 // attrWriter sets the owners, modes and extended attributes of paths in a sysroot, or
-// records them in attrs (see Options.Attrs).
+// records them in attrs (see Options.Attrs); it also makes the sysroot's writes durable
+// unless nosync.
 type attrWriter struct {
-	root  string
-	attrs map[string]ostree.DirMeta
+	root   string
+	attrs  map[string]ostree.DirMeta
+	nosync bool // see Options.NoSync
 }
 
 func (w *attrWriter) key(p string) string {
 	rel, _ := filepath.Rel(w.root, p)
 	return filepath.ToSlash(rel)
+}
+
+func (w *attrWriter) syncRepo(r *ostree.Repo) error {
+	if w.nosync {
+		return nil
+	}
+	return r.Sync()
 }
 
 // moved renames the recorded attributes of the tree at from after a rename to to.
@@ -867,13 +874,14 @@ func sameFile(a, b string) (bool, error) {
 	return true, nil
 }
 
-func writeFileSync(p string, data []byte) error {
+// writeFile writes a file and, unless nosync, flushes it to disk.
+func (w *attrWriter) writeFile(p string, data []byte) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && !w.nosync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
