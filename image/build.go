@@ -205,31 +205,59 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			}
 			eo := ext4.Options{Label: label, UUID: ids.fsUUID()}
 			if err := ext4.Create(ctx, tmp.Name(), e.Start, e.Size, root, attrs, eo); err != nil {
+				if ctx.Err() != nil {
+					return nil, context.Cause(ctx) // rather than "signal: killed" of mke2fs
+				}
 				return nil, fmt.Errorf("partition %s: %w", e.Name, err)
 			}
 		}
 	}
-	if err := os.Rename(tmp.Name(), opts.Output); err != nil {
-		return nil, err
-	}
-	keep = true
-	if res.Allocated, err = allocated(opts.Output); err != nil {
-		return nil, err
-	}
+	// The block map and the compressed copy are made from the temporary image, and all
+	// files are renamed into place at the end: an interrupted build leaves none of them.
+	var side [][2]string // temporary, final
+	defer func() {
+		if !keep {
+			for _, f := range side {
+				os.Remove(f[0])
+			}
+		}
+	}()
 	if opts.Bmap {
 		p.Stage("writing the block map", 0)
 		res.Bmap = opts.Output + ".bmap"
-		if err := writeAtomic(res.Bmap, func(f *os.File) error { return bmap.Write(f, opts.Output) }); err != nil {
+		f, err := os.CreateTemp(outDir, "."+filepath.Base(res.Bmap)+".*.tmp")
+		if err != nil {
 			return nil, err
 		}
+		side = append(side, [2]string{f.Name(), res.Bmap})
+		err = bmap.Write(f, tmp.Name())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("writing %s: %w", res.Bmap, err)
+		}
 	}
-	if opts.Zstd {
+	if opts.Zstd && ctx.Err() == nil {
 		p.Stage("compressing", 0)
 		res.Zstd = opts.Output + ".zst"
-		if err := bmap.CompressZstd(res.Zstd, opts.Output); err != nil {
+		side = append(side, [2]string{tmp.Name() + ".zst", res.Zstd})
+		if err := bmap.CompressZstd(tmp.Name()+".zst", tmp.Name()); err != nil {
 			return nil, err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	if res.Allocated, err = allocated(tmp.Name()); err != nil {
+		return nil, err
+	}
+	for _, f := range append([][2]string{{tmp.Name(), opts.Output}}, side...) {
+		if err := os.Rename(f[0], f[1]); err != nil {
+			return nil, err
+		}
+	}
+	keep = true
 	return res, nil
 }
 
@@ -514,24 +542,4 @@ func allocated(p string) (int64, error) {
 		return 0, err
 	}
 	return st.Sys().(*syscall.Stat_t).Blocks * 512, nil
-}
-
-// writeAtomic writes a file through a temporary file renamed into place.
-func writeAtomic(p string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	err = write(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return nil
 }

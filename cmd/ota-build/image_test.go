@@ -521,3 +521,34 @@ func TestImageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestImageInterrupted: SIGINT at any moment leaves either a complete image or nothing,
+// and no staging tree or temporary file.
+func TestImageInterrupted(t *testing.T) {
+	f := newImageFixture(t)
+	for i, delay := range []time.Duration{20 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond} {
+		dir, tmp := filepath.Join(f.dir, fmt.Sprint("int", i)), t.TempDir()
+		os.Mkdir(dir, 0o755)
+		out := filepath.Join(dir, "disk.img")
+		cmd := exec.Command(otaBuild, "image", "--repo", f.repo, "--ref", "myos/stable", "--board", "qemu-aarch64", "-o", out, "--bmap")
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(os.Interrupt)
+		err := cmd.Wait()
+		ents, _ := os.ReadDir(dir)
+		if err == nil {
+			if len(ents) != 2 { // the image and its bmap
+				t.Errorf("after %v: finished but the directory holds %d files", delay, len(ents))
+			}
+			must(t, "sfdisk", "--verify", out)
+		} else if len(ents) != 0 {
+			t.Errorf("after %v: interrupted (%v) but left %v behind", delay, err, ents)
+		}
+		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			t.Errorf("after %v: staging left in TMPDIR: %v", delay, ents)
+		}
+	}
+}

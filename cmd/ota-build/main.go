@@ -3,18 +3,26 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
-		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
+	// Interrupted commands return through their cleanup (temporary files, staging trees)
+	// instead of dying on the spot.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp().RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		// Only cli's own exit errors carry an exit code; a wrapped *exec.ExitError of a
+		// tool we ran would otherwise pass on that tool's status.
+		if exit, ok := err.(cli.ExitCoder); ok {
 			if msg := exit.Error(); msg != "" {
 				fmt.Fprintln(os.Stderr, "ota-build: "+oneLine(msg))
 			}
