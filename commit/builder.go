@@ -254,7 +254,7 @@ func (b *builder) store(j job, buf *bytes.Buffer) error {
 	d.Sum(j.node.checksum[:0])
 	b.bytes.Add(size)
 	b.progress.Add(1, size)
-	if b.repo.HasObject(j.node.checksum, ostree.ObjFile) {
+	if b.opts.DryRun || b.repo.HasObject(j.node.checksum, ostree.ObjFile) {
 		return nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -271,6 +271,9 @@ func (b *builder) put(n *fileNode, data []byte, size int64) error {
 	d.Sum(n.checksum[:0])
 	b.bytes.Add(size)
 	b.progress.Add(1, size)
+	if b.opts.DryRun {
+		return nil
+	}
 	return b.count(b.repo.WriteContent(n.checksum, &n.header, bytes.NewReader(data), size, b.opts.CompressionLevel))
 }
 
@@ -294,7 +297,9 @@ func (b *builder) resolveLinks() error {
 		}
 		n.header.Mode = n.header.Mode&^ostree.ModeTypeMask | ostree.ModeRegular
 		_, buf, err := b.repo.ReadContent(t.checksum)
-		if err != nil {
+		if err != nil && b.opts.DryRun {
+			return errors.New("a dry run cannot checksum a hard link whose metadata an override changed")
+		} else if err != nil {
 			return err
 		}
 		if err := b.put(n, buf, int64(len(buf))); err != nil {

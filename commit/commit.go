@@ -64,6 +64,12 @@ type Options struct {
 	// (kernel in /usr/lib/modules/<kver>, /etc in /usr/etc, /var recreated by tmpfiles.d;
 	// see bootable.go) and marks the commit ostree.bootable.
 	Bootable bool
+	// DryRun builds and checksums the tree but writes nothing: Result has the root tree
+	// and dirmeta checksums and no commit.
+	DryRun bool
+	// SkipIfUnchanged writes no commit when the tree equals the parent's: Result.Commit
+	// is the parent and Unchanged is set.
+	SkipIfUnchanged bool
 	// KernelVersion is the kernel release of a bootable commit, for a kernel whose file
 	// name has none (it wins over a single /lib/modules directory); it also picks one of
 	// several /boot/vmlinuz-<kver> kernels.
@@ -82,6 +88,11 @@ type Result struct {
 	// content objects were stored; Bytes the content bytes read.
 	Files, FilesWritten int64
 	Bytes               int64
+	// RootTree and RootMeta are the checksums of the root directory's dirtree and dirmeta.
+	RootTree, RootMeta ostree.Checksum
+	// Unchanged reports that SkipIfUnchanged found the parent's tree, so no commit was
+	// written.
+	Unchanged bool
 }
 
 // SpecialFileError reports a device node, FIFO or socket, which OSTree cannot store.
@@ -104,11 +115,13 @@ func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Opti
 	if !ostree.ValidRef(opts.Branch) {
 		return res, fmt.Errorf("invalid branch name %q", opts.Branch)
 	}
-	unlock, err := repo.Lock()
-	if err != nil {
-		return res, err
+	if !opts.DryRun { // which writes nothing, not even the lock file
+		unlock, err := repo.Lock()
+		if err != nil {
+			return res, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 
 	parent := opts.Parent
 	if parent == nil && !opts.NoParent {
@@ -140,6 +153,23 @@ func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Opti
 		return res, err
 	}
 	res.Files, res.FilesWritten, res.Bytes = b.files, b.written.Load(), b.bytes.Load()
+	res.RootTree, res.RootMeta = tree, meta
+	if opts.DryRun {
+		return res, nil
+	}
+	if opts.SkipIfUnchanged && parent != nil {
+		pc, _, err := repo.ReadCommit(*parent)
+		if err != nil {
+			return res, err
+		}
+		if pc.RootTree == tree && pc.RootMeta == meta {
+			res.Commit, res.Parent, res.Unchanged = *parent, nil, true
+			if pc.HasParent {
+				res.Parent = &pc.Parent
+			}
+			return res, nil
+		}
+	}
 
 	cm := ostree.Commit{Subject: opts.Subject, Body: opts.Body, RootTree: tree, RootMeta: meta,
 		Timestamp: uint64(opts.Timestamp.Unix()), Metadata: commitMetadata(opts)}
@@ -324,6 +354,9 @@ func (b *builder) writeDir(d *dirNode) (tree, meta ostree.Checksum, err error) {
 			return tree, meta, err
 		}
 		t.Dirs = append(t.Dirs, ostree.TreeDir{Name: name, Tree: st, Meta: sm})
+	}
+	if b.opts.DryRun {
+		return ostree.Sum(t.Marshal()), ostree.Sum(d.meta.Marshal()), nil
 	}
 	if meta, err = b.repo.WriteObject(ostree.ObjDirMeta, d.meta.Marshal()); err != nil {
 		return tree, meta, err

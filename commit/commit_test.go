@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -363,4 +365,54 @@ func failedAsWanted(t *testing.T, repo *ostree.Repo, err error, wantErr string) 
 		t.Fatal("failed commit moved the branch")
 	}
 	return true
+}
+
+// repoFiles lists every file of a repository with its size.
+func repoFiles(t *testing.T, repo *ostree.Repo) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(repo.Path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			info, _ := d.Info()
+			fmt.Fprintf(&b, "%s %d\n", p, info.Size())
+		}
+		return err
+	})
+	return b.String()
+}
+
+func TestDryRunAndSkipIfUnchanged(t *testing.T) {
+	big := strings.Repeat("x", inlineMax+1)
+	ms := []member{{name: "a", body: "1"}, {name: "big", body: big}, {name: "l", typ: tar.TypeSymlink, link: "a"}}
+	repo := newRepo(t)
+	before := repoFiles(t, repo)
+	dry, err := commitTar(t, repo, ms, Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := repoFiles(t, repo); after != before || dry.Commit != (ostree.Checksum{}) {
+		t.Fatalf("dry run wrote to the repository (commit %s):\n%s", dry.Commit, after)
+	}
+	real, err := commitTar(t, repo, ms, Options{SkipIfUnchanged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real.Unchanged || real.RootTree != dry.RootTree || real.RootMeta != dry.RootMeta {
+		t.Fatalf("real commit %+v, dry run %+v", real, dry)
+	}
+	before = repoFiles(t, repo)
+	again, err := commitTar(t, repo, ms, Options{SkipIfUnchanged: true, Version: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Unchanged || again.Commit != real.Commit || repoFiles(t, repo) != before {
+		t.Fatalf("unchanged tree: %+v, want the parent %s and nothing written", again, real.Commit)
+	}
+	changed, err := commitTar(t, repo, append(ms, member{name: "new", body: "n"}), Options{SkipIfUnchanged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Unchanged || changed.Parent == nil || *changed.Parent != real.Commit {
+		t.Fatalf("changed tree: %+v", changed)
+	}
 }

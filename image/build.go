@@ -261,6 +261,20 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
+// CheckBootFiles checks that dir holds every file the layout takes from it, so a build
+// can fail before it writes anything.
+func CheckBootFiles(l Layout, dir string) error {
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("layout: %w", err)
+	}
+	sysIdx := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.FS == "sysroot" })
+	if _, err := resolveFiles(dir, l, sysIdx); err != nil {
+		return err
+	}
+	_, err := resolveRaw(dir, l.Raw)
+	return err
+}
+
 // mergeKargs appends extra to base, an argument of extra replacing those of base with
 // the same key.
 func mergeKargs(base, extra []string) []string {

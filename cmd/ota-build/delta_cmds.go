@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/otakit/ota/builder"
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
@@ -120,7 +121,7 @@ func deltaCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := updateSummary(repo, nil); err != nil {
+			if err := builder.UpdateSummary(repo, nil); err != nil {
 				return fmt.Errorf("delta written, but updating the summary failed: %w", err)
 			}
 			return printDeltaResult(c, res, start)

@@ -48,7 +48,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			initCommand(), commitCommand(), summaryCommand(), deltaCommand(), bundleCommand(),
 			keygenCommand(), signCommand(), verifyCommand(),
-			logCommand(), lsCommand(), fsckCommand(), imageCommand(),
+			logCommand(), lsCommand(), fsckCommand(), imageCommand(), buildCommand(), serveCommand(),
 		},
 	}
 }

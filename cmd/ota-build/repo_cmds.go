@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/otakit/ota/builder"
 	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
@@ -162,7 +163,7 @@ func runCommit(c *cli.Context) error {
 		}
 		return err
 	}
-	if err := updateSummary(repo, signers); err != nil {
+	if err := builder.UpdateSummary(repo, signers); err != nil {
 		return fmt.Errorf("commit %s written, but updating the summary failed: %w", res.Commit, err)
 	}
 	if c.Bool("json") {
@@ -268,39 +269,6 @@ func loadSigners(paths []string) ([]*sign.Signer, error) {
 	return out, nil
 }
 
-// summaryTime is the summary's last-modified time: SOURCE_DATE_EPOCH for reproducible
-// builds, else now.
-func summaryTime() uint64 {
-	if n, err := strconv.ParseUint(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
-		return n
-	}
-	return uint64(time.Now().Unix())
-}
-
-// updateSummary regenerates the summary, signed by signers when there are any.
-func updateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
-	unlock, err := repo.Lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	opts := ostree.SummaryOptions{Timestamp: summaryTime()}
-	if len(signers) > 0 {
-		opts.Sign = func(data []byte) ([][]byte, error) {
-			var sigs [][]byte
-			for _, s := range signers {
-				sig, err := s.Sign(data)
-				if err != nil {
-					return nil, err
-				}
-				sigs = append(sigs, sig)
-			}
-			return sigs, nil
-		}
-	}
-	return repo.UpdateSummary(opts)
-}
-
 func summaryCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "summary",
@@ -316,7 +284,7 @@ func summaryCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return updateSummary(repo, signers)
+			return builder.UpdateSummary(repo, signers)
 		},
 	}
 }

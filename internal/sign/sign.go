@@ -124,7 +124,13 @@ func LoadSigner(path string) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	priv, err := parsePrivate(path, data)
+	return ParseSigner(path, data)
+}
+
+// ParseSigner returns a Signer for a private key held in memory, in any format LoadSigner
+// reads; name identifies the key in errors (e.g. "env://OTA_SIGNING_KEY").
+func ParseSigner(name string, data []byte) (*Signer, error) {
+	priv, err := parsePrivate(name, data)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,664 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/otakit/ota/commit"
+	"github.com/otakit/ota/delta"
+	"github.com/otakit/ota/image"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/rootfs"
+	"github.com/otakit/ota/internal/sign"
+)
+
+// Report lists what a run produced; New marks what this run wrote (the rest was already
+// there).
+type Report struct {
+	Manifest string         `json:"manifest"`
+	Repo     string         `json:"repo"`
+	Commit   CommitReport   `json:"commit"`
+	Summary  SummaryReport  `json:"summary"`
+	Deltas   []DeltaReport  `json:"deltas"`
+	Bundle   *DeltaReport   `json:"bundle,omitempty"`
+	Image    *ImageReport   `json:"image,omitempty"`
+	Seconds  map[string]any `json:"seconds"`
+}
+
+// CommitReport describes the commit.
+type CommitReport struct {
+	Checksum   string `json:"checksum"`
+	Branch     string `json:"branch"`
+	Version    string `json:"version,omitempty"`
+	Signatures int    `json:"signatures"`
+	New        bool   `json:"new"`
+}
+
+// SummaryReport describes the summary.
+type SummaryReport struct {
+	Path   string `json:"path"`
+	Signed bool   `json:"signed"`
+	New    bool   `json:"new"`
+}
+
+// DeltaReport describes a static delta or bundle.
+type DeltaReport struct {
+	// From is the base commit, empty for a delta from scratch.
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// Path is the delta's directory or the bundle file.
+	Path  string `json:"path"`
+	Bytes int64  `json:"bytes"`
+	New   bool   `json:"new"`
+}
+
+// ImageReport describes the image.
+type ImageReport struct {
+	*image.Result
+	New bool `json:"new"`
+}
+
+// Options tune a run.
+type Options struct {
+	// Log receives one line per stage (nil: quiet).
+	Log io.Writer
+	// Progress receives the progress of long stages (nil: none).
+	Progress progress.Reporter
+}
+
+// plan is everything a run needs, gathered and checked before anything is written.
+type plan struct {
+	m            *Manifest
+	commitOpts   commit.Options
+	signers      []*sign.Signer
+	sumSigners   []*sign.Signer
+	layout       image.Layout
+	repo         *ostree.Repo // nil until created
+	history      []historyEntry
+	reuse        *ostree.Checksum // an existing commit of the same version and tree
+	deltaVersion []ostree.Checksum
+}
+
+type historyEntry struct {
+	c       ostree.Checksum
+	version string
+}
+
+// Run executes the manifest's pipeline: commit, sign, deltas, summary, bundle, image.
+// Everything is checked first: a manifest error leaves the repository and outputs as they
+// were.
+func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
+	log := func(format string, args ...any) {
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, format+"\n", args...)
+		}
+	}
+	pr := opts.Progress
+	if pr == nil {
+		pr = progress.Discard
+	}
+	p, err := prepare(ctx, m, pr)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]any{}}
+	stage := func(name string, start time.Time) {
+		rep.Seconds[name] = float64(time.Since(start).Milliseconds()) / 1000
+	}
+
+	// Commit.
+	start := time.Now()
+	if p.repo == nil {
+		mode, _ := ostree.ParseMode(cmpOr(m.Repo.Mode, "archive"))
+		if p.repo, err = ostree.Init(rep.Repo, mode); err != nil {
+			return nil, err
+		}
+	}
+	var cs ostree.Checksum
+	var data []byte
+	rep.Commit = CommitReport{Branch: m.Commit.Branch, Version: m.Commit.Version}
+	if p.reuse != nil {
+		cs = *p.reuse
+	} else {
+		src, err := openRootfs(m.path(m.Commit.Rootfs))
+		if err != nil {
+			return nil, err
+		}
+		res, err := commit.Commit(ctx, p.repo, src, p.commitOpts)
+		src.Close()
+		if err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
+		cs, rep.Commit.New = res.Commit, !res.Unchanged
+	}
+	if _, data, err = p.repo.ReadCommit(cs); err != nil {
+		return nil, err
+	}
+	rep.Commit.Checksum = cs.String()
+	// A commit made earlier (or by a run with other keys) gets the missing signatures.
+	added, err := addMissingSignatures(p.repo, cs, data, p.signers)
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := commit.Signatures(p.repo, cs)
+	if err != nil {
+		return nil, err
+	}
+	rep.Commit.Signatures = len(sigs)
+	state := "unchanged"
+	if rep.Commit.New {
+		state = "new"
+	} else if added > 0 {
+		state = fmt.Sprintf("unchanged, %d signature(s) added", added)
+	}
+	log("commit   %s %s (%s)", m.Commit.Branch, cs, state)
+	stage("commit", start)
+
+	// Deltas.
+	start = time.Now()
+	changed := rep.Commit.New || added > 0
+	for _, from := range p.deltaBases(cs) {
+		d, err := p.delta(ctx, from, cs, "", pr)
+		if err != nil {
+			return nil, err
+		}
+		changed = changed || d.New
+		rep.Deltas = append(rep.Deltas, *d)
+		log("delta    %s (%s)", d.Path, newOr(d.New, "kept"))
+	}
+	stage("deltas", start)
+
+	// Summary.
+	start = time.Now()
+	rep.Summary = SummaryReport{Path: filepath.Join(rep.Repo, "summary"), Signed: len(p.sumSigners) > 0}
+	_, serr := os.Stat(rep.Summary.Path)
+	_, sigErr := os.Stat(rep.Summary.Path + ".sig")
+	if changed || serr != nil || (rep.Summary.Signed && sigErr != nil) {
+		if err := UpdateSummary(p.repo, p.sumSigners); err != nil {
+			return nil, fmt.Errorf("summary: %w", err)
+		}
+		rep.Summary.New = true
+	}
+	log("summary  %s (%s)", rep.Summary.Path, newOr(rep.Summary.New, "unchanged"))
+	stage("summary", start)
+
+	// Bundle.
+	if m.Deltas != nil && m.Deltas.Bundle != nil {
+		start = time.Now()
+		var from *ostree.Checksum
+		if m.Deltas.Bundle.From == "previous" {
+			from = p.previous(cs)
+		}
+		b, err := p.delta(ctx, from, cs, m.path(m.Deltas.Bundle.Output), pr)
+		if err != nil {
+			return nil, err
+		}
+		rep.Bundle = b
+		log("bundle   %s (%s)", b.Path, newOr(b.New, "kept"))
+		stage("bundle", start)
+	}
+
+	// Image.
+	if m.Image != nil {
+		start = time.Now()
+		if rep.Image, err = p.image(ctx, cs, pr); err != nil {
+			return nil, err
+		}
+		log("image    %s (%s)", rep.Image.Image, newOr(rep.Image.New, "kept"))
+		stage("image", start)
+	}
+	return rep, nil
+}
+
+func newOr(isNew bool, old string) string {
+	if isNew {
+		return "new"
+	}
+	return old
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// prepare loads every input and checks the version rule, writing nothing.
+func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, error) {
+	p := &plan{m: m}
+	c := &m.Commit
+	var err error
+	if p.signers, err = loadKeys(m, c.SignKeys, "commit", "sign-keys"); err != nil {
+		return nil, err
+	}
+	p.sumSigners = p.signers
+	if len(m.Summary.SignKeys) > 0 {
+		if p.sumSigners, err = loadKeys(m, m.Summary.SignKeys, "summary", "sign-keys"); err != nil {
+			return nil, err
+		}
+	} else if !m.Summary.Sign {
+		p.sumSigners = nil
+	}
+	ts := time.Now()
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH %q is not a number", s)
+		}
+		ts = time.Unix(n, 0)
+	}
+	p.commitOpts = commit.Options{
+		Branch: c.Branch, Subject: c.Subject, Body: c.Body, Version: c.Version,
+		Timestamp: ts, Bootable: c.Bootable == nil || *c.Bootable, KernelVersion: c.KernelVersion,
+		SkipSpecial: c.SkipSpecial, Progress: pr, SkipIfUnchanged: true,
+	}
+	if p.commitOpts.Subject == "" {
+		p.commitOpts.Subject = strings.TrimSpace(c.Branch + " " + c.Version)
+	}
+	keys := make([]string, 0, len(c.Metadata))
+	for k := range c.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p.commitOpts.Metadata = append(p.commitOpts.Metadata, commit.KeyValue{Key: k, Value: c.Metadata[k]})
+	}
+	if c.Owner != nil {
+		p.commitOpts.OwnerUID, p.commitOpts.OwnerGID = &c.Owner.UID, &c.Owner.GID
+	}
+	if c.Overrides != "" {
+		f, err := os.Open(m.path(c.Overrides))
+		if err != nil {
+			return nil, m.errorAt(err.Error(), "commit", "overrides")
+		}
+		p.commitOpts.Overrides, err = rootfs.ParseOverrides(f, m.path(c.Overrides))
+		f.Close()
+		if err != nil {
+			return nil, m.errorAt(err.Error(), "commit", "overrides")
+		}
+	}
+	if c.SkipList != "" {
+		f, err := os.Open(m.path(c.SkipList))
+		if err != nil {
+			return nil, m.errorAt(err.Error(), "commit", "skip-list")
+		}
+		p.commitOpts.SkipList, err = rootfs.ParseSkipList(f)
+		f.Close()
+		if err != nil {
+			return nil, m.errorAt(fmt.Sprintf("%s: %v", c.SkipList, err), "commit", "skip-list")
+		}
+	}
+	for _, s := range p.signers {
+		p.commitOpts.Signers = append(p.commitOpts.Signers, s)
+	}
+	if im := m.Image; im != nil {
+		if im.Board != "" {
+			p.layout, err = image.Preset(im.Board)
+			if err != nil {
+				return nil, m.errorAt(err.Error(), "image", "board")
+			}
+		} else if p.layout, err = image.LoadLayout(m.path(im.Layout)); err != nil {
+			return nil, m.errorAt(err.Error(), "image", "layout")
+		}
+		if err := image.CheckBootFiles(p.layout, m.path(cmpOr(im.BootFiles, "."))); err != nil {
+			return nil, m.errorAt(err.Error(), "image", "boot-files")
+		}
+	}
+
+	// The repository's history of the branch, if there is one.
+	repoPath := m.path(m.Repo.Path)
+	if _, err := os.Stat(repoPath); err == nil {
+		if p.repo, err = ostree.Open(repoPath); err != nil {
+			return nil, m.errorAt(err.Error(), "repo", "path")
+		}
+		if p.history, err = history(p.repo, c.Branch); err != nil {
+			return nil, err
+		}
+	}
+	if d := m.Deltas; d != nil {
+		for _, v := range d.FromVersions {
+			i := slices.IndexFunc(p.history, func(h historyEntry) bool { return h.version == v })
+			if i < 0 && v != c.Version {
+				return nil, m.errorAt(fmt.Sprintf("deltas.from-versions: no commit of version %q on %s", v, c.Branch), "deltas", "from-versions")
+			}
+			if i >= 0 {
+				p.deltaVersion = append(p.deltaVersion, p.history[i].c)
+			}
+		}
+	}
+	if c.Version == "" || p.repo == nil {
+		return p, nil
+	}
+	i := slices.IndexFunc(p.history, func(h historyEntry) bool { return h.version == c.Version })
+	if i < 0 {
+		return p, nil
+	}
+	// The version exists: the rootfs must still give its tree (checked without writing).
+	existing := p.history[i].c
+	src, err := openRootfs(m.path(c.Rootfs))
+	if err != nil {
+		return nil, err
+	}
+	dry := p.commitOpts
+	dry.DryRun, dry.Progress = true, progress.Discard
+	res, err := commit.Commit(ctx, p.repo, src, dry)
+	src.Close()
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	cm, _, err := p.repo.ReadCommit(existing)
+	if err != nil {
+		return nil, err
+	}
+	if cm.RootTree != res.RootTree || cm.RootMeta != res.RootMeta {
+		return nil, m.errorAt(fmt.Sprintf("version %q already exists on %s (commit %s) with a different tree; give a new version", c.Version, c.Branch, existing), "commit", "version")
+	}
+	p.reuse = &existing
+	return p, nil
+}
+
+// history lists the commits of a branch, newest first, with their versions.
+func history(repo *ostree.Repo, branch string) ([]historyEntry, error) {
+	c, ok, err := repo.ReadRef(branch)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var out []historyEntry
+	for {
+		cm, _, err := repo.ReadCommit(c)
+		if errors.Is(err, fs.ErrNotExist) && len(out) > 0 {
+			return out, nil // history pruned beyond this point
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, historyEntry{c, cm.Version()})
+		if !cm.HasParent {
+			return out, nil
+		}
+		c = cm.Parent
+	}
+}
+
+// previous returns the commit before c on the branch.
+func (p *plan) previous(c ostree.Checksum) *ostree.Checksum {
+	cm, _, err := p.repo.ReadCommit(c)
+	if err != nil || !cm.HasParent || !p.repo.HasObject(cm.Parent, ostree.ObjCommit) {
+		return nil
+	}
+	return &cm.Parent
+}
+
+// deltaBases lists the bases of the deltas to c (nil for a delta from scratch).
+func (p *plan) deltaBases(c ostree.Checksum) []*ostree.Checksum {
+	d := p.m.Deltas
+	if d == nil {
+		return nil
+	}
+	var out []*ostree.Checksum
+	add := func(b *ostree.Checksum) {
+		if b != nil && *b == c {
+			return
+		}
+		if !slices.ContainsFunc(out, func(o *ostree.Checksum) bool { return (o == nil) == (b == nil) && (o == nil || *o == *b) }) {
+			out = append(out, b)
+		}
+	}
+	if d.FromScratch {
+		add(nil)
+	}
+	at := c
+	for range d.FromLast {
+		prev := p.previous(at)
+		if prev == nil {
+			break
+		}
+		add(prev)
+		at = *prev
+	}
+	for _, v := range p.deltaVersion {
+		add(&v)
+	}
+	return out
+}
+
+// delta generates the delta from..to (into output, a bundle, when set) unless it exists.
+func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Checksum, output string, pr progress.Reporter) (*DeltaReport, error) {
+	r := &DeltaReport{To: to.String()}
+	if from != nil {
+		r.From = from.String()
+	}
+	existing := filepath.Join(p.repo.Path, ostree.DeltaDir(from, to))
+	if output != "" {
+		existing = output
+	}
+	if d, err := delta.Load(existing, nil); err == nil && d.To == to && (d.From == nil) == (from == nil) && (from == nil || *d.From == *from) {
+		r.Path, r.Bytes = existing, dirSize(existing)
+		return r, nil
+	}
+	opts := delta.Options{From: from, To: to, Output: output, Progress: pr}
+	if output != "" {
+		for _, s := range p.signers {
+			opts.Signers = append(opts.Signers, s)
+		}
+	}
+	res, err := delta.Generate(ctx, p.repo, opts)
+	if err != nil {
+		return nil, fmt.Errorf("delta %s: %w", r.From+"-"+r.To, err)
+	}
+	r.Path, r.Bytes, r.New = existing, res.Size, true
+	return r, nil
+}
+
+func dirSize(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// image writes the image unless one made from the same commit and inputs exists: a stamp
+// file next to it records what it was made from.
+func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporter) (*ImageReport, error) {
+	im := p.m.Image
+	out := p.m.path(im.Output)
+	outputs := im.Outputs
+	if len(outputs) == 0 {
+		outputs = []string{"raw", "bmap"}
+	}
+	opts := image.Options{
+		Repo: p.repo, Commit: c, Refspec: p.m.Commit.Branch, OSName: p.m.OS, Layout: p.layout,
+		BootFiles: p.m.path(cmpOr(im.BootFiles, ".")), Output: out, Kargs: im.Kargs,
+		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zst"), Progress: pr,
+	}
+	if opts.OSName == "" {
+		opts.OSName, _, _ = strings.Cut(p.m.Commit.Branch, "/")
+	}
+	if im.Size != "" && im.Size != "auto" {
+		s, _ := image.ParseSize(im.Size)
+		opts.Size = int64(s)
+	}
+	stamp, err := imageStamp(opts, outputs)
+	if err != nil {
+		return nil, err
+	}
+	stampFile := out + ".stamp"
+	if old, err := os.ReadFile(stampFile); err == nil && bytes.Equal(old, stamp) {
+		res := &image.Result{Image: out, Kargs: nil}
+		if opts.Bmap {
+			res.Bmap = out + ".bmap"
+		}
+		if opts.Zstd {
+			res.Zstd = out + ".zst"
+		}
+		if st, err := os.Stat(out); err == nil {
+			res.Size = st.Size()
+		}
+		return &ImageReport{Result: res}, nil
+	}
+	os.Remove(stampFile)
+	res, err := image.Build(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	if !slices.Contains(outputs, "raw") {
+		if err := os.Remove(out); err != nil {
+			return nil, err
+		}
+		res.Image = ""
+	}
+	if err := os.WriteFile(stampFile, stamp, 0o644); err != nil {
+		return nil, err
+	}
+	return &ImageReport{Result: res, New: true}, nil
+}
+
+// imageStamp identifies an image's inputs: the commit, the layout, the options and the
+// names, sizes and times of the boot files.
+func imageStamp(o image.Options, outputs []string) ([]byte, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s %s %+v %d %q %q\n", o.Commit, o.Refspec, o.OSName, o.Layout, o.Size, o.Kargs, outputs)
+	err := filepath.WalkDir(o.BootFiles, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	return []byte(hex.EncodeToString(h.Sum(nil)) + "\n"), err
+}
+
+// loadKeys loads signing keys given as files, file:// URIs or env://NAME.
+func loadKeys(m *Manifest, refs []string, path ...string) ([]*sign.Signer, error) {
+	var out []*sign.Signer
+	for _, ref := range refs {
+		var s *sign.Signer
+		var err error
+		switch {
+		case strings.HasPrefix(ref, "env://"):
+			name := strings.TrimPrefix(ref, "env://")
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				return nil, m.errorAt(fmt.Sprintf("%s: $%s is not set", ref, name), path...)
+			}
+			s, err = sign.ParseSigner(ref, []byte(v))
+		default:
+			s, err = sign.LoadSigner(m.path(strings.TrimPrefix(ref, "file://")))
+		}
+		if err != nil {
+			return nil, m.errorAt(err.Error(), path...)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// addMissingSignatures signs c with the signers whose signature it lacks (ed25519
+// signatures are deterministic, so a present one is recognised) and returns how many it
+// added.
+func addMissingSignatures(repo *ostree.Repo, c ostree.Checksum, data []byte, signers []*sign.Signer) (int, error) {
+	have, err := commit.Signatures(repo, c)
+	if err != nil {
+		return 0, err
+	}
+	var missing []commit.Signer
+	for _, s := range signers {
+		sig, err := s.Sign(data)
+		if err != nil {
+			return 0, err
+		}
+		if !slices.ContainsFunc(have, func(h []byte) bool { return bytes.Equal(h, sig) }) {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	return len(missing), commit.AddSignatures(repo, c, data, missing)
+}
+
+// openRootfs opens a directory or a tarball.
+func openRootfs(p string) (rootfs.Source, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return rootfs.WalkDir(p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	src, err := rootfs.OpenTar(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &tarFile{src, f}, nil
+}
+
+// tarFile closes the tarball with its reader.
+type tarFile struct {
+	rootfs.Source
+	f *os.File
+}
+
+func (t *tarFile) Close() error {
+	err := t.Source.Close()
+	if ferr := t.f.Close(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// UpdateSummary regenerates a repository's summary, signed by signers when there are any;
+// its timestamp is SOURCE_DATE_EPOCH when set, for reproducible builds.
+func UpdateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
+	unlock, err := repo.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	opts := ostree.SummaryOptions{Timestamp: uint64(time.Now().Unix())}
+	if n, err := strconv.ParseUint(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		opts.Timestamp = n
+	}
+	if len(signers) > 0 {
+		opts.Sign = func(data []byte) ([][]byte, error) {
+			var sigs [][]byte
+			for _, s := range signers {
+				sig, err := s.Sign(data)
+				if err != nil {
+					return nil, err
+				}
+				sigs = append(sigs, sig)
+			}
+			return sigs, nil
+		}
+	}
+	return repo.UpdateSummary(opts)
+}

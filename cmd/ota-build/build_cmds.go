@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/otakit/ota/builder"
+	"github.com/otakit/ota/internal/progress"
+)
+
+func buildCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "run the release pipeline of an ota.yaml manifest",
+		ArgsUsage: " ",
+		Description: "Commits the manifest's rootfs, signs it, generates the configured static deltas,\n" +
+			"updates the summary, writes the offline bundle and the disk image, in that order,\n" +
+			"skipping what earlier runs produced (the same tree makes no new commit; existing deltas\n" +
+			"and images are kept). The manifest is checked in full first: an error names file:line\n" +
+			"and nothing is written. See docs/manifest.md.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "ota.yaml", Usage: "manifest `FILE`"},
+			&cli.StringFlag{Name: "version", Usage: "release `VERSION`: the value of ${VERSION} in the manifest"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report of everything produced"},
+		},
+		Action: func(c *cli.Context) error {
+			vars := map[string]string{}
+			if v := c.String("version"); v != "" {
+				vars["VERSION"] = v
+			}
+			m, err := builder.Load(c.String("file"), vars)
+			if err != nil {
+				return err
+			}
+			opts := builder.Options{Progress: progress.ForStderr()}
+			if progress.IsTerminal(os.Stderr) {
+				opts.Log = os.Stderr
+			}
+			rep, err := builder.Run(c.Context, m, opts)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, rep)
+			}
+			fmt.Fprintln(c.App.Writer, rep.Commit.Checksum)
+			return nil
+		},
+	}
+}
