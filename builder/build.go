@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -463,6 +464,11 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 	return r, nil
 }
 
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 func dirSize(p string) int64 {
 	var n int64
 	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
@@ -501,19 +507,13 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 	if err != nil {
 		return nil, err
 	}
+	// The stamp holds the inputs' digest, then the report of the build that made the image.
 	stampFile := out + ".stamp"
-	if old, err := os.ReadFile(stampFile); err == nil && bytes.Equal(old, stamp) {
-		res := &image.Result{Image: out, Kargs: nil}
-		if opts.Bmap {
-			res.Bmap = out + ".bmap"
+	if old, err := os.ReadFile(stampFile); err == nil && bytes.HasPrefix(old, stamp) {
+		var res image.Result
+		if json.Unmarshal(old[len(stamp):], &res) == nil && (res.Image == "" || fileExists(res.Image)) {
+			return &ImageReport{Result: &res}, nil
 		}
-		if opts.Zstd {
-			res.Zstd = out + ".zst"
-		}
-		if st, err := os.Stat(out); err == nil {
-			res.Size = st.Size()
-		}
-		return &ImageReport{Result: res}, nil
 	}
 	os.Remove(stampFile)
 	res, err := image.Build(ctx, opts)
@@ -526,7 +526,11 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 		}
 		res.Image = ""
 	}
-	if err := os.WriteFile(stampFile, stamp, 0o644); err != nil {
+	js, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(stampFile, append(stamp, js...), 0o644); err != nil {
 		return nil, err
 	}
 	return &ImageReport{Result: res, New: true}, nil
