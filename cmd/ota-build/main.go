@@ -39,9 +39,11 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func newApp() *cli.App {
 	return &cli.App{
 		Name:  "ota-build",
-		Usage: "build signed OSTree commits for OTA updates of embedded Linux devices",
+		Usage: "build signed OSTree commits, static deltas and flash-ready images for OTA updates of embedded Linux devices",
 		Description: "ota-build writes OSTree repositories that the ostree tools and the ota-client read:\n" +
-			"commits from a root filesystem directory or tarball, ed25519 signatures, and the summary.",
+			"commits from a root filesystem directory or tarball, ed25519 signatures, the summary,\n" +
+			"static deltas and offline bundles, and disk images with the commit deployed. `build`\n" +
+			"runs all of it from an ota.yaml manifest; `serve` serves a repository over HTTP.",
 		HideHelpCommand: true,
 		// main prints errors, on one line; cli's default handler would exit first.
 		ExitErrHandler: func(*cli.Context, error) {},
