@@ -1,0 +1,96 @@
+package builder
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestManifestDocs: the example in docs/manifest.md is a valid manifest for the strict
+// decoder, and it shows every key of the schema.
+func TestManifestDocs(t *testing.T) {
+	doc, err := os.ReadFile("../docs/manifest.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/manifest.md has no yaml block")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(m[1]))
+	dec.KnownFields(true)
+	var man Manifest
+	if err := dec.Decode(&man); err != nil {
+		t.Fatalf("docs/manifest.md example: %v", err)
+	}
+	var missing []string
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct {
+			return
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			if !regexp.MustCompile(`(?m)(^\s*(- )?|[{,] *)` + regexp.QuoteMeta(tag) + `:`).Match(m[1]) {
+				missing = append(missing, tag)
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeOf(man))
+	if len(missing) > 0 {
+		t.Errorf("docs/manifest.md does not show the keys %v", missing)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "rootfs"), 0o755)
+	t.Setenv("OTA_TEST_BRANCH", "t/stable")
+	for _, tc := range []struct {
+		name, yaml, err string
+		check       func(*Manifest) bool
+	}{
+		{name: "expansion and paths", yaml: "repo: {path: build/repo}\ncommit:\n  rootfs: rootfs\n  branch: ${OTA_TEST_BRANCH}\n  version: ${VERSION}\n",
+			check: func(m *Manifest) bool {
+				return m.Commit.Branch == "t/stable" && m.Commit.Version == "9.9" && m.path(m.Repo.Path) == filepath.Join(dir, "build/repo")
+			}},
+		{name: "syntax", yaml: "repo: [\n", err: "ota.yaml:1: did not find expected node content"},
+		{name: "unknown nested key", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: b\n  sign-key: k\n", err: `ota.yaml:5: unknown key "sign-key"`},
+		{name: "wrong type", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: two\n", err: "ota.yaml:4: cannot unmarshal !!str `two` into int"},
+		{name: "no repo", yaml: "commit: {rootfs: rootfs, branch: b}\n", err: "ota.yaml: repo.path is required"},
+		{name: "bad mode", yaml: "repo: {path: r, mode: zip}\ncommit: {rootfs: rootfs, branch: b}\n", err: `ota.yaml:1: repo.mode "zip"`},
+		{name: "no branch", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n", err: "ota.yaml:2: commit.branch is required"},
+		{name: "unset", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: ${NOPE_NOT_SET}\n", err: "ota.yaml:4: ${NOPE_NOT_SET} is not set"},
+		{name: "bad output kind", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  outputs: [raw, vhd]\n", err: `ota.yaml:6: image.outputs: "vhd"`},
+		{name: "board and layout", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  layout: l.yaml\n  output: x.img\n", err: "ota.yaml:3: image: give board or layout"},
+		{name: "bad bundle base", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  bundle: {output: b.bundle, from: last}\n", err: `ota.yaml:4: deltas.bundle.from "last"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, "ota.yaml")
+			os.WriteFile(file, []byte(tc.yaml), 0o644)
+			m, err := Load(file, map[string]string{"VERSION": "9.9"})
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatal(err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("error %v, want one containing %q", err, tc.err)
+			case tc.check != nil && !tc.check(m):
+				t.Errorf("loaded %+v", m)
+			}
+		})
+	}
+}
