@@ -46,54 +46,7 @@ TIMESTAMP=1704067200 # fixed commit timestamp (2024-01-01 UTC), Unix seconds
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-prepare_rootfs() {
-	if [[ -f $ROOTFS/.bench-complete ]]; then
-		log "reusing rootfs $ROOTFS"
-		return
-	fi
-	is_root || die "rootfs $ROOTFS is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash bench/commit.sh' once"
-
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		log "enabling dpkg architecture arm64"
-		run "$LOGS/apt.log" dpkg --add-architecture arm64
-	fi
-	log "apt-get update"
-	run "$LOGS/apt.log" apt-get update -q
-
-	mkdir -p "$DEBS"
-	# apt drops privileges to _apt for downloads; let it write here.
-	chown _apt "$DEBS" 2>/dev/null || true
-	local want=() pkg have
-	for pkg in "${ARM64_PKGS[@]}"; do
-		have=("$DEBS/${pkg}"_*_arm64.deb)
-		[[ -e ${have[0]} ]] || want+=("$pkg:arm64")
-	done
-	for pkg in "${ALL_PKGS[@]}"; do
-		have=("$DEBS/${pkg}"_*_all.deb)
-		[[ -e ${have[0]} ]] || want+=("$pkg")
-	done
-	if ((${#want[@]})); then
-		log "downloading ${#want[@]} packages into $DEBS"
-		(cd "$DEBS" && run "$LOGS/apt.log" apt-get download -q "${want[@]}")
-	fi
-
-	log "unpacking $((${#ARM64_PKGS[@]} + ${#ALL_PKGS[@]})) packages into $ROOTFS"
-	rm -rf "$ROOTFS" "$ROOTFS.tmp"
-	mkdir -p "$ROOTFS.tmp"
-	local deb debs=()
-	for pkg in "${ARM64_PKGS[@]}"; do
-		debs+=("$DEBS/${pkg}"_*_arm64.deb)
-	done
-	for pkg in "${ALL_PKGS[@]}"; do
-		debs+=("$DEBS/${pkg}"_*_all.deb)
-	done
-	for deb in "${debs[@]}"; do
-		[[ -e $deb ]] || die "missing $deb after apt-get download"
-		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$ROOTFS.tmp"
-	done
-	touch "$ROOTFS.tmp/.bench-complete"
-	mv "$ROOTFS.tmp" "$ROOTFS"
-}
+prepare_rootfs() { prepare_debian_rootfs "$ROOTFS" bench/commit.sh; }
 
 warm_cache() {
 	sync

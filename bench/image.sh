@@ -81,50 +81,7 @@ STAGES=(init-fs os-init pull-local deploy genimage)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # bench/commit.sh's rootfs, prepared the same way when missing.
-prepare_base() {
-	if [[ -f $BASE_ROOT/.bench-complete ]]; then
-		log "reusing rootfs $BASE_ROOT"
-		return
-	fi
-	is_root || die "rootfs $BASE_ROOT is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash bench/image.sh' once"
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		log "enabling dpkg architecture arm64"
-		run "$LOGS/apt.log" dpkg --add-architecture arm64
-	fi
-	log "apt-get update"
-	run "$LOGS/apt.log" apt-get update -q
-	mkdir -p "$DEBS"
-	# apt drops privileges to _apt for downloads; let it write here.
-	chown _apt "$DEBS" 2>/dev/null || true
-	local want=() pkg have debs=() deb
-	for pkg in "${ARM64_PKGS[@]}"; do
-		have=("$DEBS/${pkg}"_*_arm64.deb)
-		[[ -e ${have[0]} ]] || want+=("$pkg:arm64")
-	done
-	for pkg in "${ALL_PKGS[@]}"; do
-		have=("$DEBS/${pkg}"_*_all.deb)
-		[[ -e ${have[0]} ]] || want+=("$pkg")
-	done
-	if ((${#want[@]})); then
-		log "downloading ${#want[@]} packages into $DEBS"
-		(cd "$DEBS" && run "$LOGS/apt.log" apt-get download -q "${want[@]}")
-	fi
-	log "unpacking $((${#ARM64_PKGS[@]} + ${#ALL_PKGS[@]})) packages into $BASE_ROOT"
-	rm -rf "$BASE_ROOT" "$BASE_ROOT.tmp"
-	mkdir -p "$BASE_ROOT.tmp"
-	for pkg in "${ARM64_PKGS[@]}"; do
-		debs+=("$DEBS/${pkg}"_*_arm64.deb)
-	done
-	for pkg in "${ALL_PKGS[@]}"; do
-		debs+=("$DEBS/${pkg}"_*_all.deb)
-	done
-	for deb in "${debs[@]}"; do
-		[[ -e $deb ]] || die "missing $deb after apt-get download"
-		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$BASE_ROOT.tmp"
-	done
-	touch "$BASE_ROOT.tmp/.bench-complete"
-	mv "$BASE_ROOT.tmp" "$BASE_ROOT"
-}
+prepare_base() { prepare_debian_rootfs "$BASE_ROOT" bench/image.sh; }
 
 # ensure_image_tools installs genimage, mtools and dosfstools when missing (as root).
 ensure_image_tools() {

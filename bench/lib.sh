@@ -111,3 +111,57 @@ ALL_PKGS=(
 	dbus-session-bus-common dbus-system-bus-common perl-modules-5.36 vim-common git-man
 	liberror-perl
 )
+
+# prepare_debian_rootfs DIR SCRIPT: unpack the benchmark's Debian packages (ARM64_PKGS,
+# ALL_PKGS, downloaded into $DEBS) into DIR once; SCRIPT names the script to run as root
+# when that is needed.
+prepare_debian_rootfs() {
+	local dir=$1 script=$2
+	if [[ -f $dir/.bench-complete ]]; then
+		log "reusing rootfs $dir"
+		return
+	fi
+	is_root || die "rootfs $dir is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash $script' once"
+
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		log "enabling dpkg architecture arm64"
+		run "$LOGS/apt.log" dpkg --add-architecture arm64
+	fi
+	log "apt-get update"
+	run "$LOGS/apt.log" apt-get update -q
+
+	# shellcheck disable=SC2153 # DEBS is set by the calling script
+	mkdir -p "$DEBS"
+	# apt drops privileges to _apt for downloads; let it write here.
+	chown _apt "$DEBS" 2>/dev/null || true
+	local want=() pkg have
+	for pkg in "${ARM64_PKGS[@]}"; do
+		have=("$DEBS/${pkg}"_*_arm64.deb)
+		[[ -e ${have[0]} ]] || want+=("$pkg:arm64")
+	done
+	for pkg in "${ALL_PKGS[@]}"; do
+		have=("$DEBS/${pkg}"_*_all.deb)
+		[[ -e ${have[0]} ]] || want+=("$pkg")
+	done
+	if ((${#want[@]})); then
+		log "downloading ${#want[@]} packages into $DEBS"
+		(cd "$DEBS" && run "$LOGS/apt.log" apt-get download -q "${want[@]}")
+	fi
+
+	log "unpacking $((${#ARM64_PKGS[@]} + ${#ALL_PKGS[@]})) packages into $dir"
+	rm -rf "$dir" "$dir.tmp"
+	mkdir -p "$dir.tmp"
+	local deb debs=()
+	for pkg in "${ARM64_PKGS[@]}"; do
+		debs+=("$DEBS/${pkg}"_*_arm64.deb)
+	done
+	for pkg in "${ALL_PKGS[@]}"; do
+		debs+=("$DEBS/${pkg}"_*_all.deb)
+	done
+	for deb in "${debs[@]}"; do
+		[[ -e $deb ]] || die "missing $deb after apt-get download"
+		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$dir.tmp"
+	done
+	touch "$dir.tmp/.bench-complete"
+	mv "$dir.tmp" "$dir"
+}

@@ -134,7 +134,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	if p.reuse != nil {
 		cs = *p.reuse
 	} else {
-		src, err := openRootfs(m.path(m.Commit.Rootfs))
+		src, err := rootfs.Open(m.path(m.Commit.Rootfs))
 		if err != nil {
 			return nil, err
 		}
@@ -350,7 +350,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	}
 	// The version exists: the rootfs must still give its tree (checked without writing).
 	existing := p.history[i].c
-	src, err := openRootfs(m.path(c.Rootfs))
+	src, err := rootfs.Open(m.path(c.Rootfs))
 	if err != nil {
 		return nil, err
 	}
@@ -602,41 +602,6 @@ func addMissingSignatures(repo *ostree.Repo, c ostree.Checksum, data []byte, sig
 		return 0, nil
 	}
 	return len(missing), commit.AddSignatures(repo, c, data, missing)
-}
-
-// openRootfs opens a directory or a tarball.
-func openRootfs(p string) (rootfs.Source, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if st.IsDir() {
-		return rootfs.WalkDir(p)
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	src, err := rootfs.OpenTar(f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return &tarFile{src, f}, nil
-}
-
-// tarFile closes the tarball with its reader.
-type tarFile struct {
-	rootfs.Source
-	f *os.File
-}
-
-func (t *tarFile) Close() error {
-	err := t.Source.Close()
-	if ferr := t.f.Close(); err == nil {
-		err = ferr
-	}
-	return err
 }
 
 // UpdateSummary regenerates a repository's summary, signed by signers when there are any;

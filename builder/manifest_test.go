@@ -62,7 +62,7 @@ func TestLoad(t *testing.T) {
 	t.Setenv("OTA_TEST_BRANCH", "t/stable")
 	for _, tc := range []struct {
 		name, yaml, err string
-		check       func(*Manifest) bool
+		check           func(*Manifest) bool
 	}{
 		{name: "expansion and paths", yaml: "repo: {path: build/repo}\ncommit:\n  rootfs: rootfs\n  branch: ${OTA_TEST_BRANCH}\n  version: ${VERSION}\n",
 			check: func(m *Manifest) bool {

@@ -211,41 +211,9 @@ func openTree(spec string) (rootfs.Source, error) {
 	case ok && kind == "tar" && p == "-":
 		return rootfs.OpenTar(os.Stdin)
 	case ok && kind == "tar":
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		src, err := rootfs.OpenTar(f)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		return tarFile{src, f}, nil
+		return rootfs.OpenTarFile(p)
 	}
 	return nil, fmt.Errorf("--tree %q: want dir=PATH, tar=FILE or tar=-", spec)
-}
-
-// tarFile is a tar source read from a named file: its errors name the file, and closing
-// it closes the file too.
-type tarFile struct {
-	rootfs.Source
-	f *os.File
-}
-
-func (c tarFile) Next() (*rootfs.Entry, error) {
-	e, err := c.Source.Next()
-	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%s: %w", c.f.Name(), err)
-	}
-	return e, err
-}
-
-func (c tarFile) Close() error {
-	err := c.Source.Close()
-	if ferr := c.f.Close(); err == nil {
-		err = ferr
-	}
-	return err
 }
 
 func withFile(p string, fn func(io.Reader) error) error {

@@ -1,0 +1,54 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+	os.WriteFile(filepath.Join(tree, "etc/hostname"), []byte("box\n"), 0o644)
+	tarball := filepath.Join(dir, "rootfs.tar")
+	f, _ := os.Create(tarball)
+	tw := tar.NewWriter(f)
+	tw.WriteHeader(&tar.Header{Name: "etc/hostname", Mode: 0o644, Size: 4, Typeflag: tar.TypeReg})
+	tw.Write([]byte("box\n"))
+	tw.Close()
+	f.Close()
+	truncated := filepath.Join(dir, "truncated.tar")
+	data, _ := os.ReadFile(tarball)
+	os.WriteFile(truncated, data[:600], 0o644)
+
+	for _, tc := range []struct{ path, err string }{
+		{tree, ""}, {tarball, ""},
+		{filepath.Join(dir, "missing"), "no such file"},
+		{truncated, truncated + ": "},
+	} {
+		src, err := Open(tc.path)
+		var names []string
+		for err == nil {
+			var e *Entry
+			if e, err = src.Next(); err == nil {
+				names = append(names, e.Path)
+			}
+		}
+		if src != nil {
+			src.Close()
+		}
+		if err == io.EOF {
+			err = nil
+		}
+		switch {
+		case tc.err == "" && (err != nil || !strings.Contains(strings.Join(names, " "), "etc/hostname")):
+			t.Errorf("Open(%s): entries %v, %v", tc.path, names, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("Open(%s): error %v, want one containing %q", tc.path, err, tc.err)
+		}
+	}
+}
