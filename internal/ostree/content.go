@@ -91,7 +91,9 @@ func bareUserMeta(h *FileHeader) []byte {
 // WriteContent stores a content object whose checksum the caller has computed, taking
 // content (ignored for symlinks) of the given size, and reports whether it stored it: an
 // object already present is not rewritten. level is the deflate level for archive
-// repositories. In bare mode the process must be allowed to chown and set xattrs.
+// repositories. In bare mode the process must be allowed to chown and set xattrs, unless
+// DeferOwnership is set; then a nil content writes a placeholder: a sparse file of the
+// given size and no data, for image builders that fill it in later.
 func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) (bool, error) {
 	if err := h.Validate(); err != nil {
 		return false, fmt.Errorf("object %s: %w", c, err)
@@ -105,6 +107,8 @@ func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size i
 func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) error {
 	if h.IsSymlink() {
 		size, content = 0, nil
+	} else if content == nil && (r.Mode != ModeBare || r.DeferOwnership == nil) {
+		return fmt.Errorf("object %s: no content", c)
 	}
 	switch r.Mode {
 	case ModeArchive:
@@ -141,6 +145,12 @@ func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size i
 		}
 		if r.Mode == ModeBare && r.DeferOwnership != nil {
 			return r.placeObject(c, ObjFile, func(f *os.File) error {
+				if content == nil { // a placeholder: see WriteContent
+					if err := f.Truncate(size); err != nil {
+						return err
+					}
+					content = bytes.NewReader(nil)
+				}
 				if err := writeBareFile(f, content, perm|0o600); err != nil {
 					return err
 				}

@@ -48,6 +48,12 @@ type Options struct {
 	// map inside the filesystem they write (see image/ext4). Only a first deployment can
 	// be recorded this way.
 	Attrs map[string]ostree.DirMeta
+	// Sparse, when non-nil, makes Deploy write the content objects it does not read itself
+	// (it reads /usr/etc, os-release, the kernel, initramfs and device trees) as sparse
+	// files of the right size with no data, and add their checksums to the map. Image
+	// builders then take the data from the source repository as they write the image:
+	// the objects are decompressed once, straight into it. Needs Attrs.
+	Sparse map[ostree.Checksum]bool
 	// NoSync skips every fsync and syncfs, for a sysroot staged only to be copied into an
 	// image: there is no power loss to survive, and flushing hundreds of megabytes costs
 	// more than the rest of the deployment.
@@ -294,7 +300,10 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
-	w := &attrWriter{root: sysroot, attrs: opts.Attrs, nosync: opts.NoSync}
+	if opts.Sparse != nil && opts.Attrs == nil {
+		return errors.New("sysroot: Options.Sparse needs Options.Attrs")
+	}
+	w := &attrWriter{root: sysroot, attrs: opts.Attrs, nosync: opts.NoSync, sparse: opts.Sparse}
 	if w.attrs != nil {
 		var mu sync.Mutex // objects are written in parallel
 		repo.DeferOwnership = func(rel string, h *ostree.FileHeader) {
@@ -435,7 +444,7 @@ func (w *attrWriter) pull(ctx context.Context, src, dst *ostree.Repo, c ostree.C
 	if err := copyMeta(src, dst, ostree.ObjDirMeta, cm.RootMeta); err != nil {
 		return err
 	}
-	if err := pullObjects(ctx, src, dst, cm.RootTree); err != nil {
+	if err := pullObjects(ctx, src, dst, cm.RootTree, w.sparse); err != nil {
 		return err
 	}
 	meta, err := src.ReadDetachedMetadata(c)
@@ -478,26 +487,66 @@ func copyMeta(src, dst *ostree.Repo, t ostree.ObjectType, c ostree.Checksum) err
 
 // pullObjects copies the objects of a tree that dst lacks. Walking the tree feeds the
 // content objects to workers on all cores as it finds them: decompressing and checksumming
-// them is most of a deployment's work.
-func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum) error {
+// them is most of a deployment's work. With sparse non-nil, objects the deployment does not
+// read are written as sparse placeholders (see Options.Sparse), which needs the whole tree
+// walked first.
+func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, sparse map[ostree.Checksum]bool) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	todo := make(chan ostree.Checksum, 256)
+	type object struct {
+		c    ostree.Checksum
+		full bool
+	}
+	todo := make(chan object, 256)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	// More workers than cores: reading objects from a cold cache waits on the disk.
 	for range 4 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
-			for c := range todo {
+			for o := range todo {
 				if ctx.Err() != nil {
 					continue
 				}
-				if err := pullFile(src, dst, c); err != nil {
+				err := pullFile(src, dst, o.c, o.full)
+				if err == nil && !o.full {
+					mu.Lock()
+					sparse[o.c] = true
+					mu.Unlock()
+				}
+				if err != nil {
 					cancel(err)
 				}
 			}
 		})
 	}
-	err := pullTree(ctx, src, dst, tree, map[ostree.Checksum]bool{}, todo)
+	send := func(o object) error {
+		select {
+		case todo <- o:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	seen := map[ostree.Checksum]bool{} // with sparse: whether an object is read in full
+	found := func(c ostree.Checksum, p string) error {
+		if sparse != nil {
+			seen[c] = seen[c] || readByDeploy(p)
+			return nil
+		}
+		if seen[c] {
+			return nil
+		}
+		seen[c] = true
+		return send(object{c, true})
+	}
+	err := pullTree(ctx, src, dst, tree, "", found)
+	if sparse != nil && err == nil {
+		for c, full := range seen {
+			if err = send(object{c, full}); err != nil {
+				break
+			}
+		}
+	}
 	close(todo)
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil {
@@ -506,9 +555,23 @@ func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksu
 	return err
 }
 
-// pullTree copies the dirtree and dirmeta objects under tree and sends the content
-// objects dst lacks to todo.
-func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, seen map[ostree.Checksum]bool, todo chan<- ostree.Checksum) error {
+// readByDeploy reports whether Deploy reads the file at p (a path in the commit): the
+// defaults of /etc, os-release, and the kernel, initramfs and device trees.
+func readByDeploy(p string) bool {
+	if strings.HasPrefix(p, "usr/etc/") || p == "usr/lib/os-release" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(p, "usr/lib/modules/")
+	if !ok {
+		return false
+	}
+	_, name, _ := strings.Cut(rest, "/")
+	return name == "vmlinuz" || name == "initramfs.img" || name == "devicetree" || strings.HasPrefix(name, "dtb/")
+}
+
+// pullTree copies the dirtree and dirmeta objects under tree (at path p of the commit)
+// and calls found for each content object dst lacks.
+func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, p string, found func(ostree.Checksum, string) error) error {
 	data, err := src.ReadObject(ostree.ObjDirTree, tree)
 	if err != nil {
 		return err
@@ -521,21 +584,18 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, 
 		return err
 	}
 	for _, f := range t.Files {
-		if seen[f.Checksum] || dst.HasObject(f.Checksum, ostree.ObjFile) {
+		if dst.HasObject(f.Checksum, ostree.ObjFile) {
 			continue
 		}
-		seen[f.Checksum] = true
-		select {
-		case todo <- f.Checksum:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if err := found(f.Checksum, path.Join(p, f.Name)); err != nil {
+			return err
 		}
 	}
 	for _, sub := range t.Dirs {
 		if err := copyMeta(src, dst, ostree.ObjDirMeta, sub.Meta); err != nil {
 			return err
 		}
-		if err := pullTree(ctx, src, dst, sub.Tree, seen, todo); err != nil {
+		if err := pullTree(ctx, src, dst, sub.Tree, path.Join(p, sub.Name), found); err != nil {
 			return err
 		}
 	}
@@ -547,13 +607,18 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, 
 }
 
 // pullFile copies one content object, streaming it and verifying its checksum on the way;
-// a corrupt object is removed again.
-func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
+// a corrupt object is removed again. Unless full, it writes a sparse placeholder of the
+// object's size instead of its data.
+func pullFile(src, dst *ostree.Repo, c ostree.Checksum, full bool) error {
 	o, err := src.OpenContent(c)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
+	if !full {
+		_, err := dst.WriteContent(c, &o.Header, nil, o.Size, 0)
+		return err
+	}
 	d := sha256.New()
 	d.Write(o.Header.Stream())
 	if _, err := dst.WriteContent(c, &o.Header, io.TeeReader(o, d), o.Size, 0); err != nil {
@@ -573,7 +638,8 @@ func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
 type attrWriter struct {
 	root   string
 	attrs  map[string]ostree.DirMeta
-	nosync bool // see Options.NoSync
+	nosync bool                     // see Options.NoSync
+	sparse map[ostree.Checksum]bool // see Options.Sparse
 }
 
 func (w *attrWriter) key(p string) string {

@@ -364,3 +364,37 @@ func TestDeployRecordsAttrs(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploySparse: with Options.Sparse, only what Deploy reads has data; the other objects
+// are placeholders of the right size, listed in the map.
+func TestDeploySparse(t *testing.T) {
+	f := newFixture(t)
+	s := newSysrootDir(t)
+	sparse := map[ostree.Checksum]bool{}
+	opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: map[string]ostree.DirMeta{}, Sparse: sparse}
+	if err := Init(s, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := Deploy(context.Background(), s, f.src, f.c1, opts); err != nil {
+		t.Fatal(err)
+	}
+	dep := filepath.Join(s, "ostree/deploy/myos/deploy", f.c1.String()+".0")
+	data, err := os.ReadFile(filepath.Join(dep, "usr/share/app/data"))
+	if err != nil || string(data) != strings.Repeat("\x00", len("owned by 1000\n")) {
+		t.Errorf("usr/share/app/data: %q, %v; want a placeholder of zeros", data, err)
+	}
+	for _, p := range []string{"etc/hostname", "usr/etc/hostname"} {
+		if got := readFile(t, filepath.Join(dep, p)); got != "device\n" {
+			t.Errorf("%s: %q, want its content", p, got)
+		}
+	}
+	kernels, _ := filepath.Glob(filepath.Join(s, "boot/ostree/myos-*/vmlinuz-5.15.0-test"))
+	if len(kernels) != 1 || readFile(t, kernels[0]) != "KERNEL\n" {
+		t.Errorf("kernel in /boot: %v", kernels)
+	}
+	var c ostree.Checksum
+	f.src.Walk(f.c1, "/usr/share/app/data", false, func(e ostree.TreeEntry) error { c = e.Checksum; return nil })
+	if !sparse[c] || len(sparse) == 0 {
+		t.Errorf("placeholder %s not listed (%d listed)", c, len(sparse))
+	}
+}
