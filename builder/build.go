@@ -265,7 +265,10 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	p.commitOpts = commit.Options{
 		Branch: c.Branch, Subject: c.Subject, Body: c.Body, Version: c.Version,
 		Timestamp: ts, Bootable: c.Bootable == nil || *c.Bootable, KernelVersion: c.KernelVersion,
-		SkipSpecial: c.SkipSpecial, Progress: pr, SkipIfUnchanged: true,
+		SkipSpecial: c.SkipSpecial, Progress: pr,
+		// A new version is a new commit even of the same tree (a release is recorded);
+		// without versions an unchanged tree makes none.
+		SkipIfUnchanged: c.Version == "",
 	}
 	if p.commitOpts.Subject == "" {
 		p.commitOpts.Subject = strings.TrimSpace(c.Branch + " " + c.Version)
@@ -315,7 +318,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 		} else if p.layout, err = image.LoadLayout(m.path(im.Layout)); err != nil {
 			return nil, m.errorAt(err.Error(), "image", "layout")
 		}
-		if err := image.CheckBootFiles(p.layout, m.path(cmpOr(im.BootFiles, "."))); err != nil {
+		if _, err := image.BootFiles(p.layout, m.path(cmpOr(im.BootFiles, "."))); err != nil {
 			return nil, m.errorAt(err.Error(), "image", "boot-files")
 		}
 	}
@@ -537,22 +540,26 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 }
 
 // imageStamp identifies an image's inputs: the commit, the layout, the options and the
-// names, sizes and times of the boot files.
+// names, sizes and times of the boot files the layout uses.
 func imageStamp(o image.Options, outputs []string) ([]byte, error) {
+	layout, err := json.Marshal(o.Layout)
+	if err != nil {
+		return nil, err
+	}
+	files, err := image.BootFiles(o.Layout, o.BootFiles)
+	if err != nil {
+		return nil, err
+	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %s %s %+v %d %q %q\n", o.Commit, o.Refspec, o.OSName, o.Layout, o.Size, o.Kargs, outputs)
-	err := filepath.WalkDir(o.BootFiles, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
+	fmt.Fprintf(h, "%s %s %s %s %d %q %q\n", o.Commit, o.Refspec, o.OSName, layout, o.Size, o.Kargs, outputs)
+	for _, f := range files {
+		st, err := os.Stat(f)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		fmt.Fprintf(h, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
-		return nil
-	})
-	return []byte(hex.EncodeToString(h.Sum(nil)) + "\n"), err
+		fmt.Fprintf(h, "%s %d %d\n", f, st.Size(), st.ModTime().UnixNano())
+	}
+	return []byte(hex.EncodeToString(h.Sum(nil)) + "\n"), nil
 }
 
 // loadKeys loads signing keys given as files, file:// URIs or env://NAME.

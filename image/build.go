@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -261,18 +262,33 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// CheckBootFiles checks that dir holds every file the layout takes from it, so a build
-// can fail before it writes anything.
-func CheckBootFiles(l Layout, dir string) error {
+// BootFiles lists the files of dir the layout uses, checking that all are there, so a
+// build can fail before it writes anything.
+func BootFiles(l Layout, dir string) ([]string, error) {
 	if err := l.Validate(); err != nil {
-		return fmt.Errorf("layout: %w", err)
+		return nil, fmt.Errorf("layout: %w", err)
 	}
 	sysIdx := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.FS == "sysroot" })
-	if _, err := resolveFiles(dir, l, sysIdx); err != nil {
-		return err
+	parts, err := resolveFiles(dir, l, sysIdx)
+	if err != nil {
+		return nil, err
 	}
-	_, err := resolveRaw(dir, l.Raw)
-	return err
+	var out []string
+	for _, files := range parts {
+		for _, f := range files {
+			if f.Source != "" {
+				out = append(out, f.Source)
+			}
+		}
+	}
+	for _, r := range l.Raw {
+		p := filepath.Join(dir, r.Source)
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("boot files: raw blob: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // mergeKargs appends extra to base, an argument of extra replacing those of base with
@@ -291,7 +307,8 @@ func mergeKargs(base, extra []string) []string {
 type identity struct{ seed [32]byte }
 
 func newIdentity(c ostree.Checksum, l Layout) identity {
-	return identity{sha256.Sum256(fmt.Appendf(nil, "ota-image %s %+v", c, l))}
+	layout, _ := json.Marshal(l) // of plain data: cannot fail
+	return identity{sha256.Sum256(fmt.Appendf(nil, "ota-image %s %s", c, layout))}
 }
 
 func (id identity) bytes(what string) [16]byte {

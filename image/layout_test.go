@@ -3,6 +3,8 @@ package image
 import (
 	"strings"
 	"testing"
+
+	"github.com/otakit/ota/internal/ostree"
 )
 
 func TestParseSize(t *testing.T) {
@@ -115,5 +117,19 @@ func TestMergeKargs(t *testing.T) {
 	got := strings.Join(mergeKargs([]string{"root=PARTUUID=x", "rw", "console=ttyAMA0"}, []string{"root=/dev/vda2", "quiet"}), " ")
 	if want := "rw console=ttyAMA0 root=/dev/vda2 quiet"; got != want {
 		t.Errorf("mergeKargs = %q, want %q", got, want)
+	}
+}
+
+// Identifiers derive from the layout's content, not from where its pointers point.
+func TestIdentityStable(t *testing.T) {
+	var c ostree.Checksum
+	a, _ := Preset("raspberrypi4-64")
+	b, _ := Preset("raspberrypi4-64")
+	if newIdentity(c, a).diskID() != newIdentity(c, b).diskID() {
+		t.Error("two copies of a preset give different disk IDs")
+	}
+	b.Kargs = append(b.Kargs, "quiet")
+	if newIdentity(c, a).diskID() == newIdentity(c, b).diskID() {
+		t.Error("different layouts give the same disk ID")
 	}
 }
