@@ -133,8 +133,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	defer os.RemoveAll(stage)
 	root := filepath.Join(stage, "sysroot")
 	kargs := mergeKargs(append([]string{"root=PARTUUID=" + ids.partUUID(l.Table, sysIdx), "rw", "rootwait"}, l.Kargs...), opts.Kargs)
-	attrs := map[string]ostree.DirMeta{}
-	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec, Attrs: attrs, NoSync: true}
+	attrs, sparse := map[string]ostree.DirMeta{}, map[ostree.Checksum]bool{}
+	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec,
+		Attrs: attrs, Sparse: sparse, NoSync: true}
 	p.Stage("deploying the sysroot", 0)
 	if err := sysroot.Init(root, so); err != nil {
 		return nil, err
@@ -142,10 +143,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err := sysroot.Deploy(ctx, root, opts.Repo, opts.Commit, so); err != nil {
 		return nil, err
 	}
-	need, err := ext4.MinSize(root)
+	tree, err := stagedTree(root, attrs, sparse, opts.Repo)
 	if err != nil {
 		return nil, err
 	}
+	need := ext4.WriteSize(tree)
 	res := &Result{Image: opts.Output, Kargs: kargs}
 	if res.Partitions, res.Size, err = place(l, sysIdx, need, opts.Size); err != nil {
 		return nil, err
@@ -204,10 +206,14 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			if label == "" {
 				label = part.Name
 			}
-			eo := ext4.Options{Label: label, UUID: ids.fsUUID()}
-			if err := ext4.Create(ctx, tmp.Name(), e.Start, e.Size, root, attrs, eo); err != nil {
+			var done int64
+			eo := ext4.WriterOptions{Label: label, UUID: ids.fsUUID(), Progress: func(n, total int64) {
+				p.Add(1, n-done)
+				done = n
+			}}
+			if err := ext4.Write(ctx, tmp.Name(), e.Start, e.Size, tree, eo); err != nil {
 				if ctx.Err() != nil {
-					return nil, context.Cause(ctx) // rather than "signal: killed" of mke2fs
+					return nil, context.Cause(ctx)
 				}
 				return nil, fmt.Errorf("partition %s: %w", e.Name, err)
 			}

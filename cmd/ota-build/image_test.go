@@ -331,6 +331,10 @@ func checkOwnership(t *testing.T, fsImage, deploy string, objects map[string]str
 			t.Errorf("%s (inode %d) and its object %s (inode %d) are not hardlinks", p, a, obj, b)
 		}
 	}
+	// Content comes from the source repository's objects (the staging tree has none).
+	if got := must(t, "debugfs", "-R", "cat "+deploy+"/usr/bin/sh", fsImage).stdout; got != "busybox 2.0" {
+		t.Errorf("usr/bin/sh holds %q, want %q", got, "busybox 2.0")
+	}
 	a, _, _, _ := debugfsStat(t, fsImage, deploy+"/usr/bin/sh")
 	b, _, _, _ := debugfsStat(t, fsImage, deploy+"/usr/bin/busybox")
 	if a != b {
