@@ -19,8 +19,8 @@
 #                When it has no `image` subcommand, only the stock pipeline is measured
 #   DROP_CACHES  1 (default) runs `sync; echo 3 > /proc/sys/vm/drop_caches` before every timed
 #                run (both pipelines start with a cold page cache); 0 leaves the cache alone
-#   OTA_TMPDIR   TMPDIR of `ota-build image`, where it stages the sysroot (default
-#                $BENCH_DIR/ours/tmp, on the same disk as everything else)
+#   OTA_TMPDIR   TMPDIR of `ota-build image`, where it stages the sysroot's metadata, /etc
+#                and kernel (default: not set, so ota-build picks /dev/shm)
 #   OTA_SIZE     the --size argument given to `ota-build image` (default: the image size
 #                below in MiB with an "M" suffix, e.g. 923M)
 #
@@ -63,8 +63,7 @@ LOGS=$BENCH_DIR/logs
 REPO=$BENCH_DIR/repo
 STOCK=$BENCH_DIR/stock # sysroot/, genimage's tmp/, input/, output/; stock.img
 OURS=$BENCH_DIR/ours   # boot-files/, tmp/; ours.img (owned by the unprivileged user)
-# Where ota-build stages the sysroot (its TMPDIR): on the same disk by default; point it at a
-# tmpfs (e.g. /dev/shm/ota-bench-image) to measure that setup.
+# ota-build's TMPDIR when OTA_TMPDIR is set (e.g. $BENCH_DIR/ours/tmp to stage on the disk).
 OURS_TMP=${OTA_TMPDIR:-$OURS/tmp}
 KVER=6.1.0-bench
 OS_NAME=benchos
@@ -327,7 +326,7 @@ ours_once() {
 	drop_caches
 	log "ours: run $i/$RUNS"
 	if ! timed ours setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups \
-		env TMPDIR="$OURS_TMP" HOME="$OURS_TMP" \
+		env ${OTA_TMPDIR:+TMPDIR="$OURS_TMP"} HOME="$OURS_TMP" \
 		"$OTA" image --repo "$REPO" --ref "$BRANCH" --board "$BOARD" --boot-files "$OURS/boot-files" \
 		-o "$OURS/out/ours.img" --size "$OTA_SIZE" --os "$OS_NAME"; then
 		fail ours "$i"

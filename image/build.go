@@ -24,6 +24,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
+	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/image/bmap"
 	"github.com/otakit/ota/image/bootscript"
@@ -59,8 +60,9 @@ type Options struct {
 	Bmap, Zstd bool
 	// Progress receives the stages; nil is quiet.
 	Progress progress.Reporter
-	// TempDir is where the sysroot is staged before it is copied into the image
-	// (default: os.TempDir(), i.e. $TMPDIR or /tmp). A tmpfs makes images faster.
+	// TempDir is where the sysroot is staged: its metadata, /etc, kernel, initramfs and
+	// device trees, a few megabytes (the other files go from the repository straight into
+	// the image). Default: $TMPDIR if set, else /dev/shm if writable, else /tmp.
 	TempDir string
 }
 
@@ -126,14 +128,14 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	outDir := filepath.Dir(opts.Output)
-	stage, err := os.MkdirTemp(opts.TempDir, "ota-image-*")
+	stage, err := os.MkdirTemp(stagingDir(opts.TempDir), "ota-image-*")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(stage)
 	root := filepath.Join(stage, "sysroot")
 	kargs := mergeKargs(append([]string{"root=PARTUUID=" + ids.partUUID(l.Table, sysIdx), "rw", "rootwait"}, l.Kargs...), opts.Kargs)
-	attrs, sparse := map[string]ostree.DirMeta{}, map[ostree.Checksum]bool{}
+	attrs, sparse := map[string]ostree.DirMeta{}, &sysroot.Sparse{}
 	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec,
 		Attrs: attrs, Sparse: sparse, NoSync: true}
 	p.Stage("deploying the sysroot", 0)
@@ -295,6 +297,17 @@ func BootFiles(l Layout, dir string) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// stagingDir returns where to stage a sysroot (see Options.TempDir).
+func stagingDir(dir string) string {
+	if dir != "" || os.Getenv("TMPDIR") != "" {
+		return dir // os.MkdirTemp uses $TMPDIR for ""
+	}
+	if unix.Access("/dev/shm", unix.W_OK|unix.X_OK) == nil {
+		return "/dev/shm"
+	}
+	return ""
 }
 
 // mergeKargs appends extra to base, an argument of extra replacing those of base with

@@ -1,38 +1,109 @@
 package image
 
 import (
-	"crypto/sha256"
+	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/image/ext4"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/sysroot"
 )
 
-// stagedTree describes the sysroot staged at root for ext4.Write: owners, modes and
-// xattrs come from attrs (see sysroot.Options.Attrs), the data of the placeholders listed
-// in sparse (see sysroot.Options.Sparse) from the source repository, decompressed and
-// verified as the image is written, and the rest from the staged files.
-func stagedTree(root string, attrs map[string]ostree.DirMeta, sparse map[ostree.Checksum]bool, src *ostree.Repo) (*ext4.Inode, error) {
-	t := &treeBuilder{root: root, attrs: attrs, sparse: sparse, src: src, inodes: map[[2]uint64]*ext4.Inode{}}
-	return t.node("")
+// stagedTree describes for ext4.Write the sysroot staged at root together with the
+// objects Deploy left out of it: owners, modes and xattrs of staged files come from attrs
+// (see sysroot.Options.Attrs), and the objects in sparse (see sysroot.Options.Sparse) are
+// added at their paths and hard links, their data decompressed from the source repository
+// as the image is written.
+func stagedTree(root string, attrs map[string]ostree.DirMeta, sparse *sysroot.Sparse, src *ostree.Repo) (*ext4.Inode, error) {
+	t := &treeBuilder{root: root, attrs: attrs, inodes: map[[2]uint64]*ext4.Inode{}}
+	top, err := t.node("")
+	if err != nil {
+		return nil, err
+	}
+	objects := make(map[ostree.Checksum]*ext4.Inode, len(sparse.Objects))
+	for c, o := range sparse.Objects {
+		h := o.Header
+		in := &ext4.Inode{Mode: h.Mode, UID: h.UID, GID: h.GID, Xattrs: h.Xattrs, Target: h.LinkTarget}
+		if !h.IsSymlink() {
+			in.Size = o.Size
+			if in.Size > 0 {
+				in.Data = objectData(src, c, o.Size)
+			}
+		}
+		objects[c] = in
+	}
+	d := dirIndex{}
+	byChecksum := func(a, b ostree.Checksum) int { return bytes.Compare(a[:], b[:]) }
+	for _, c := range slices.SortedFunc(maps.Keys(objects), byChecksum) {
+		if err := d.insert(top, sysroot.ObjectPath(c), objects[c]); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(sparse.Links)) {
+		if err := d.insert(top, p, objects[sparse.Links[p]]); err != nil {
+			return nil, err
+		}
+	}
+	for dir := range d {
+		slices.SortFunc(dir.Entries, func(a, b ext4.DirEntry) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return top, nil
+}
+
+// dirIndex maps the directories entries were added to, to their entries by name.
+type dirIndex map[*ext4.Inode]map[string]*ext4.Inode
+
+// insert adds in at path p below top, creating missing directories (root-owned, 0755,
+// as ostree creates the repository's object directories).
+func (d dirIndex) insert(top *ext4.Inode, p string, in *ext4.Inode) error {
+	dir := top
+	parts := strings.Split(p, "/")
+	for i, name := range parts {
+		names, ok := d[dir]
+		if !ok {
+			names = make(map[string]*ext4.Inode, len(dir.Entries))
+			for _, e := range dir.Entries {
+				names[e.Name] = e.Inode
+			}
+			d[dir] = names
+		}
+		if i == len(parts)-1 {
+			if _, exists := names[name]; exists {
+				return fmt.Errorf("sysroot: %s staged and left out both", p)
+			}
+			names[name] = in
+			dir.Entries = append(dir.Entries, ext4.DirEntry{Name: name, Inode: in})
+			return nil
+		}
+		next, ok := names[name]
+		if !ok {
+			next = &ext4.Inode{Mode: unix.S_IFDIR | 0o755}
+			names[name] = next
+			dir.Entries = append(dir.Entries, ext4.DirEntry{Name: name, Inode: next})
+		} else if next.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("sysroot: %s: %s is not a directory", p, path.Join(parts[:i+1]...))
+		}
+		dir = next
+	}
+	return nil
 }
 
 type treeBuilder struct {
 	root   string
 	attrs  map[string]ostree.DirMeta
-	sparse map[ostree.Checksum]bool
-	src    *ostree.Repo
 	inodes map[[2]uint64]*ext4.Inode // by device and inode number: hard links
 }
 
-// node describes the file at rel (slash-separated, "" for the root).
+// node describes the staged file at rel (slash-separated, "" for the root).
 func (t *treeBuilder) node(rel string) (*ext4.Inode, error) {
 	p := filepath.Join(t.root, filepath.FromSlash(rel))
 	var st unix.Stat_t
@@ -42,15 +113,8 @@ func (t *treeBuilder) node(rel string) (*ext4.Inode, error) {
 	key := [2]uint64{st.Dev, st.Ino}
 	a, recorded := t.attrs[rel]
 	if in, ok := t.inodes[key]; ok {
-		// Another name of the inode may carry its attributes, or be the placeholder
-		// object whose data is in the source repository.
-		if recorded {
+		if recorded { // another name of the inode carries its attributes
 			setAttrs(in, st.Mode, a)
-		}
-		if in.Size > 0 {
-			if c, ok := objectChecksum(rel); ok && t.sparse[c] {
-				in.Data = t.objectData(c, in.Size)
-			}
 		}
 		return in, nil
 	}
@@ -71,6 +135,7 @@ func (t *treeBuilder) node(rel string) (*ext4.Inode, error) {
 			}
 			in.Entries = append(in.Entries, ext4.DirEntry{Name: e.Name(), Inode: child})
 		}
+		return in, nil
 	case unix.S_IFLNK:
 		target, err := os.Readlink(p)
 		if err != nil {
@@ -80,15 +145,12 @@ func (t *treeBuilder) node(rel string) (*ext4.Inode, error) {
 	case unix.S_IFREG:
 		in.Size = st.Size
 		if in.Size > 0 {
-			in.Data = t.data(rel, p, in.Size)
+			in.Data = fileData(p, in.Size)
 		}
-		t.inodes[key] = in
 	default:
 		return nil, fmt.Errorf("%s: unsupported file type", p)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		t.inodes[key] = in // hardlinked symlinks: ostree checkouts link them too
-	}
+	t.inodes[key] = in
 	return in, nil
 }
 
@@ -97,11 +159,8 @@ func setAttrs(in *ext4.Inode, mode uint32, a ostree.DirMeta) {
 	in.UID, in.GID, in.Xattrs = a.UID, a.GID, a.Xattrs
 }
 
-// data returns the Data function of the regular file at rel.
-func (t *treeBuilder) data(rel, p string, size int64) func(io.Writer) error {
-	if c, ok := objectChecksum(rel); ok && t.sparse[c] {
-		return t.objectData(c, size)
-	}
+// fileData returns a Data function copying a staged file.
+func fileData(p string, size int64) func(io.Writer) error {
 	return func(w io.Writer) error {
 		f, err := os.Open(p)
 		if err != nil {
@@ -113,37 +172,22 @@ func (t *treeBuilder) data(rel, p string, size int64) func(io.Writer) error {
 	}
 }
 
-// objectData returns a Data function writing content object c of the source repository,
-// which it verifies.
-func (t *treeBuilder) objectData(c ostree.Checksum, size int64) func(io.Writer) error {
+// objectData returns a Data function writing content object c of src. Like `ostree
+// pull-local`, it trusts the local repository and does not checksum the object again
+// (`ota-build fsck` does).
+func objectData(src *ostree.Repo, c ostree.Checksum, size int64) func(io.Writer) error {
 	return func(w io.Writer) error {
-		o, err := t.src.OpenContent(c)
+		o, err := src.OpenContent(c)
 		if err != nil {
 			return err
 		}
 		defer o.Close()
-		d := sha256.New()
-		d.Write(o.Header.Stream())
 		if o.Size != size {
-			return fmt.Errorf("object %s: %d bytes, the staged placeholder %d", c, o.Size, size)
+			return fmt.Errorf("object %s: %d bytes, was %d", c, o.Size, size)
 		}
-		if _, err := io.Copy(io.MultiWriter(w, d), o); err != nil {
+		if _, err := io.Copy(w, o); err != nil {
 			return fmt.Errorf("object %s: %w", c, err)
-		}
-		if got := ostree.Checksum(d.Sum(nil)); got != c {
-			return fmt.Errorf("object %s is corrupt (checksum %s)", c, got)
 		}
 		return nil
 	}
-}
-
-// objectChecksum returns the checksum of a content object path of the sysroot's
-// repository (ostree/repo/objects/xx/yyyy.file).
-func objectChecksum(rel string) (ostree.Checksum, bool) {
-	rest, ok := strings.CutPrefix(rel, "ostree/repo/objects/")
-	if !ok || !strings.HasSuffix(rest, ".file") || len(rest) != 2+1+62+5 {
-		return ostree.Checksum{}, false
-	}
-	c, err := ostree.ParseChecksum(rest[:2] + rest[3:65])
-	return c, err == nil
 }

@@ -92,8 +92,7 @@ func bareUserMeta(h *FileHeader) []byte {
 // content (ignored for symlinks) of the given size, and reports whether it stored it: an
 // object already present is not rewritten. level is the deflate level for archive
 // repositories. In bare mode the process must be allowed to chown and set xattrs, unless
-// DeferOwnership is set; then a nil content writes a placeholder: a sparse file of the
-// given size and no data, for image builders that fill it in later.
+// DeferOwnership is set.
 func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) (bool, error) {
 	if err := h.Validate(); err != nil {
 		return false, fmt.Errorf("object %s: %w", c, err)
@@ -107,8 +106,6 @@ func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size i
 func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) error {
 	if h.IsSymlink() {
 		size, content = 0, nil
-	} else if content == nil && (r.Mode != ModeBare || r.DeferOwnership == nil) {
-		return fmt.Errorf("object %s: no content", c)
 	}
 	switch r.Mode {
 	case ModeArchive:
@@ -145,12 +142,6 @@ func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size i
 		}
 		if r.Mode == ModeBare && r.DeferOwnership != nil {
 			return r.placeObject(c, ObjFile, func(f *os.File) error {
-				if content == nil { // a placeholder: see WriteContent
-					if err := f.Truncate(size); err != nil {
-						return err
-					}
-					content = bytes.NewReader(nil)
-				}
 				if err := writeBareFile(f, content, perm|0o600); err != nil {
 					return err
 				}
@@ -347,6 +338,32 @@ var inflaters = make(freeList[*inflater], 64)
 type closeFunc func() error
 
 func (f closeFunc) Close() error { return f() }
+
+// ReadHeader returns a content object's header and content size without reading the
+// content. It asks the kernel to read the object ahead, for callers that read the content
+// soon after.
+func (r *Repo) ReadHeader(c Checksum) (FileHeader, int64, error) {
+	if r.Mode == ModeBare || r.Mode == ModeBareUserOnly {
+		o, err := r.OpenContent(c)
+		if err != nil {
+			return FileHeader{}, 0, err
+		}
+		o.Close()
+		return o.Header, o.Size, nil
+	}
+	p := r.ObjectPath(c, ObjFile)
+	f, err := os.Open(p)
+	if err != nil {
+		return FileHeader{}, 0, err
+	}
+	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED) // only advice: errors do not matter
+	o, err := r.openFile(f)
+	if err != nil {
+		f.Close()
+		return FileHeader{}, 0, fmt.Errorf("%s: %w", p, err)
+	}
+	return o.Header, o.Size, o.Close() // closes f
+}
 
 // ReadContent returns a content object's header and its whole content, which is empty for
 // symlinks (the target is in the header).

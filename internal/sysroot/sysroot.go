@@ -48,12 +48,12 @@ type Options struct {
 	// map inside the filesystem they write (see image/ext4). Only a first deployment can
 	// be recorded this way.
 	Attrs map[string]ostree.DirMeta
-	// Sparse, when non-nil, makes Deploy write the content objects it does not read itself
-	// (it reads /usr/etc, os-release, the kernel, initramfs and device trees) as sparse
-	// files of the right size with no data, and add their checksums to the map. Image
-	// builders then take the data from the source repository as they write the image:
-	// the objects are decompressed once, straight into it. Needs Attrs.
-	Sparse map[ostree.Checksum]bool
+	// Sparse, when non-nil, makes Deploy leave out of the sysroot on disk the content
+	// objects it does not read itself (it reads /usr/etc, os-release, the kernel,
+	// initramfs and device trees) and list them, with the checkout paths that would link
+	// to them, in Sparse instead. Image builders write those objects straight from the
+	// source repository into the image: decompressed once, and never staged. Needs Attrs.
+	Sparse *Sparse
 	// NoSync skips every fsync and syncfs, for a sysroot staged only to be copied into an
 	// image: there is no power loss to survive, and flushing hundreds of megabytes costs
 	// more than the rest of the deployment.
@@ -70,6 +70,30 @@ func (o *Options) check() error {
 		return fmt.Errorf("sysroot: unsupported bootloader %q (want uboot or none)", o.Bootloader)
 	}
 	return nil
+}
+
+// Sparse lists the content objects Deploy left out of a sysroot (see Options.Sparse).
+type Sparse struct {
+	// Objects are the objects left out, by checksum. Each belongs in the sysroot at
+	// ObjectPath.
+	Objects map[ostree.Checksum]SparseObject
+	// Links are the paths of the deployment (relative to the sysroot) that are hard links
+	// to them.
+	Links map[string]ostree.Checksum
+}
+
+// SparseObject is a content object left out of a sysroot.
+type SparseObject struct {
+	// Header holds the owner, mode, xattrs and symlink target.
+	Header ostree.FileHeader
+	// Size is the content's length.
+	Size int64
+}
+
+// ObjectPath is the path of content object c in a sysroot, relative to the sysroot.
+func ObjectPath(c ostree.Checksum) string {
+	h := c.String()
+	return "ostree/repo/objects/" + h[:2] + "/" + h[2:] + ".file"
 }
 
 // Init creates an empty sysroot at path, as `ostree admin init-fs` and `ostree admin
@@ -300,8 +324,11 @@ func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree
 	if err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
-	if opts.Sparse != nil && opts.Attrs == nil {
-		return errors.New("sysroot: Options.Sparse needs Options.Attrs")
+	if opts.Sparse != nil {
+		if opts.Attrs == nil {
+			return errors.New("sysroot: Options.Sparse needs Options.Attrs")
+		}
+		opts.Sparse.Objects, opts.Sparse.Links = map[ostree.Checksum]SparseObject{}, map[string]ostree.Checksum{}
 	}
 	w := &attrWriter{root: sysroot, attrs: opts.Attrs, nosync: opts.NoSync, sparse: opts.Sparse}
 	if w.attrs != nil {
@@ -485,72 +512,81 @@ func copyMeta(src, dst *ostree.Repo, t ostree.ObjectType, c ostree.Checksum) err
 	return nil
 }
 
-// pullObjects copies the objects of a tree that dst lacks. Walking the tree feeds the
-// content objects to workers on all cores as it finds them: decompressing and checksumming
-// them is most of a deployment's work. With sparse non-nil, objects the deployment does not
-// read are written as sparse placeholders (see Options.Sparse), which needs the whole tree
-// walked first.
-func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, sparse map[ostree.Checksum]bool) error {
+// pullObjects copies the objects of a tree that dst lacks. The tree is walked in parallel
+// and feeds the content objects to workers on all cores as it finds them: decompressing and
+// checksumming them is most of a deployment's work. With sparse non-nil, the objects the
+// deployment does not read are only listed there (see Options.Sparse).
+func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, sparse *Sparse) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	type object struct {
+	type job struct {
 		c    ostree.Checksum
-		full bool
+		full bool // copy the object, else (sparse) only list it
 	}
-	todo := make(chan object, 256)
+	todo := make(chan job, 256)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	// More workers than cores: reading objects from a cold cache waits on the disk.
 	for range 4 * runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
-			for o := range todo {
+			for j := range todo {
 				if ctx.Err() != nil {
 					continue
 				}
-				err := pullFile(src, dst, o.c, o.full)
-				if err == nil && !o.full {
-					mu.Lock()
-					sparse[o.c] = true
-					mu.Unlock()
+				if j.full {
+					if err := pullFile(src, dst, j.c); err != nil {
+						cancel(err)
+					}
+					continue
 				}
+				h, size, err := src.ReadHeader(j.c)
 				if err != nil {
 					cancel(err)
+					continue
 				}
+				mu.Lock()
+				sparse.Objects[j.c] = SparseObject{h, size}
+				mu.Unlock()
 			}
 		})
 	}
-	send := func(o object) error {
+	// What was queued per object: listed (sparse), copied, or both when a path the
+	// deployment reads turns up after one it does not.
+	const listed, copied = 1, 2
+	queued := map[ostree.Checksum]int{}
+	var qmu sync.Mutex
+	found := func(c ostree.Checksum, p string) error {
+		want := copied
+		if sparse != nil && !readByDeploy(p) {
+			want = listed
+		}
+		qmu.Lock()
+		had := queued[c]
+		queued[c] = had | want
+		qmu.Unlock()
+		if had&copied != 0 || (had != 0 && want == listed) {
+			return nil
+		}
 		select {
-		case todo <- o:
+		case todo <- job{c, want == copied}:
 			return nil
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 	}
-	seen := map[ostree.Checksum]bool{} // with sparse: whether an object is read in full
-	found := func(c ostree.Checksum, p string) error {
-		if sparse != nil {
-			seen[c] = seen[c] || readByDeploy(p)
-			return nil
-		}
-		if seen[c] {
-			return nil
-		}
-		seen[c] = true
-		return send(object{c, true})
-	}
-	err := pullTree(ctx, src, dst, tree, "", found)
-	if sparse != nil && err == nil {
-		for c, full := range seen {
-			if err = send(object{c, full}); err != nil {
-				break
-			}
-		}
-	}
+	w := &treeWalk{ctx: ctx, src: src, dst: dst, found: found, sem: make(chan struct{}, 8)}
+	err := w.walk(tree, "")
 	close(todo)
 	wg.Wait()
 	if cause := context.Cause(ctx); cause != nil {
 		return cause
+	}
+	if sparse != nil {
+		for c, q := range queued {
+			if q&copied != 0 {
+				delete(sparse.Objects, c)
+			}
+		}
 	}
 	return err
 }
@@ -569,10 +605,21 @@ func readByDeploy(p string) bool {
 	return name == "vmlinuz" || name == "initramfs.img" || name == "devicetree" || strings.HasPrefix(name, "dtb/")
 }
 
-// pullTree copies the dirtree and dirmeta objects under tree (at path p of the commit)
-// and calls found for each content object dst lacks.
-func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, p string, found func(ostree.Checksum, string) error) error {
-	data, err := src.ReadObject(ostree.ObjDirTree, tree)
+// treeWalk copies the dirtree and dirmeta objects of a tree, walking subdirectories in
+// parallel, and calls found for each content object dst lacks.
+type treeWalk struct {
+	ctx      context.Context
+	src, dst *ostree.Repo
+	found    func(c ostree.Checksum, path string) error
+	sem      chan struct{} // bounds the goroutines walking subdirectories
+}
+
+// walk handles the tree at path p of the commit.
+func (w *treeWalk) walk(tree ostree.Checksum, p string) error {
+	if err := w.ctx.Err(); err != nil {
+		return context.Cause(w.ctx)
+	}
+	data, err := w.src.ReadObject(ostree.ObjDirTree, tree)
 	if err != nil {
 		return err
 	}
@@ -584,41 +631,49 @@ func pullTree(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksum, 
 		return err
 	}
 	for _, f := range t.Files {
-		if dst.HasObject(f.Checksum, ostree.ObjFile) {
+		if w.dst.HasObject(f.Checksum, ostree.ObjFile) {
 			continue
 		}
-		if err := found(f.Checksum, path.Join(p, f.Name)); err != nil {
+		if err := w.found(f.Checksum, path.Join(p, f.Name)); err != nil {
 			return err
 		}
 	}
-	for _, sub := range t.Dirs {
-		if err := copyMeta(src, dst, ostree.ObjDirMeta, sub.Meta); err != nil {
+	var wg sync.WaitGroup
+	errs := make([]error, len(t.Dirs))
+	for i, sub := range t.Dirs {
+		if err := copyMeta(w.src, w.dst, ostree.ObjDirMeta, sub.Meta); err != nil {
 			return err
 		}
-		if err := pullTree(ctx, src, dst, sub.Tree, path.Join(p, sub.Name), found); err != nil {
-			return err
+		sp := path.Join(p, sub.Name)
+		select {
+		case w.sem <- struct{}{}:
+			wg.Go(func() {
+				errs[i] = w.walk(sub.Tree, sp)
+				<-w.sem
+			})
+		default:
+			errs[i] = w.walk(sub.Tree, sp)
 		}
 	}
-	if dst.HasObject(tree, ostree.ObjDirTree) {
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if w.dst.HasObject(tree, ostree.ObjDirTree) {
 		return nil
 	}
-	_, err = dst.WriteObject(ostree.ObjDirTree, data)
+	_, err = w.dst.WriteObject(ostree.ObjDirTree, data)
 	return err
 }
 
 // pullFile copies one content object, streaming it and verifying its checksum on the way;
-// a corrupt object is removed again. Unless full, it writes a sparse placeholder of the
-// object's size instead of its data.
-func pullFile(src, dst *ostree.Repo, c ostree.Checksum, full bool) error {
+// a corrupt object is removed again.
+func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
 	o, err := src.OpenContent(c)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	if !full {
-		_, err := dst.WriteContent(c, &o.Header, nil, o.Size, 0)
-		return err
-	}
 	d := sha256.New()
 	d.Write(o.Header.Stream())
 	if _, err := dst.WriteContent(c, &o.Header, io.TeeReader(o, d), o.Size, 0); err != nil {
@@ -639,7 +694,7 @@ type attrWriter struct {
 	root   string
 	attrs  map[string]ostree.DirMeta
 	nosync bool                     // see Options.NoSync
-	sparse map[ostree.Checksum]bool // see Options.Sparse
+	sparse *Sparse // see Options.Sparse
 }
 
 func (w *attrWriter) key(p string) string {
@@ -746,6 +801,12 @@ func (w *attrWriter) checkout(ctx context.Context, repo *ostree.Repo, tree, meta
 	}
 	for _, f := range t.Files {
 		obj, p := repo.ObjectPath(f.Checksum, ostree.ObjFile), filepath.Join(dir, f.Name)
+		if w.sparse != nil {
+			if _, ok := w.sparse.Objects[f.Checksum]; ok {
+				w.sparse.Links[w.key(p)] = f.Checksum
+				continue
+			}
+		}
 		if err := os.Link(obj, p); err != nil {
 			return err
 		}
