@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,12 +20,35 @@ type imgWriter struct {
 	zeroed bool  // the region reads as zeros (a hole was punched)
 }
 
+// writeBlocks writes whole blocks from block blk on. In a region that reads as zeros it
+// skips the blocks that are all zeros (much of the inode tables), keeping the image sparse.
 func (w *imgWriter) writeBlocks(blk int64, b []byte) error {
-	if _, err := w.f.WriteAt(b, w.base+blk*wBlock); err != nil {
-		return fmt.Errorf("ext4: %w", err)
+	write := func(from, to int) error {
+		if from == to {
+			return nil
+		}
+		if _, err := w.f.WriteAt(b[from:to], w.base+blk*wBlock+int64(from)); err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
+		return nil
 	}
-	return nil
+	if !w.zeroed {
+		return write(0, len(b))
+	}
+	start := 0 // of the pending run of non-zero blocks
+	for i := 0; i < len(b); i += wBlock {
+		end := min(i+wBlock, len(b))
+		if bytes.Equal(b[i:end], zeroBlock[:end-i]) {
+			if err := write(start, i); err != nil {
+				return err
+			}
+			start = end
+		}
+	}
+	return write(start, len(b))
 }
+
+var zeroBlock [wBlock]byte
 
 // punchHole deallocates [off, off+n) of f, which then reads as zeros.
 func punchHole(f *os.File, off, n int64) error {
