@@ -29,14 +29,15 @@ import (
 // Report lists what a run produced; New marks what this run wrote (the rest was already
 // there).
 type Report struct {
-	Manifest string         `json:"manifest"`
-	Repo     string         `json:"repo"`
-	Commit   CommitReport   `json:"commit"`
-	Summary  SummaryReport  `json:"summary"`
-	Deltas   []DeltaReport  `json:"deltas"`
-	Bundle   *DeltaReport   `json:"bundle,omitempty"`
-	Image    *ImageReport   `json:"image,omitempty"`
-	Seconds  map[string]any `json:"seconds"`
+	Manifest string        `json:"manifest"`
+	Repo     string        `json:"repo"`
+	Commit   CommitReport  `json:"commit"`
+	Summary  SummaryReport `json:"summary"`
+	Deltas   []DeltaReport `json:"deltas"`
+	Bundle   *DeltaReport  `json:"bundle,omitempty"`
+	Image    *ImageReport  `json:"image,omitempty"`
+	// Seconds is the time each stage took.
+	Seconds map[string]float64 `json:"seconds"`
 }
 
 // CommitReport describes the commit.
@@ -115,7 +116,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]any{}}
+	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]float64{}}
 	stage := func(name string, start time.Time) {
 		rep.Seconds[name] = float64(time.Since(start).Milliseconds()) / 1000
 	}

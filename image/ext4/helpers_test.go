@@ -2,6 +2,7 @@ package ext4
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,21 @@ func tool(t testing.TB, name string) string {
 	return p
 }
 
+// findTool finds an e2fsprogs program in PATH or the sbin directories,
+// which are often not in an unprivileged user's PATH.
+func findTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("ext4: %s not found (install e2fsprogs)", name)
+}
+
 const (
 	padBefore = byte(0xA5)
 	padAfter  = byte(0x5A)
@@ -69,29 +85,6 @@ func makeImageFill(t testing.TB, p string, offset, size, tail int64, garbage boo
 	if garbage {
 		if _, err := f.WriteAt(bytes.Repeat([]byte{0xEE}, int(size)), offset); err != nil {
 			t.Fatal(err)
-		}
-	}
-}
-
-// checkPads asserts the image still has its size and the patterns around
-// the region.
-func checkPads(t testing.TB, p string, offset, size, tail int64) {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(b)) != offset+size+tail {
-		t.Fatalf("image size changed: %d, want %d", len(b), offset+size+tail)
-	}
-	for i := int64(0); i < offset; i++ {
-		if b[i] != padBefore {
-			t.Fatalf("byte %d before the region changed: %#x", i, b[i])
-		}
-	}
-	for i := offset + size; i < int64(len(b)); i++ {
-		if b[i] != padAfter {
-			t.Fatalf("byte %d after the region changed: %#x", i, b[i])
 		}
 	}
 }
@@ -192,6 +185,16 @@ func dump(t testing.TB, img string, offset int64, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// quote quotes s as one argument of a debugfs command line: debugfs's
+// parser (libss) takes "..." as one word, with "" standing for a quote.
+// A command is one line, so line breaks cannot be expressed.
+func quote(s string) (string, error) {
+	if strings.ContainsAny(s, "\n\r\x00") {
+		return "", fmt.Errorf("ext4: name %q contains a line break, which debugfs cannot take", s)
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`, nil
 }
 
 func mustQuote(t testing.TB, s string) string {

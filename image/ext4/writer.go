@@ -17,6 +17,10 @@ import (
 	"github.com/otakit/ota/internal/ostree"
 )
 
+// ErrTooSmall is returned, wrapped with the needed and the available size,
+// when the tree does not fit into the filesystem size given to Write.
+var ErrTooSmall = errors.New("ext4: filesystem size too small for the contents")
+
 // Inode is a file, directory or symlink of the filesystem Write creates. An
 // *Inode that appears in several directories is one inode with several links
 // (a hard link). Directories may appear only once.
@@ -90,6 +94,7 @@ const (
 	wMaxExtents   = 4 * wLeafMax       // with a depth-1 tree
 	wInodeRatio   = 16384              // bytes per inode, as mke2fs defaults
 	wLostBlocks   = 4                  // as mke2fs makes lost+found
+	mib           = 1 << 20
 
 	sIFMT  = ostree.ModeTypeMask
 	sIFREG = ostree.ModeRegular
@@ -361,6 +366,23 @@ func (g *wgeo) meta(i int64) int64 {
 		m += 1 + g.gdtb
 	}
 	return m
+}
+
+// hasSuper reports whether group g holds a superblock backup (sparse_super).
+func hasSuper(g int64) bool {
+	if g <= 1 {
+		return true
+	}
+	for _, b := range []int64{3, 5, 7} {
+		p := b
+		for p < g {
+			p *= b
+		}
+		if p == g {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *wgeo) groupEnd(i int64) int64 { return min((i+1)*wBPG, g.blocks) }
@@ -681,6 +703,54 @@ func Write(ctx context.Context, imagePath string, offset, size int64, root *Inod
 		return err
 	}
 	return nil
+}
+
+// fileSize is the size of a regular file or block device.
+func fileSize(p string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Mode().IsRegular() {
+		return fi.Size(), nil
+	}
+	if fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		return f.Seek(0, io.SeekEnd)
+	}
+	return 0, fmt.Errorf("%s is not a regular file or block device", p)
+}
+
+// validUUID reports whether s is a UUID in canonical text form.
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// derivedUUID makes a version 4 style UUID from a hash of parts.
+func derivedUUID(parts ...string) string {
+	h := sha256.Sum256([]byte("otakit/ext4\x00" + strings.Join(parts, "\x00")))
+	h[6] = h[6]&0x0f | 0x40
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 // fsTime is the filesystem's own timestamp: the newest mtime, but not in the

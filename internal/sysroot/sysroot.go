@@ -310,7 +310,8 @@ func parseEntry(s string) map[string]string {
 // deployments of other stateroots; older deployments of the stateroot are removed.
 //
 // The sysroot repository is in bare mode, so Deploy needs root (to chown files and set
-// extended attributes) and returns an error otherwise. Deploy does not set the immutable
+// extended attributes) and returns an error otherwise, unless Options.Attrs records them
+// instead (for images). Deploy does not set the immutable
 // flag on the deployment directory, and only supports kernels in the
 // usr/lib/modules/<kver>/vmlinuz layout.
 func Deploy(ctx context.Context, sysroot string, src *ostree.Repo, commit ostree.Checksum, opts Options) error {
@@ -693,7 +694,7 @@ func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
 type attrWriter struct {
 	root   string
 	attrs  map[string]ostree.DirMeta
-	nosync bool                     // see Options.NoSync
+	nosync bool    // see Options.NoSync
 	sparse *Sparse // see Options.Sparse
 }
 
