@@ -136,6 +136,7 @@ type wplan struct {
 // analyze numbers the inodes of root breadth first in entry order and
 // builds directory blocks and xattrs.
 func analyze(root *Inode) (*wplan, error) {
+	now := time.Now().Unix()
 	if root == nil || root.Mode&sIFMT != sIFDIR {
 		return nil, errors.New("ext4: root is not a directory")
 	}
@@ -255,7 +256,9 @@ func analyze(root *Inode) (*wplan, error) {
 		} else if n.links > 65000 {
 			return nil, fmt.Errorf("ext4: %s: too many links (%d)", n.path, n.links)
 		}
-		if in.Mtime > p.maxMtime {
+		// Future mtimes do not count: e2fsck rejects a superblock time in the future, and
+		// capping the newest mtime at the clock would make the output depend on it.
+		if in.Mtime > p.maxMtime && in.Mtime <= now {
 			p.maxMtime = in.Mtime
 		}
 		switch in.Mode & sIFMT {
@@ -753,14 +756,9 @@ func derivedUUID(parts ...string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
-// fsTime is the filesystem's own timestamp: the newest mtime, but not in the
-// future (e2fsck would complain).
+// fsTime is the filesystem's own timestamp: the newest mtime that is not in the future.
 func (l *wlayout) fsTime() uint32 {
-	t := max(l.maxMtime, 0)
-	if now := time.Now().Unix(); t > now {
-		t = now
-	}
-	return uint32(min(t, 1<<32-1))
+	return uint32(min(max(l.maxMtime, 0), 1<<32-1))
 }
 
 func (l *wlayout) superblock(uuid [16]byte, label string) []byte {
