@@ -54,23 +54,9 @@ warm_cache() {
 	tar -C "$ROOTFS" -cf - . | cat >/dev/null
 }
 
-# timed LABEL CMD...: runs CMD under /usr/bin/time; sets T_SECS, T_RSS_KB, T_CPU (percent),
-# T_USER and T_SYS (CPU seconds).
-timed() {
-	local label=$1
-	shift
-	local tf=$BENCH_DIR/time.out
-	printf '+ %s\n' "$*" >>"$LOGS/$label.log"
-	if ! /usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1; then
-		tail -n 20 "$LOGS/$label.log" >&2
-		die "$label failed: $* (full log: $LOGS/$label.log)"
-	fi
-	read -r T_SECS T_RSS_KB T_CPU T_USER T_SYS <"$tf"
-	T_CPU=${T_CPU%\%}
-}
-
-# Results per label.
-declare -A BEST_SECS BEST_CPU BEST_USER BEST_SYS ALL_SECS MAX_RSS_KB OBJ_BYTES CONTENT
+# Results per label, besides lib.sh's BEST_SECS, BEST_CPU, BEST_USER, BEST_SYS, ALL_SECS and
+# MAX_RSS_KB (timed and record_run are in lib.sh too).
+declare -A OBJ_BYTES=() CONTENT=()
 LABELS=()
 CMD=()
 LIMIT_OUT=0
@@ -86,19 +72,11 @@ bench_once() {
 	warm_cache
 	log "$label: run $i/$RUNS"
 	"$commit_fn" "$repo"
-	timed "$label" "${CMD[@]}"
-	log "$label: ${T_SECS}s, peak RSS ${T_RSS_KB} KiB"
-	printf 'run %d: %s s, peak RSS %s KiB, CPU %s%% (user %s s, sys %s s)\n' "$i" "$T_SECS" "$T_RSS_KB" "$T_CPU" "$T_USER" "$T_SYS" >>"$LOGS/$label.log"
-	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }$T_SECS"
-	if [[ -z ${BEST_SECS[$label]:-} ]] || awk -v a="$T_SECS" -v b="${BEST_SECS[$label]}" 'BEGIN{exit !(a < b)}'; then
-		BEST_SECS[$label]=$T_SECS
-		BEST_CPU[$label]=$T_CPU
-		BEST_USER[$label]=$T_USER
-		BEST_SYS[$label]=$T_SYS
+	if ! timed "$label" "${CMD[@]}"; then
+		tail -n 20 "$LOGS/$label.log" >&2
+		die "$label failed: ${CMD[*]} (full log: $LOGS/$label.log)"
 	fi
-	if ((T_RSS_KB > ${MAX_RSS_KB[$label]:-0})); then
-		MAX_RSS_KB[$label]=$T_RSS_KB
-	fi
+	record_run "$label" "$i" || true
 	if ((i == RUNS)); then
 		OBJ_BYTES[$label]=$(du -sb "$repo/objects" | cut -f1)
 		CONTENT[$label]=$(ostree show --repo="$repo" bench 2>>"$LOGS/$label.log" | awk '/^ContentChecksum:/{print $2}') || true
@@ -117,7 +95,7 @@ limit_once() {
 	sys=$(sed -n 's/.* sys_seconds=\([0-9.]*\).*/\1/p' <<<"$line")
 	LIMIT_OUT=$(sed -n 's/.* out_bytes=\([0-9]*\).*/\1/p' <<<"$line")
 	ALL_SECS[limit]="${ALL_SECS[limit]:+${ALL_SECS[limit]} }$secs"
-	if [[ -z ${BEST_SECS[limit]:-} ]] || awk -v a="$secs" -v b="${BEST_SECS[limit]}" 'BEGIN{exit !(a < b)}'; then
+	if [[ -z ${BEST_SECS[limit]:-} ]] || lt "$secs" "${BEST_SECS[limit]}"; then
 		BEST_SECS[limit]=$secs
 		BEST_USER[limit]=$user
 		BEST_SYS[limit]=$sys

@@ -201,6 +201,7 @@ warm() {
 # Sums the resident memory of every descendant of process ARGV[1] (the /usr/bin/time running
 # a timed command) every 50 ms while it lives, and prints the peak in KiB. /usr/bin/time's own
 # figure is the peak of the largest single process, which leaves out ota-build's xz children.
+# lib.sh's timed runs it as TIMED_SAMPLER; its peak becomes T_SAMPLED.
 TREE_RSS_SAMPLER='
 import os, sys, time
 root = int(sys.argv[1])
@@ -229,67 +230,22 @@ while os.path.exists("/proc/%d" % root):
     time.sleep(0.05)
 print(peak)
 '
-HAVE_PYTHON=0
 if command -v python3 >/dev/null; then
-	HAVE_PYTHON=1
+	TIMED_SAMPLER=(python3 -c "$TREE_RSS_SAMPLER")
 fi
 
-# timed LABEL CMD...: runs CMD under /usr/bin/time; sets T_SECS, T_RSS_KB (largest process),
-# T_TREE_KB (all processes together, sampled; 0 without python3), T_CPU (percent), T_USER and
-# T_SYS (CPU seconds). Returns 1 (after logging) when CMD fails.
-timed() {
-	local label=$1
-	shift
-	local tf=$BENCH_DIR/time.out tree=$BENCH_DIR/tree-rss.out pid sampler=0 rc=0
-	printf '+ %s\n' "$*" >>"$LOGS/$label.log"
-	/usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1 &
-	pid=$!
-	if ((HAVE_PYTHON)); then
-		python3 -c "$TREE_RSS_SAMPLER" "$pid" >"$tree" 2>>"$LOGS/$label.log" &
-		sampler=$!
-	fi
-	wait "$pid" || rc=$?
-	T_TREE_KB=0
-	if ((sampler)); then
-		wait "$sampler" || true
-		read -r T_TREE_KB <"$tree" || T_TREE_KB=0
-	fi
-	if ((rc != 0)); then
-		printf 'FAILED (exit status %d)\n' "$rc" >>"$LOGS/$label.log"
-		return 1
-	fi
-	read -r T_SECS T_RSS_KB T_CPU T_USER T_SYS <"$tf"
-	T_CPU=${T_CPU%\%}
-}
+# Results per label, besides lib.sh's BEST_SECS, BEST_CPU, BEST_USER, BEST_SYS, ALL_SECS,
+# MAX_RSS_KB and FAILED (timed, record_run and fail_run are in lib.sh too).
+declare -A MAX_TREE_KB=() SIZE=() CHECK=()
 
-# Results per label.
-declare -A BEST_SECS=() BEST_CPU=() BEST_USER=() BEST_SYS=() ALL_SECS=() MAX_RSS_KB=() MAX_TREE_KB=() SIZE=() FAILED=() CHECK=()
-
-# record LABEL RUN: keeps the best time and the largest RSS of the run just timed.
+# record LABEL RUN: lib.sh's record_run, plus the largest process-tree RSS (T_SAMPLED: the sum
+# over all processes of the command, sampled; 0 without python3).
 record() {
-	local label=$1 i=$2
-	log "$label: ${T_SECS}s, peak RSS ${T_RSS_KB} KiB"
-	printf 'run %d: %s s, peak RSS %s KiB (process tree %s KiB), CPU %s%% (user %s s, sys %s s)\n' "$i" "$T_SECS" "$T_RSS_KB" "$T_TREE_KB" "$T_CPU" "$T_USER" "$T_SYS" >>"$LOGS/$label.log"
-	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }$T_SECS"
-	if [[ -z ${BEST_SECS[$label]:-} ]] || awk -v a="$T_SECS" -v b="${BEST_SECS[$label]}" 'BEGIN{exit !(a < b)}'; then
-		BEST_SECS[$label]=$T_SECS
-		BEST_CPU[$label]=$T_CPU
-		BEST_USER[$label]=$T_USER
-		BEST_SYS[$label]=$T_SYS
+	local label=$1 i=$2 tree_kb=${T_SAMPLED:-0}
+	record_run "$label" "$i" "(process tree $tree_kb KiB)" || true
+	if ((tree_kb > ${MAX_TREE_KB[$label]:-0})); then
+		MAX_TREE_KB[$label]=$tree_kb
 	fi
-	if ((T_RSS_KB > ${MAX_RSS_KB[$label]:-0})); then
-		MAX_RSS_KB[$label]=$T_RSS_KB
-	fi
-	if ((T_TREE_KB > ${MAX_TREE_KB[$label]:-0})); then
-		MAX_TREE_KB[$label]=$T_TREE_KB
-	fi
-}
-
-fail() {
-	local label=$1 i=$2
-	log "$label: run $i FAILED (log: $LOGS/$label.log)"
-	FAILED[$label]="${FAILED[$label]:+${FAILED[$label]},}$i"
-	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }FAIL"
 }
 
 # gen_once LABEL RUN: deletes the repo's deltas, then times one generation; the last run's
@@ -304,14 +260,14 @@ gen_once() {
 	gen-ota) cmd=("$OTA" delta --repo "$REPO" --from "$FROM" --to "$TO") ;;
 	esac
 	if ! timed "$label" "${cmd[@]}"; then
-		fail "$label" "$i"
+		fail_run "$label" "$i"
 		return
 	fi
 	record "$label" "$i"
 	dir=$(find "$REPO/deltas" -name superblock -printf '%h\n' 2>/dev/null | head -n 1)
 	if [[ -z $dir ]]; then
 		printf 'no superblock under %s/deltas\n' "$REPO" >>"$LOGS/$label.log"
-		fail "$label" "$i"
+		fail_run "$label" "$i"
 		return
 	fi
 	SIZE[$label]=$(du -sb "$dir" | cut -f1)
@@ -331,7 +287,7 @@ apply_once() {
 	apply-ota | apply-ostree-x) delta=$SAVED/ota ;;
 	esac
 	if [[ ! -f $delta/superblock ]]; then
-		fail "$label" "$i"
+		fail_run "$label" "$i"
 		return
 	fi
 	rm -rf "$TARGET"
@@ -344,7 +300,7 @@ apply_once() {
 	apply-ota | apply-ota-x) cmd=("$OTA" delta apply --repo "$TARGET" "$delta") ;;
 	esac
 	if ! timed "$label" "${cmd[@]}"; then
-		fail "$label" "$i"
+		fail_run "$label" "$i"
 		CHECK[$label]="apply failed"
 		return
 	fi

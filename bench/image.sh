@@ -243,54 +243,10 @@ drop_caches() {
 	fi
 }
 
-# timed LABEL CMD...: runs CMD under /usr/bin/time; sets T_SECS, T_RSS_KB, T_CPU (percent),
-# T_USER and T_SYS (CPU seconds). Returns 1 (after logging) when CMD fails.
-timed() {
-	local label=$1
-	shift
-	local tf=$BENCH_DIR/time.out rc=0
-	printf '+ %s\n' "$*" >>"$LOGS/$label.log"
-	/usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1 || rc=$?
-	if ((rc != 0)); then
-		printf 'FAILED (exit status %d)\n' "$rc" >>"$LOGS/$label.log"
-		return 1
-	fi
-	read -r T_SECS T_RSS_KB T_CPU T_USER T_SYS <"$tf"
-	T_CPU=${T_CPU%\%}
-}
-
-declare -A BEST_SECS=() BEST_CPU=() BEST_USER=() BEST_SYS=() ALL_SECS=() MAX_RSS_KB=() FAILED=()
+# Results per label are lib.sh's BEST_SECS, BEST_CPU, BEST_USER, BEST_SYS, ALL_SECS,
+# MAX_RSS_KB and FAILED (timed, record_run and fail_run are in lib.sh too); the stock
+# pipeline's stages are here.
 declare -A STAGE_ALL=() STAGE_OF_BEST=()
-
-lt() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a < b)}'; }
-
-# record LABEL RUN: keeps the best time and the largest RSS of the run just timed; returns 0
-# when this run is the best so far.
-record() {
-	local label=$1 i=$2 best=1
-	log "$label: ${T_SECS}s, peak RSS ${T_RSS_KB} KiB"
-	printf 'run %d: %s s, peak RSS %s KiB, CPU %s%% (user %s s, sys %s s)\n' "$i" "$T_SECS" "$T_RSS_KB" "$T_CPU" "$T_USER" "$T_SYS" >>"$LOGS/$label.log"
-	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }$T_SECS"
-	if [[ -z ${BEST_SECS[$label]:-} ]] || lt "$T_SECS" "${BEST_SECS[$label]}"; then
-		BEST_SECS[$label]=$T_SECS
-		BEST_CPU[$label]=$T_CPU
-		BEST_USER[$label]=$T_USER
-		BEST_SYS[$label]=$T_SYS
-	else
-		best=0
-	fi
-	if ((T_RSS_KB > ${MAX_RSS_KB[$label]:-0})); then
-		MAX_RSS_KB[$label]=$T_RSS_KB
-	fi
-	((best))
-}
-
-fail() {
-	local label=$1 i=$2
-	log "$label: run $i FAILED (log: $LOGS/$label.log)"
-	FAILED[$label]="${FAILED[$label]:+${FAILED[$label]},}$i"
-	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }FAIL"
-}
 
 stock_once() {
 	local i=$1 stages_out=$BENCH_DIR/stages.out stage secs
@@ -299,11 +255,11 @@ stock_once() {
 	log "stock: run $i/$RUNS"
 	if ! timed stock bash "$BENCH_DIR/stock-pipeline.sh" \
 		"$REPO" "$COMMIT" "$STOCK" "$OS_NAME" "$KARG" "$stages_out"; then
-		fail stock "$i"
+		fail_run stock "$i"
 		return
 	fi
 	local is_best=0
-	if record stock "$i"; then
+	if record_run stock "$i"; then
 		is_best=1
 	fi
 	while read -r stage secs; do
@@ -329,10 +285,10 @@ ours_once() {
 		env ${OTA_TMPDIR:+TMPDIR="$OURS_TMP"} HOME="$OURS_TMP" \
 		"$OTA" image --repo "$REPO" --ref "$BRANCH" --board "$BOARD" --boot-files "$OURS/boot-files" \
 		-o "$OURS/out/ours.img" --size "$OTA_SIZE" --os "$OS_NAME"; then
-		fail ours "$i"
+		fail_run ours "$i"
 		return
 	fi
-	record ours "$i" || true
+	record_run ours "$i" || true
 	if [[ -f $OURS/out/ours.img ]]; then
 		mv "$OURS/out/ours.img" "$OURS/ours.img"
 	else

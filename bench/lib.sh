@@ -38,6 +38,77 @@ check_number() {
 
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b / 1048576}'; }
 
+# lt A B: whether the decimal number A is less than B.
+lt() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a < b)}'; }
+
+# The timed runs' results per label, kept by record_run and fail_run.
+declare -A BEST_SECS=() BEST_CPU=() BEST_USER=() BEST_SYS=() ALL_SECS=() MAX_RSS_KB=() FAILED=()
+
+# A command run alongside every timed command, with /usr/bin/time's pid as its last
+# argument, e.g. to sample memory; empty: none.
+TIMED_SAMPLER=()
+
+# timed LABEL CMD...: runs CMD under /usr/bin/time, its output appended to $LOGS/LABEL.log;
+# sets T_SECS, T_RSS_KB (largest process), T_CPU (percent), T_USER and T_SYS (CPU seconds),
+# and T_SAMPLED: the first line TIMED_SAMPLER printed (0 without one). Returns 1 (after
+# logging) when CMD fails.
+# shellcheck disable=SC2034 # the T_ variables are read by the scripts
+timed() {
+	local label=$1
+	shift
+	local tf=$BENCH_DIR/time.out sampled=$BENCH_DIR/sampled.out pid sampler rc=0
+	printf '+ %s\n' "$*" >>"$LOGS/$label.log"
+	T_SAMPLED=0
+	if ((${#TIMED_SAMPLER[@]})); then
+		/usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1 &
+		pid=$!
+		"${TIMED_SAMPLER[@]}" "$pid" >"$sampled" 2>>"$LOGS/$label.log" &
+		sampler=$!
+		wait "$pid" || rc=$?
+		wait "$sampler" || true
+		read -r T_SAMPLED <"$sampled" || T_SAMPLED=0
+	else
+		/usr/bin/time -f '%e %M %P %U %S' -o "$tf" "$@" >>"$LOGS/$label.log" 2>&1 || rc=$?
+	fi
+	if ((rc != 0)); then
+		printf 'FAILED (exit status %d)\n' "$rc" >>"$LOGS/$label.log"
+		return 1
+	fi
+	read -r T_SECS T_RSS_KB T_CPU T_USER T_SYS <"$tf"
+	T_CPU=${T_CPU%\%}
+}
+
+# record_run LABEL RUN [NOTE]: logs the run just timed (NOTE follows its peak RSS in
+# $LOGS/LABEL.log), adds its time to ALL_SECS, keeps the best run's BEST_SECS, BEST_CPU,
+# BEST_USER and BEST_SYS and the largest MAX_RSS_KB. Returns 0 when this run is the best so
+# far, 1 otherwise.
+# shellcheck disable=SC2034 # the scripts read the BEST_ arrays
+record_run() {
+	local label=$1 i=$2 note=${3:+ $3} best=0
+	log "$label: ${T_SECS}s, peak RSS ${T_RSS_KB} KiB"
+	printf 'run %d: %s s, peak RSS %s KiB%s, CPU %s%% (user %s s, sys %s s)\n' "$i" "$T_SECS" "$T_RSS_KB" "$note" "$T_CPU" "$T_USER" "$T_SYS" >>"$LOGS/$label.log"
+	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }$T_SECS"
+	if [[ -z ${BEST_SECS[$label]:-} ]] || lt "$T_SECS" "${BEST_SECS[$label]}"; then
+		BEST_SECS[$label]=$T_SECS
+		BEST_CPU[$label]=$T_CPU
+		BEST_USER[$label]=$T_USER
+		BEST_SYS[$label]=$T_SYS
+		best=1
+	fi
+	if ((T_RSS_KB > ${MAX_RSS_KB[$label]:-0})); then
+		MAX_RSS_KB[$label]=$T_RSS_KB
+	fi
+	((best))
+}
+
+# fail_run LABEL RUN: records that the run failed.
+fail_run() {
+	local label=$1 i=$2
+	log "$label: run $i FAILED (log: $LOGS/$label.log)"
+	FAILED[$label]="${FAILED[$label]:+${FAILED[$label]},}$i"
+	ALL_SECS[$label]="${ALL_SECS[$label]:+${ALL_SECS[$label]} }FAIL"
+}
+
 
 # Prints the ota-build binary to use, building it when OTA_BUILD is unset.
 ota_binary() {
