@@ -346,8 +346,6 @@ parts() {
 	fi
 }
 
-kib_mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
-
 # row NAME LABEL EXTRA: one line of a table; EXTRA is the size or check column.
 row() {
 	local name=$1 label=$2 extra=$3 tree=-

@@ -347,7 +347,6 @@ check_image() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-kib_mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 
 row() {
 	local name=$1 label=$2

@@ -236,3 +236,6 @@ prepare_debian_rootfs() {
 	touch "$dir.tmp/.bench-complete"
 	mv "$dir.tmp" "$dir"
 }
+
+# kib_mib KIB: KIB in MiB, one decimal.
+kib_mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
