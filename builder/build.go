@@ -500,9 +500,6 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 		BootFiles: p.m.path(cmpOr(im.BootFiles, ".")), Output: out, Kargs: im.Kargs,
 		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zst"), Progress: pr,
 	}
-	if opts.OSName == "" {
-		opts.OSName, _, _ = strings.Cut(p.m.Commit.Branch, "/")
-	}
 	if im.Size != "" && im.Size != "auto" {
 		s, _ := image.ParseSize(im.Size)
 		opts.Size = int64(s)

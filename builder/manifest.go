@@ -22,7 +22,8 @@ import (
 // Manifest is an ota.yaml file. Every relative path in it is relative to the manifest's
 // directory; ${NAME} expands environment variables (and VERSION, see Load).
 type Manifest struct {
-	// OS is the stateroot name used by images (default: the branch's first component).
+	// OS is the stateroot name used by images (default: the branch's first component, as
+	// image.Options.OSName).
 	OS string `yaml:"os"`
 	// Repo is the OSTree repository the pipeline writes.
 	Repo RepoSpec `yaml:"repo"`

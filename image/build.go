@@ -43,7 +43,8 @@ type Options struct {
 	// Refspec is recorded as the deployment's origin, which the device client follows
 	// for updates (e.g. "myos/stable"; default: the commit checksum).
 	Refspec string
-	// OSName is the stateroot (default "os").
+	// OSName is the stateroot (default: the first component of a Refspec such as
+	// myos/stable, else "os").
 	OSName string
 	// Layout is the board's layout (a preset or a layout file).
 	Layout Layout
@@ -114,6 +115,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.OSName == "" {
 		opts.OSName = "os"
+		if first, _, ok := strings.Cut(opts.Refspec, "/"); ok && first != "" {
+			opts.OSName = first
+		}
 	}
 	// Everything the layout names must exist before anything is written.
 	ids := newIdentity(opts.Commit, l)

@@ -94,12 +94,6 @@ func imageOptions(c *cli.Context) (image.Options, error) {
 		opts.Refspec = ref
 	}
 	opts.OSName = c.String("os")
-	if opts.OSName == "" {
-		opts.OSName = "os"
-		if first, _, ok := strings.Cut(opts.Refspec, "/"); ok && first != "" {
-			opts.OSName = first
-		}
-	}
 	opts.BootFiles = c.String("boot-files")
 	opts.Output = c.String("output")
 	opts.Kargs = c.StringSlice("karg")
