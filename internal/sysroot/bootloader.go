@@ -26,26 +26,35 @@ type kernel struct {
 	bootCsum                       string
 }
 
+// The boot files of a kernel directory usr/lib/modules/<kver>/ that findKernel reads.
+const (
+	kernelFile     = "vmlinuz"
+	devicetreeFile = "devicetree"
+	dtbDir         = "dtb"
+)
+
+var initramfsFiles = []string{"initramfs.img", "initramfs"}
+
 // findKernel locates the kernel in deployment dir and computes the boot checksum.
 func findKernel(dir string) (*kernel, error) {
 	mods := filepath.Join(dir, "usr/lib/modules")
 	ents, _ := os.ReadDir(mods)
 	for _, e := range ents {
 		kd := filepath.Join(mods, e.Name())
-		if st, err := os.Lstat(filepath.Join(kd, "vmlinuz")); err != nil || !st.Mode().IsRegular() {
+		if st, err := os.Lstat(filepath.Join(kd, kernelFile)); err != nil || !st.Mode().IsRegular() {
 			continue
 		}
-		k := &kernel{kver: e.Name(), vmlinuz: filepath.Join(kd, "vmlinuz")}
-		for _, n := range []string{"initramfs.img", "initramfs"} {
+		k := &kernel{kver: e.Name(), vmlinuz: filepath.Join(kd, kernelFile)}
+		for _, n := range initramfsFiles {
 			if st, err := os.Lstat(filepath.Join(kd, n)); err == nil && st.Mode().IsRegular() {
 				k.initramfs = filepath.Join(kd, n)
 				break
 			}
 		}
-		if st, err := os.Lstat(filepath.Join(kd, "devicetree")); err == nil && st.Mode().IsRegular() {
-			k.devicetree = filepath.Join(kd, "devicetree")
-		} else if st, err := os.Lstat(filepath.Join(kd, "dtb")); err == nil && st.IsDir() {
-			k.dtb = filepath.Join(kd, "dtb")
+		if st, err := os.Lstat(filepath.Join(kd, devicetreeFile)); err == nil && st.Mode().IsRegular() {
+			k.devicetree = filepath.Join(kd, devicetreeFile)
+		} else if st, err := os.Lstat(filepath.Join(kd, dtbDir)); err == nil && st.IsDir() {
+			k.dtb = filepath.Join(kd, dtbDir)
 		}
 		h := sha256.New()
 		for _, p := range []string{k.vmlinuz, k.initramfs, k.devicetree} {

@@ -593,7 +593,8 @@ func pullObjects(ctx context.Context, src, dst *ostree.Repo, tree ostree.Checksu
 }
 
 // readByDeploy reports whether Deploy reads the file at p (a path in the commit): the
-// defaults of /etc, os-release, and the kernel, initramfs and device trees.
+// defaults of /etc, os-release (osTitle), and the kernel, initramfs and device trees
+// (findKernel).
 func readByDeploy(p string) bool {
 	if strings.HasPrefix(p, "usr/etc/") || p == "usr/lib/os-release" {
 		return true
@@ -603,7 +604,8 @@ func readByDeploy(p string) bool {
 		return false
 	}
 	_, name, _ := strings.Cut(rest, "/")
-	return name == "vmlinuz" || name == "initramfs.img" || name == "devicetree" || strings.HasPrefix(name, "dtb/")
+	return name == kernelFile || slices.Contains(initramfsFiles, name) || name == devicetreeFile ||
+		strings.HasPrefix(name, dtbDir+"/")
 }
 
 // treeWalk copies the dirtree and dirmeta objects of a tree, walking subdirectories in

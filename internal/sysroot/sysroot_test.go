@@ -399,3 +399,42 @@ func TestDeploySparse(t *testing.T) {
 		t.Errorf("kernel in /boot: %v", kernels)
 	}
 }
+
+// TestDeploySparseReadsEveryBootFile: every file findKernel reads is staged in full, so a
+// sparse deployment installs the same boot files under the same boot checksum, here with
+// an initramfs named "initramfs" (accepted by ostree) rather than "initramfs.img".
+func TestDeploySparseReadsEveryBootFile(t *testing.T) {
+	newFixture(t) // for its tool and root checks
+	src, err := ostree.Init(t.TempDir(), ostree.ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := commit.Commit(context.Background(), src, tarSource(t, []member{
+		{name: "usr/lib/modules/5.15.0-test/vmlinuz", body: "KERNEL\n"},
+		{name: "usr/lib/modules/5.15.0-test/initramfs", body: "INITRAMFS\n"},
+		{name: "usr/lib/os-release", body: "ID=myos\n"},
+		{name: "usr/etc/hostname", body: "device\n"},
+	}), commit.Options{Branch: "myos/stable", Timestamp: time.Unix(1700000000, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var boots []string
+	for _, sparse := range []*Sparse{nil, {}} {
+		s := newSysrootDir(t)
+		opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: map[string]ostree.DirMeta{}, Sparse: sparse}
+		if err := Init(s, opts); err != nil {
+			t.Fatal(err)
+		}
+		if err := Deploy(context.Background(), s, src, res.Commit, opts); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(s, "boot/ostree/myos-*/*"))
+		for i, p := range files {
+			files[i] = strings.TrimPrefix(p, s) + "=" + readFile(t, p)
+		}
+		boots = append(boots, strings.Join(files, " "))
+	}
+	if boots[0] != boots[1] || !strings.Contains(boots[1], "initramfs-5.15.0-test.img=INITRAMFS") {
+		t.Errorf("boot files: full %q, sparse %q", boots[0], boots[1])
+	}
+}
