@@ -58,17 +58,6 @@ TIMESTAMP_V2=1706745600
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_UPDATED=0
-apt_prepare() {
-	((APT_UPDATED)) && return
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		log "enabling dpkg architecture arm64"
-		run "$LOGS/apt.log" dpkg --add-architecture arm64
-	fi
-	log "apt-get update"
-	run "$LOGS/apt.log" apt-get update -q
-	APT_UPDATED=1
-}
 
 # all_pkgs: prints every package as "NAME ARCH", ARCH being arm64 or all.
 all_pkgs() {
@@ -89,36 +78,7 @@ new_deb() {
 }
 
 # V2: bench/commit.sh's rootfs, prepared the same way when missing.
-prepare_v2() {
-	if [[ -f $V2_ROOT/.bench-complete ]]; then
-		log "reusing V2 rootfs $V2_ROOT"
-		return
-	fi
-	is_root || die "rootfs $V2_ROOT is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash bench/delta.sh' once"
-	apt_prepare
-	mkdir -p "$DEBS"
-	# apt drops privileges to _apt for downloads; let it write here.
-	chown _apt "$DEBS" 2>/dev/null || true
-	local want=() name arch have
-	while read -r name arch; do
-		have=("$DEBS/${name}_"*"_$arch.deb")
-		if [[ ! -e ${have[0]} ]]; then
-			if [[ $arch == all ]]; then want+=("$name"); else want+=("$name:$arch"); fi
-		fi
-	done < <(all_pkgs)
-	if ((${#want[@]})); then
-		log "downloading ${#want[@]} packages into $DEBS"
-		(cd "$DEBS" && run "$LOGS/apt.log" apt-get download -q "${want[@]}")
-	fi
-	log "unpacking V2 into $V2_ROOT"
-	rm -rf "$V2_ROOT" "$V2_ROOT.tmp"
-	mkdir -p "$V2_ROOT.tmp"
-	while read -r name arch; do
-		run "$LOGS/unpack.log" dpkg-deb -x "$(new_deb "$name" "$arch")" "$V2_ROOT.tmp"
-	done < <(all_pkgs)
-	touch "$V2_ROOT.tmp/.bench-complete"
-	mv "$V2_ROOT.tmp" "$V2_ROOT"
-}
+prepare_v2() { prepare_debian_rootfs "$V2_ROOT" bench/delta.sh; }
 
 # V1: the same packages, each at the oldest version apt offers below V2's version.
 prepare_v1() {

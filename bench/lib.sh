@@ -183,6 +183,19 @@ ALL_PKGS=(
 	liberror-perl
 )
 
+# apt_prepare enables the arm64 architecture and updates the package lists, once.
+APT_UPDATED=0
+apt_prepare() {
+	((APT_UPDATED)) && return
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		log "enabling dpkg architecture arm64"
+		run "$LOGS/apt.log" dpkg --add-architecture arm64
+	fi
+	log "apt-get update"
+	run "$LOGS/apt.log" apt-get update -q
+	APT_UPDATED=1
+}
+
 # prepare_debian_rootfs DIR SCRIPT: unpack the benchmark's Debian packages (ARM64_PKGS,
 # ALL_PKGS, downloaded into $DEBS) into DIR once; SCRIPT names the script to run as root
 # when that is needed.
@@ -193,14 +206,7 @@ prepare_debian_rootfs() {
 		return
 	fi
 	is_root || die "rootfs $dir is not prepared yet; preparing it needs root (dpkg --add-architecture, apt-get): run 'sudo bash $script' once"
-
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		log "enabling dpkg architecture arm64"
-		run "$LOGS/apt.log" dpkg --add-architecture arm64
-	fi
-	log "apt-get update"
-	run "$LOGS/apt.log" apt-get update -q
-
+	apt_prepare
 	# shellcheck disable=SC2153 # DEBS is set by the calling script
 	mkdir -p "$DEBS"
 	# apt drops privileges to _apt for downloads; let it write here.
