@@ -32,7 +32,7 @@ func stagedTree(root string, attrs map[string]ostree.DirMeta, sparse *sysroot.Sp
 	objects := make(map[ostree.Checksum]*ext4.Inode, len(sparse.Objects))
 	for c, o := range sparse.Objects {
 		h := o.Header
-		in := &ext4.Inode{Mode: h.Mode, UID: h.UID, GID: h.GID, Xattrs: h.Xattrs, Target: h.LinkTarget}
+		in := &ext4.Inode{Mode: h.Mode, UID: h.UID, GID: h.GID, Xattrs: ext4Xattrs(h.Xattrs), Target: h.LinkTarget}
 		if !h.IsSymlink() {
 			in.Size = o.Size
 			if in.Size > 0 {
@@ -156,7 +156,20 @@ func (t *treeBuilder) node(rel string) (*ext4.Inode, error) {
 
 func setAttrs(in *ext4.Inode, mode uint32, a ostree.DirMeta) {
 	in.Mode = mode&unix.S_IFMT | a.Mode&0o7777
-	in.UID, in.GID, in.Xattrs = a.UID, a.GID, a.Xattrs
+	in.UID, in.GID, in.Xattrs = a.UID, a.GID, ext4Xattrs(a.Xattrs)
+}
+
+// ext4Xattrs converts OSTree's xattrs to ext4's. A file's mode needs no conversion: both
+// packages take the st_mode value.
+func ext4Xattrs(xs []ostree.Xattr) []ext4.Xattr {
+	if len(xs) == 0 {
+		return nil
+	}
+	out := make([]ext4.Xattr, len(xs))
+	for i, x := range xs {
+		out[i] = ext4.Xattr{Name: x.Name, Value: x.Value}
+	}
+	return out
 }
 
 // fileData returns a Data function copying a staged file.

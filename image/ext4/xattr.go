@@ -6,24 +6,24 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/otakit/ota/internal/ostree"
 )
 
 const (
 	xattrMagic = 0xEA020000
 	// xattrInodeSpace is the in-inode xattr room after the magic.
-	xattrInodeSpace = wInodeSize - 128 - wExtraIsize - 4
+	xattrInodeSpace = inodeSize - 128 - extraIsize - 4
 	xattrBlockHdr   = 32
 )
 
-// wxattr is an xattr as ext4 stores it.
-type wxattr struct {
+// diskXattr is an xattr as ext4 stores it: a name index standing for the
+// namespace prefix, and the rest of the name.
+type diskXattr struct {
 	index byte
 	name  string // without the prefix the index stands for
 	value []byte
 }
 
+// xattrPrefixes are the name indexes of the namespaces (EXT4_XATTR_INDEX_*).
 var xattrPrefixes = []struct {
 	prefix string
 	index  byte
@@ -34,28 +34,29 @@ var xattrPrefixes = []struct {
 	{"system.", 7},
 }
 
-func toWxattr(x ostree.Xattr) (wxattr, error) {
+// toDiskXattr converts x to the form ext4 stores.
+func toDiskXattr(x Xattr) (diskXattr, error) {
 	switch x.Name {
 	case "system.posix_acl_access", "system.posix_acl_default":
 		v, err := aclToDisk(x.Value)
 		if err != nil {
-			return wxattr{}, fmt.Errorf("xattr %s: %w", x.Name, err)
+			return diskXattr{}, fmt.Errorf("xattr %s: %w", x.Name, err)
 		}
 		idx := byte(2)
 		if x.Name == "system.posix_acl_default" {
 			idx = 3
 		}
-		return wxattr{index: idx, value: v}, nil
+		return diskXattr{index: idx, value: v}, nil
 	}
 	for _, p := range xattrPrefixes {
 		if s, ok := strings.CutPrefix(x.Name, p.prefix); ok {
 			if s == "" || len(s) > 255 {
-				return wxattr{}, fmt.Errorf("invalid xattr name %q", x.Name)
+				return diskXattr{}, fmt.Errorf("invalid xattr name %q", x.Name)
 			}
-			return wxattr{index: p.index, name: s, value: x.Value}, nil
+			return diskXattr{index: p.index, name: s, value: x.Value}, nil
 		}
 	}
-	return wxattr{}, fmt.Errorf("unsupported xattr namespace in %q", x.Name)
+	return diskXattr{}, fmt.Errorf("unsupported xattr namespace in %q", x.Name)
 }
 
 // aclToDisk converts a POSIX ACL from the xattr format (version 2, 8-byte
@@ -81,6 +82,7 @@ func aclToDisk(v []byte) ([]byte, error) {
 	return out, nil
 }
 
+// pad4 rounds n up to a multiple of 4.
 func pad4(n int) int { return (n + 3) &^ 3 }
 
 // xattrHash is ext4_xattr_hash_entry (with signed name chars, as x86
@@ -102,22 +104,22 @@ func xattrHash(name string, value []byte) uint32 {
 
 // encodeXattrs lays out xattrs in the inode if they all fit there, or else
 // in an external block. inline is the in-inode area after the magic.
-func encodeXattrs(xs []ostree.Xattr) (inline, block []byte, err error) {
-	ws := make([]wxattr, 0, len(xs))
+func encodeXattrs(xs []Xattr) (inline, block []byte, err error) {
+	ds := make([]diskXattr, 0, len(xs))
 	seen := map[string]bool{}
 	for _, x := range xs {
 		if seen[x.Name] {
 			return nil, nil, fmt.Errorf("duplicate xattr %s", x.Name)
 		}
 		seen[x.Name] = true
-		w, err := toWxattr(x)
+		d, err := toDiskXattr(x)
 		if err != nil {
 			return nil, nil, err
 		}
-		ws = append(ws, w)
+		ds = append(ds, d)
 	}
 	// the order ext4 keeps xattr blocks sorted in
-	slices.SortFunc(ws, func(a, b wxattr) int {
+	slices.SortFunc(ds, func(a, b diskXattr) int {
 		if a.index != b.index {
 			return int(a.index) - int(b.index)
 		}
@@ -127,23 +129,23 @@ func encodeXattrs(xs []ostree.Xattr) (inline, block []byte, err error) {
 		return strings.Compare(a.name, b.name)
 	})
 	need := 4 // terminator
-	for _, w := range ws {
-		need += pad4(16+len(w.name)) + pad4(len(w.value))
+	for _, d := range ds {
+		need += pad4(16+len(d.name)) + pad4(len(d.value))
 	}
 	if need <= xattrInodeSpace {
 		buf := make([]byte, xattrInodeSpace)
-		fill(buf, 0, ws)
+		fill(buf, 0, ds)
 		return buf, nil, nil
 	}
-	if need > wBlock-xattrBlockHdr {
-		return nil, nil, fmt.Errorf("xattrs too large: %d bytes, at most %d fit", need, wBlock-xattrBlockHdr)
+	if need > blockSize-xattrBlockHdr {
+		return nil, nil, fmt.Errorf("xattrs too large: %d bytes, at most %d fit", need, blockSize-xattrBlockHdr)
 	}
-	buf := make([]byte, wBlock)
+	buf := make([]byte, blockSize)
 	le := binary.LittleEndian
 	le.PutUint32(buf[0:], xattrMagic)
 	le.PutUint32(buf[4:], 1) // refcount
 	le.PutUint32(buf[8:], 1) // blocks
-	hashes := fill(buf, xattrBlockHdr, ws)
+	hashes := fill(buf, xattrBlockHdr, ds)
 	var h uint32
 	for _, eh := range hashes {
 		if eh == 0 {
@@ -158,27 +160,27 @@ func encodeXattrs(xs []ostree.Xattr) (inline, block []byte, err error) {
 
 // fill writes entries from first and values from the end of buf (offsets
 // relative to buf) and returns the entry hashes.
-func fill(buf []byte, first int, ws []wxattr) []uint32 {
+func fill(buf []byte, first int, ds []diskXattr) []uint32 {
 	le := binary.LittleEndian
 	off, vend := first, len(buf)
 	var hashes []uint32
-	for _, w := range ws {
+	for _, d := range ds {
 		e := buf[off:]
 		var voff int
-		if len(w.value) > 0 {
-			vend -= pad4(len(w.value))
+		if len(d.value) > 0 {
+			vend -= pad4(len(d.value))
 			voff = vend
-			copy(buf[vend:], w.value)
+			copy(buf[vend:], d.value)
 		}
-		h := xattrHash(w.name, w.value)
-		e[0] = byte(len(w.name))
-		e[1] = w.index
+		h := xattrHash(d.name, d.value)
+		e[0] = byte(len(d.name))
+		e[1] = d.index
 		le.PutUint16(e[2:], uint16(voff))
 		le.PutUint32(e[4:], 0)
-		le.PutUint32(e[8:], uint32(len(w.value)))
+		le.PutUint32(e[8:], uint32(len(d.value)))
 		le.PutUint32(e[12:], h)
-		copy(e[16:], w.name)
-		off += pad4(16 + len(w.name))
+		copy(e[16:], d.name)
+		off += pad4(16 + len(d.name))
 		hashes = append(hashes, h)
 	}
 	return hashes

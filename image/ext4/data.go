@@ -1,73 +1,23 @@
 package ext4
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
-// imgWriter writes filesystem blocks into the image region.
-type imgWriter struct {
-	f      *os.File
-	base   int64 // byte offset of the region
-	zeroed bool  // the region reads as zeros (a hole was punched)
-}
-
-// writeBlocks writes whole blocks from block blk on. In a region that reads as zeros it
-// skips the blocks that are all zeros (much of the inode tables), keeping the image sparse.
-func (w *imgWriter) writeBlocks(blk int64, b []byte) error {
-	write := func(from, to int) error {
-		if from == to {
-			return nil
-		}
-		if _, err := w.f.WriteAt(b[from:to], w.base+blk*wBlock+int64(from)); err != nil {
-			return fmt.Errorf("ext4: %w", err)
-		}
-		return nil
-	}
-	if !w.zeroed {
-		return write(0, len(b))
-	}
-	start := 0 // of the pending run of non-zero blocks
-	for i := 0; i < len(b); i += wBlock {
-		end := min(i+wBlock, len(b))
-		if bytes.Equal(b[i:end], zeroBlock[:end-i]) {
-			if err := write(start, i); err != nil {
-				return err
-			}
-			start = end
-		}
-	}
-	return write(start, len(b))
-}
-
-var zeroBlock [wBlock]byte
-
-// punchHole deallocates [off, off+n) of f, which then reads as zeros.
-func punchHole(f *os.File, off, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
-}
-
-const wBufSize = 1 << 20
-
-// noPunch makes Write behave as if punching holes failed (for tests).
-var noPunch bool
+// dataBufSize is the buffer each worker collects a file's bytes in.
+const dataBufSize = 1 << 20
 
 // fileWriter is the io.Writer a Data function writes a file's bytes to:
 // it sends them to the file's extents in the image.
 type fileWriter struct {
 	w       *imgWriter
-	n       *wnode
+	n       *node
 	buf     []byte // pending bytes, starting at file offset pos
 	pos     int64  // file offset of buf[0]
 	written int64
@@ -77,6 +27,7 @@ type fileWriter struct {
 
 var errTooMuch = errors.New("Data wrote more than Size bytes")
 
+// Write implements io.Writer.
 func (fw *fileWriter) Write(p []byte) (int, error) {
 	if fw.err != nil {
 		return 0, fw.err
@@ -108,13 +59,13 @@ func (fw *fileWriter) flush() error {
 		return err
 	}
 	b := fw.buf
-	if r := len(b) % wBlock; r != 0 {
-		b = append(b, make([]byte, wBlock-r)...)
+	if r := len(b) % blockSize; r != 0 {
+		b = append(b, make([]byte, blockSize-r)...)
 	}
-	lblk := fw.pos / wBlock
+	lblk := fw.pos / blockSize
 	for len(b) > 0 {
 		// find the extent holding lblk
-		i, _ := slices.BinarySearchFunc(fw.n.extents, lblk, func(e wextent, t int64) int {
+		i, _ := slices.BinarySearchFunc(fw.n.extents, lblk, func(e extent, t int64) int {
 			switch {
 			case int64(e.lblk)+int64(e.len) <= t:
 				return -1
@@ -124,11 +75,11 @@ func (fw *fileWriter) flush() error {
 			return 0
 		})
 		e := fw.n.extents[i]
-		k := min(int64(len(b))/wBlock, int64(e.lblk)+int64(e.len)-lblk)
-		if err := fw.w.writeBlocks(int64(e.pblk)+lblk-int64(e.lblk), b[:k*wBlock]); err != nil {
+		k := min(int64(len(b))/blockSize, int64(e.lblk)+int64(e.len)-lblk)
+		if err := fw.w.writeBlocks(int64(e.pblk)+lblk-int64(e.lblk), b[:k*blockSize]); err != nil {
 			return err
 		}
-		b = b[k*wBlock:]
+		b = b[k*blockSize:]
 		lblk += k
 	}
 	fw.pos += int64(len(fw.buf))
@@ -137,15 +88,15 @@ func (fw *fileWriter) flush() error {
 }
 
 // writeData calls the Data functions of the regular files in parallel.
-func (l *wlayout) writeData(ctx context.Context, w *imgWriter, opts WriterOptions) error {
-	var jobs []*wnode
+func (l *layout) writeData(ctx context.Context, w *imgWriter, opts WriterOptions) error {
+	var jobs []*node
 	for _, n := range l.nodes {
-		if n != nil && n.in.Mode&sIFMT == sIFREG && n.in.Size > 0 {
+		if n != nil && n.in.Mode&ModeTypeMask == ModeRegular && n.in.Size > 0 {
 			jobs = append(jobs, n)
 		}
 	}
 	// biggest first, for balance; ties in inode order
-	slices.SortStableFunc(jobs, func(a, b *wnode) int {
+	slices.SortStableFunc(jobs, func(a, b *node) int {
 		switch {
 		case a.in.Size > b.in.Size:
 			return -1
@@ -167,7 +118,7 @@ func (l *wlayout) writeData(ctx context.Context, w *imgWriter, opts WriterOption
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fw := &fileWriter{w: w, ctx: ctx, buf: make([]byte, 0, wBufSize)}
+			fw := &fileWriter{w: w, ctx: ctx, buf: make([]byte, 0, dataBufSize)}
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if i >= int64(len(jobs)) {
@@ -202,4 +153,13 @@ func (l *wlayout) writeData(ctx context.Context, w *imgWriter, opts WriterOption
 		return err
 	}
 	return nil
+}
+
+// defaultWorkers is the number of goroutines writing file data when
+// WriterOptions.Workers is n.
+func defaultWorkers(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0) * 2
 }
