@@ -3,6 +3,7 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/image"
+	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/rootfs"
@@ -151,7 +153,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	}
 	rep.Commit.Checksum = cs.String()
 	// A commit made earlier (or by a run with other keys) gets the missing signatures.
-	added, err := addMissingSignatures(p.repo, cs, data, p.signers)
+	added, err := commit.AddSignatures(p.repo, cs, data, p.commitOpts.Signers)
 	if err != nil {
 		return nil, err
 	}
@@ -450,15 +452,21 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 	if output != "" {
 		existing = output
 	}
-	if d, err := delta.Load(existing, nil); err == nil && d.To == to && (d.From == nil) == (from == nil) && (from == nil || *d.From == *from) {
-		r.Path, r.Bytes = existing, dirSize(existing)
-		return r, nil
-	}
 	opts := delta.Options{From: from, To: to, Output: output, Progress: pr}
+	var pubs []ed25519.PublicKey
 	if output != "" {
 		for _, s := range p.signers {
 			opts.Signers = append(opts.Signers, s)
+			pubs = append(pubs, s.PublicKey())
 		}
+	}
+	meta, err := p.repo.ReadDetachedMetadata(to)
+	if err != nil {
+		return nil, err
+	}
+	if d, err := delta.Load(existing, pubs); err == nil && sameDelta(d, from, to, len(pubs) > 0, meta) {
+		r.Path, r.Bytes = existing, dirSize(existing)
+		return r, nil
 	}
 	res, err := delta.Generate(ctx, p.repo, opts)
 	if err != nil {
@@ -466,6 +474,15 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 	}
 	r.Path, r.Bytes, r.New = existing, res.Size, true
 	return r, nil
+}
+
+// sameDelta reports whether d, an existing delta, is the delta from..to that Generate would
+// write now: the same commits, the target's current detached metadata (so a commit signed
+// since gets a new delta carrying its signatures), and an envelope exactly when signed
+// (Load checked it against the signing keys).
+func sameDelta(d *delta.Loaded, from *ostree.Checksum, to ostree.Checksum, signed bool, meta []gvariant.DictEntry) bool {
+	return d.To == to && (d.From == nil) == (from == nil) && (from == nil || *d.From == *from) &&
+		d.Signed == signed && bytes.Equal(ostree.MarshalMetadata(d.CommitMeta()), ostree.MarshalMetadata(meta))
 }
 
 func fileExists(p string) bool {
@@ -585,30 +602,6 @@ func loadKeys(m *Manifest, refs []string, path ...string) ([]*sign.Signer, error
 	return out, nil
 }
 
-// addMissingSignatures signs c with the signers whose signature it lacks (ed25519
-// signatures are deterministic, so a present one is recognised) and returns how many it
-// added.
-func addMissingSignatures(repo *ostree.Repo, c ostree.Checksum, data []byte, signers []*sign.Signer) (int, error) {
-	have, err := commit.Signatures(repo, c)
-	if err != nil {
-		return 0, err
-	}
-	var missing []commit.Signer
-	for _, s := range signers {
-		sig, err := s.Sign(data)
-		if err != nil {
-			return 0, err
-		}
-		if !slices.ContainsFunc(have, func(h []byte) bool { return bytes.Equal(h, sig) }) {
-			missing = append(missing, s)
-		}
-	}
-	if len(missing) == 0 {
-		return 0, nil
-	}
-	return len(missing), commit.AddSignatures(repo, c, data, missing)
-}
-
 // UpdateSummary regenerates a repository's summary, signed by signers when there are any;
 // its timestamp is SOURCE_DATE_EPOCH when set, for reproducible builds.
 func UpdateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
@@ -622,16 +615,13 @@ func UpdateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
 		opts.Timestamp = n
 	}
 	if len(signers) > 0 {
+		ks := make([]sign.KeySigner, len(signers))
+		for i, s := range signers {
+			ks[i] = s
+		}
 		opts.Sign = func(data []byte) ([][]byte, error) {
-			var sigs [][]byte
-			for _, s := range signers {
-				sig, err := s.Sign(data)
-				if err != nil {
-					return nil, err
-				}
-				sigs = append(sigs, sig)
-			}
-			return sigs, nil
+			sigs, _, err := sign.Merge(data, nil, ks)
+			return sigs, err
 		}
 	}
 	return repo.UpdateSummary(opts)

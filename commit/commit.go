@@ -14,6 +14,7 @@ import (
 	"io"
 	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,12 +22,12 @@ import (
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/rootfs"
+	"github.com/otakit/ota/internal/sign"
 )
 
-// Signer signs the bytes of a commit object with ed25519, returning a 64-byte signature.
-type Signer interface {
-	Sign(msg []byte) ([]byte, error)
-}
+// Signer signs the bytes of a commit object with one ed25519 key, returning a 64-byte
+// signature.
+type Signer = sign.KeySigner
 
 // Options describes a commit.
 type Options struct {
@@ -184,7 +185,7 @@ func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Opti
 	if res.Commit, err = repo.WriteObject(ostree.ObjCommit, data); err != nil {
 		return res, err
 	}
-	if err := AddSignatures(repo, res.Commit, data, opts.Signers); err != nil {
+	if _, err := AddSignatures(repo, res.Commit, data, opts.Signers); err != nil {
 		return res, err
 	}
 	if err := repo.Sync(); err != nil {
@@ -214,40 +215,41 @@ func commitMetadata(opts Options) []gvariant.DictEntry {
 		Value: gvariant.Variant{Type: "as", Value: []string{opts.Branch}}})
 }
 
-// AddSignatures appends signatures over the commit object's bytes to its detached metadata
-// (key ostree.sign.ed25519), keeping any it already has.
-func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, signers []Signer) error {
+// AddSignatures signs the commit c, whose object's bytes are commitBytes, with each of
+// signers whose key has no signature in its detached metadata (key ostree.sign.ed25519)
+// yet, keeping the signatures it has (see [sign.Merge]: one signature per key, so signing
+// again changes nothing). It returns how many signatures it added and rewrites the
+// detached metadata only when its signature list changed.
+func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, signers []Signer) (int, error) {
 	if len(signers) == 0 {
-		return nil
+		return 0, nil
 	}
 	meta, err := repo.ReadDetachedMetadata(c)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	var sigs []any
-	idx := -1
-	for i, e := range meta {
-		if e.Key == ostree.SignEd25519Key {
-			idx = i
-			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "aay" {
-				sigs = v.Value.([]any)
-			}
-		}
+	have, err := signatureList(c, meta)
+	if err != nil {
+		return 0, err
 	}
-	for _, s := range signers {
-		sig, err := s.Sign(commitBytes)
-		if err != nil {
-			return fmt.Errorf("signing commit %s: %w", c, err)
-		}
-		sigs = append(sigs, sig)
+	sigs, added, err := sign.Merge(commitBytes, have, signers)
+	if err != nil {
+		return 0, fmt.Errorf("signing commit %s: %w", c, err)
 	}
-	entry := gvariant.DictEntry{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: sigs}}
-	if idx >= 0 {
-		meta[idx] = entry
+	if added == 0 && len(sigs) == len(have) {
+		return 0, nil
+	}
+	list := make([]any, len(sigs))
+	for i, s := range sigs {
+		list[i] = s
+	}
+	entry := gvariant.DictEntry{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: list}}
+	if i := slices.IndexFunc(meta, func(e gvariant.DictEntry) bool { return e.Key == ostree.SignEd25519Key }); i >= 0 {
+		meta[i] = entry
 	} else {
 		meta = append(meta, entry)
 	}
-	return repo.WriteDetachedMetadata(c, meta)
+	return added, repo.WriteDetachedMetadata(c, meta)
 }
 
 // Signatures returns the ed25519 signatures in a commit's detached metadata.
@@ -256,6 +258,11 @@ func Signatures(repo *ostree.Repo, c ostree.Checksum) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return signatureList(c, meta)
+}
+
+// signatureList returns the ed25519 signatures in meta, commit c's detached metadata.
+func signatureList(c ostree.Checksum, meta []gvariant.DictEntry) ([][]byte, error) {
 	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
 	if !ok {
 		return nil, nil

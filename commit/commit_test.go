@@ -209,8 +209,9 @@ func TestParentAndSignatures(t *testing.T) {
 	if err != nil || !cm.HasParent {
 		t.Fatal(err)
 	}
+	// The same key twice signs once: one signature per key.
 	sigs, err := Signatures(repo, second.Commit)
-	if err != nil || len(sigs) != 2 {
+	if err != nil || len(sigs) != 1 {
 		t.Fatalf("signatures: %d, %v", len(sigs), err)
 	}
 	if err := sign.Verify([]ed25519.PublicKey{pub}, data, sigs); err != nil {
@@ -414,5 +415,55 @@ func TestDryRunAndSkipIfUnchanged(t *testing.T) {
 	}
 	if changed.Unchanged || changed.Parent == nil || *changed.Parent != real.Commit {
 		t.Fatalf("changed tree: %+v", changed)
+	}
+}
+
+// TestSigningIsIdempotent: committing the same tree again with the same key (the same
+// commit, as a rerun after a kill makes it) and AddSignatures with a key that already
+// signed leave the .commitmeta byte for byte as it was; a new key adds one signature.
+func TestSigningIsIdempotent(t *testing.T) {
+	repo := newRepo(t)
+	ms := []member{{name: "f", body: "1"}}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	s, _ := sign.NewSigner(priv)
+	opts := Options{NoParent: true, Signers: []Signer{s}}
+	first, err := commitTar(t, repo, ms, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaFile := filepath.Join(repo.Path, "objects", first.Commit.String()[:2], first.Commit.String()[2:]+".commitmeta")
+	meta := func() []byte {
+		t.Helper()
+		b, err := os.ReadFile(metaFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	want := meta()
+	again, err := commitTar(t, repo, ms, opts)
+	if err != nil || again.Commit != first.Commit {
+		t.Fatalf("second commit %s (%v), want the same commit %s", again.Commit, err, first.Commit)
+	}
+	if got := meta(); !bytes.Equal(got, want) {
+		t.Fatalf("re-committing changed the .commitmeta: %d bytes, was %d", len(got), len(want))
+	}
+	_, data, err := repo.ReadCommit(first.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := AddSignatures(repo, first.Commit, data, []Signer{s, s}); err != nil || n != 0 {
+		t.Fatalf("AddSignatures with the same key: %d added, %v", n, err)
+	}
+	if got := meta(); !bytes.Equal(got, want) {
+		t.Fatalf("signing again changed the .commitmeta: %d bytes, was %d", len(got), len(want))
+	}
+	_, priv2, _ := ed25519.GenerateKey(nil)
+	s2, _ := sign.NewSigner(priv2)
+	if n, err := AddSignatures(repo, first.Commit, data, []Signer{s, s2}); err != nil || n != 1 {
+		t.Fatalf("AddSignatures with a second key: %d added, %v", n, err)
+	}
+	if sigs, err := Signatures(repo, first.Commit); err != nil || len(sigs) != 2 {
+		t.Fatalf("%d signatures after a second key, want 2 (%v)", len(sigs), err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/release"
 	"github.com/otakit/ota/internal/sign"
 )
 
@@ -25,14 +26,14 @@ type Loaded struct {
 	*Superblock
 	// Dir holds the part files (empty for a self-contained file).
 	Dir string
-	// Signed reports whether the superblock came in an OSTSGNDT envelope; Verified that
-	// its signature was checked against the keys Load was given.
-	Signed, Verified bool
+	// Signed reports whether the superblock came in an OSTSGNDT envelope.
+	Signed bool
 }
 
 // Load reads a delta from a directory holding a superblock and parts, or from a
 // superblock file (parts beside it, or inline). A signed superblock is unwrapped; when
-// keys are given, a valid signature by one of them is required.
+// keys are given, a valid signature by one of them is required. That signature covers the
+// superblock only: Apply still requires the commit's own signature (see ApplyOptions).
 func Load(p string, keys []ed25519.PublicKey) (*Loaded, error) {
 	file := p
 	if st, err := os.Stat(p); err != nil {
@@ -49,7 +50,7 @@ func Load(p string, keys []ed25519.PublicKey) (*Loaded, error) {
 		if data, err = unwrapSigned(data, keys); err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
-		l.Signed, l.Verified = true, len(keys) > 0
+		l.Signed = true
 	}
 	if l.Superblock, err = ParseSuperblock(data); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -83,8 +84,9 @@ func signatureList(m []gvariant.DictEntry) [][]byte {
 	return out
 }
 
-// commitMeta returns the detached metadata the superblock carries for the target commit.
-func (s *Superblock) commitMeta() []gvariant.DictEntry {
+// CommitMeta returns the detached metadata (signatures) the superblock carries for the
+// target commit, nil when it carries none.
+func (s *Superblock) CommitMeta() []gvariant.DictEntry {
 	for _, e := range s.Metadata {
 		if k := e.Key.(string); strings.HasPrefix(k, "deltas/") && strings.HasSuffix(k, "/commitmeta") {
 			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "a{sv}" {
@@ -111,33 +113,48 @@ func (s *Superblock) inlinePart(i int) ([]byte, bool) {
 
 // ApplyOptions controls Apply.
 type ApplyOptions struct {
-	// Keys, when set, must have signed the target commit (signatures from the superblock's
-	// commit metadata, or already in the repository).
+	// Keys, when set, are the trusted keys. The target commit must itself carry a valid
+	// signature by one of them, in the detached metadata the delta carries for it; a signed
+	// superblock must also verify with one of them (Load checks that), an additional check
+	// that never stands in for the commit's own signature.
 	Keys []ed25519.PublicKey
+	// Ref, when set, is the local branch Apply points at the target commit. A commit older
+	// than the one Ref points to is refused (see [release.CheckUpgrade]) unless
+	// AllowDowngrade is set.
+	Ref            string
+	AllowDowngrade bool
 }
 
 // Apply writes the objects of a loaded delta and its target commit into repo, verifying
-// every object's checksum. The commit is written last, after every object it needs, so an
-// interrupted apply leaves no commit behind and running it again finishes the job.
+// every object's checksum, and moves opts.Ref to the commit. The commit is written last,
+// after every object it needs, and the ref after it, so an interrupted apply leaves no
+// commit behind and running it again finishes the job. The signature and downgrade checks
+// come first: a delta they refuse writes nothing.
 func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions) error {
 	unlock, err := repo.Lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if opts.Ref != "" && !ostree.ValidRef(opts.Ref) {
+		return fmt.Errorf("invalid ref name %q", opts.Ref)
+	}
 	if d.From != nil && !repo.HasObject(*d.From, ostree.ObjCommit) {
 		return fmt.Errorf("delta base commit %s is not in %s", d.From, repo.Path)
 	}
-	meta := d.commitMeta()
-	// A verified envelope covers the embedded commit; otherwise the commit's own
-	// signatures must verify.
-	if len(opts.Keys) > 0 && !d.Verified {
-		sigs := signatureList(meta)
-		if sigs == nil {
-			sigs, _ = repoSignatures(repo, d.To)
+	cm, err := ostree.ParseCommit(d.Commit)
+	if err != nil {
+		return err
+	}
+	meta := d.CommitMeta()
+	if len(opts.Keys) > 0 {
+		if err := sign.Verify(opts.Keys, d.Commit, signatureList(meta)); err != nil {
+			return fmt.Errorf("commit %s is not signed by a trusted key (%w): the commit itself must be, whatever signed the delta", d.To, err)
 		}
-		if err := sign.Verify(opts.Keys, d.Commit, sigs); err != nil {
-			return fmt.Errorf("commit %s: %w", d.To, err)
+	}
+	if opts.Ref != "" && !opts.AllowDowngrade {
+		if err := checkUpgrade(repo, opts.Ref, d.To, &cm); err != nil {
+			return err
 		}
 	}
 	for _, fb := range d.Fallbacks {
@@ -170,10 +187,6 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 	if err := repo.Sync(); err != nil {
 		return err
 	}
-	cm, err := ostree.ParseCommit(d.Commit)
-	if err != nil {
-		return err
-	}
 	if err := checkComplete(repo, cm.RootTree, cm.RootMeta); err != nil {
 		return fmt.Errorf("after applying the delta: %w", err)
 	}
@@ -185,7 +198,30 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 	if _, err := repo.WriteObject(ostree.ObjCommit, d.Commit); err != nil {
 		return err
 	}
-	return repo.Sync()
+	if err := repo.Sync(); err != nil {
+		return err
+	}
+	if opts.Ref == "" {
+		return nil
+	}
+	return repo.WriteRef(opts.Ref, d.To)
+}
+
+// checkUpgrade returns an error when ref points to a commit that next, commit c, is older
+// than (release.CheckUpgrade).
+func checkUpgrade(repo *ostree.Repo, ref string, c ostree.Checksum, next *ostree.Commit) error {
+	cur, ok, err := repo.ReadRef(ref)
+	if err != nil || !ok || cur == c {
+		return err
+	}
+	current, _, err := repo.ReadCommit(cur)
+	if err != nil {
+		return fmt.Errorf("ref %s: %w", ref, err)
+	}
+	if err := release.CheckUpgrade(&current, next); err != nil {
+		return fmt.Errorf("commit %s is older than %s, which ref %s points to (%w): refusing to move the ref back", c, cur, ref, err)
+	}
+	return nil
 }
 
 // applyPart reads, verifies and executes part i unless the repository has all its objects.
@@ -210,11 +246,6 @@ func applyPart(repo *ostree.Repo, d *Loaded, i int) error {
 		return err
 	}
 	return (&executor{repo: repo, p: p, objects: h.Objects}).run()
-}
-
-func repoSignatures(repo *ostree.Repo, c ostree.Checksum) ([][]byte, error) {
-	m, err := repo.ReadDetachedMetadata(c)
-	return signatureList(m), err
 }
 
 func havePart(repo *ostree.Repo, h PartHeader) bool {

@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/sign"
 )
 
 // Options controls Generate.
@@ -56,10 +58,8 @@ type Options struct {
 	Progress progress.Reporter
 }
 
-// Signer signs bytes with ed25519.
-type Signer interface {
-	Sign(msg []byte) ([]byte, error)
-}
+// Signer signs bytes with one ed25519 key.
+type Signer = sign.KeySigner
 
 // Defaults of Options, as ostree static-delta generate uses them.
 const (
@@ -149,6 +149,13 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	commitMeta, err := repo.ReadDetachedMetadata(opts.To)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSigned(opts.To, commitBytes, commitMeta, opts.Signers); err != nil {
+		return nil, err
+	}
 	if opts.Timestamp.IsZero() {
 		opts.Timestamp = time.Unix(int64(toCommit.Timestamp), 0)
 	}
@@ -217,11 +224,9 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		sb.Metadata = append(sb.Metadata, gvariant.DictEntry{Key: fmt.Sprintf("%s/%d", dir, i),
 			Value: gvariant.Variant{Type: "(yay)", Value: []any{pf[0], pf[1:]}}})
 	}
-	if dm, err := repo.ReadDetachedMetadata(opts.To); err != nil {
-		return nil, err
-	} else if dm != nil {
+	if commitMeta != nil {
 		sb.Metadata = append(sb.Metadata, gvariant.DictEntry{Key: dir + "/commitmeta",
-			Value: gvariant.Variant{Type: "a{sv}", Value: dm}})
+			Value: gvariant.Variant{Type: "a{sv}", Value: commitMeta}})
 	}
 	sbBytes, err := sb.Marshal()
 	if err != nil {
@@ -726,16 +731,35 @@ func (p *packer) file(it *item) error {
 // signedMagic starts a signed superblock: "OSTSGNDT" read as a big-endian uint64.
 const signedMagic = 0x4F535453474E4454
 
-// signSuperblock wraps a superblock in the (taya{sv}) envelope of signed deltas.
+// signSuperblock wraps a superblock in the (taya{sv}) envelope of signed deltas, with one
+// signature per key.
 func signSuperblock(sb []byte, signers []Signer) ([]byte, error) {
-	var sigs []any
-	for _, s := range signers {
-		sig, err := s.Sign(sb)
-		if err != nil {
-			return nil, err
-		}
-		sigs = append(sigs, sig)
+	sigs, _, err := sign.Merge(sb, nil, signers)
+	if err != nil {
+		return nil, err
+	}
+	list := make([]any, len(sigs))
+	for i, s := range sigs {
+		list[i] = s
 	}
 	return gvariant.Encode("(taya{sv})", []any{swap64(signedMagic, true), sb,
-		[]gvariant.DictEntry{{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: sigs}}}})
+		[]gvariant.DictEntry{{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: list}}}})
+}
+
+// checkSigned returns an error unless commit c (its object's bytes and detached metadata)
+// carries a valid signature by one of signers' keys; a delta whose superblock is signed
+// carries only such commits, for the commit's own signature is what a device trusts (see
+// [ApplyOptions]). It returns nil when there are no signers.
+func checkSigned(c ostree.Checksum, commitBytes []byte, meta []gvariant.DictEntry, signers []Signer) error {
+	if len(signers) == 0 {
+		return nil
+	}
+	pubs := make([]ed25519.PublicKey, len(signers))
+	for i, s := range signers {
+		pubs[i] = s.PublicKey()
+	}
+	if err := sign.Verify(pubs, commitBytes, signatureList(meta)); err != nil {
+		return fmt.Errorf("commit %s is not signed by any of the signing keys (%w); a signed delta or bundle packages only commits signed by one of its keys: sign the commit first (ota-build sign)", c, err)
+	}
+	return nil
 }

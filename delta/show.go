@@ -23,7 +23,7 @@ func Describe(w io.Writer, d *Loaded) error {
 	fmt.Fprintf(w, "Delta: %s\n", Name(d.Superblock))
 	fmt.Fprintf(w, "Timestamp: %s\n", time.Unix(int64(d.Timestamp), 0).UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "Signed: %v\n", d.Signed)
-	fmt.Fprintf(w, "Commit metadata: %v\n", d.commitMeta() != nil)
+	fmt.Fprintf(w, "Commit metadata: %v\n", d.CommitMeta() != nil)
 	var total, utotal uint64
 	for i, h := range d.Parts {
 		part, inline := d.inlinePart(i)

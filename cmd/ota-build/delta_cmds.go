@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/release"
 	"github.com/otakit/ota/internal/sign"
 )
 
@@ -106,7 +108,7 @@ func deltaCommand() *cli.Command {
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
-			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this key `FILE`; ostree 2022.7 pull cannot read signed superblocks"},
+			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this key `FILE`, whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
 		Subcommands: []*cli.Command{deltaApplyCommand(), deltaShowCommand()},
 		Action: func(c *cli.Context) error {
@@ -160,14 +162,31 @@ func loadPubkeys(paths []string) ([]ed25519.PublicKey, error) {
 	return pubs, nil
 }
 
+// Signing, trust and downgrade rules of bundle and delta apply, as the help text, README and docs/cli.md state
+// them.
+const (
+	bundleRule = "With --sign-key, the commit must already carry a valid signature by one of the keys\n" +
+		"(ota-build sign, or commit --sign-key): an unsigned commit is refused, never packaged."
+	trustRule = "`delta apply --pubkey` trusts the commit's own signature: the commit must carry a valid\n" +
+		"signature by a trusted key (in the detached metadata the delta or bundle carries); a signed\n" +
+		"superblock (a bundle's envelope) must verify with a trusted key too, an additional check that\n" +
+		"never replaces the commit's signature."
+	downgradeRule = "`delta apply --ref REF` refuses a commit older than the one REF points to (an earlier\n" +
+		"timestamp, or a lower version when both commits have one; versions compare like dpkg's:\n" +
+		"1.9 < 1.10 < 1.10.1, 1.0~rc1 < 1.0 < 1.0-rc1) unless --allow-downgrade is given."
+)
+
 func deltaApplyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "apply",
 		Usage:     "apply a delta (directory, superblock or bundle file) to a repository",
 		ArgsUsage: "FILE|DIR",
+		Description: trustRule + "\n" + downgradeRule + "\n" +
+			"A delta refused by either rule writes nothing: no object, no ref.",
 		Flags: []cli.Flag{repoFlag,
-			&cli.StringSliceFlag{Name: "pubkey", Usage: "require the commit (and a signed superblock) to be signed by this key `FILE`; repeatable"},
-			&cli.StringFlag{Name: "ref", Usage: "point local branch `REF` at the applied commit"}},
+			&cli.StringSliceFlag{Name: "pubkey", Usage: "trusted public key `FILE` (PEM, or OSTree base64 lines); repeatable"},
+			&cli.StringFlag{Name: "ref", Usage: "point local branch `REF` at the applied commit"},
+			&cli.BoolFlag{Name: "allow-downgrade", Usage: "let --ref move to a commit older than the one it points to"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("delta apply: want one FILE or DIR argument")
@@ -184,13 +203,12 @@ func deltaApplyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := delta.Apply(c.Context, repo, d, delta.ApplyOptions{Keys: keys}); err != nil {
-				return err
-			}
-			if ref := c.String("ref"); ref != "" {
-				if err := repo.WriteRef(ref, d.To); err != nil {
-					return err
+			opts := delta.ApplyOptions{Keys: keys, Ref: c.String("ref"), AllowDowngrade: c.Bool("allow-downgrade")}
+			if err := delta.Apply(c.Context, repo, d, opts); err != nil {
+				if errors.Is(err, release.ErrDowngrade) {
+					return fmt.Errorf("%w; --allow-downgrade applies it anyway", err)
 				}
+				return err
 			}
 			fmt.Fprintln(c.App.Writer, d.To)
 			return nil
@@ -251,7 +269,7 @@ func bundleCommand() *cli.Command {
 		ArgsUsage: " ",
 		Description: "The bundle is a static delta with its parts inline and the commit's signatures,\n" +
 			"wrapped in a signed envelope when --sign-key is given; `ota-build delta apply` and\n" +
-			"ota-client apply it.",
+			"ota-client apply it.\n" + bundleRule + "\n" + trustRule,
 		Flags: append(deltaFlags(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle `FILE` to write", Required: true},
 			signKeyFlag,

@@ -34,6 +34,7 @@ func TestDeltaCommands(t *testing.T) {
 
 	ota(t, "keygen", "--out", filepath.Join(dir, "k"))
 	ota(t, "keygen", "--out", filepath.Join(dir, "other"))
+	ota(t, "sign", "--repo", repo, "--sign-key", filepath.Join(dir, "k.key"), "main")
 	bundle := filepath.Join(dir, "update.bundle")
 	ota(t, "bundle", "--repo", repo, "--from", "main^", "--to", "main", "-o", bundle, "--sign-key", filepath.Join(dir, "k.key"))
 

@@ -48,7 +48,7 @@ func keygenCommand() *cli.Command {
 func signCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
-		Usage:     "add ed25519 signatures to an existing commit",
+		Usage:     "add ed25519 signatures to an existing commit (one per key: signing again changes nothing)",
 		ArgsUsage: "REF|CHECKSUM",
 		Flags:     []cli.Flag{repoFlag, signKeyFlag},
 		Action: func(c *cli.Context) error {
@@ -76,7 +76,8 @@ func signCommand() *cli.Command {
 			for _, s := range signers {
 				ss = append(ss, s)
 			}
-			return commit.AddSignatures(repo, cs, data, ss)
+			_, err = commit.AddSignatures(repo, cs, data, ss)
+			return err
 		},
 	}
 }

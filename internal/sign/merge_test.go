@@ -1,0 +1,67 @@
+package sign
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+)
+
+// fixedSigner claims a key but signs with whatever sign returns, standing in for a signer
+// that is not deterministic, or one that fails.
+type fixedSigner struct {
+	pub  ed25519.PublicKey
+	sign func([]byte) ([]byte, error)
+}
+
+func (f fixedSigner) Sign(msg []byte) ([]byte, error) { return f.sign(msg) }
+func (f fixedSigner) PublicKey() ed25519.PublicKey    { return f.pub }
+
+func TestMerge(t *testing.T) {
+	k1, k2, k3 := testKey(1), testKey(2), testKey(3)
+	msg := []byte("commit bytes")
+	sig1, sig2, sig3 := ed25519.Sign(k1, msg), ed25519.Sign(k2, msg), ed25519.Sign(k3, msg)
+	other := ed25519.Sign(k1, []byte("another commit"))
+	s1, _ := NewSigner(k1)
+	s2, _ := NewSigner(k2)
+	// Signs with k1's key but would give other bytes: an existing valid signature must win.
+	differing := fixedSigner{pubOf(k1), func([]byte) ([]byte, error) { return bytes.Repeat([]byte{7}, 64), nil }}
+	tests := []struct {
+		name    string
+		sigs    [][]byte
+		signers []KeySigner
+		want    [][]byte
+		added   int
+	}{
+		{"first signature", nil, []KeySigner{s1}, [][]byte{sig1}, 1},
+		{"same key again", [][]byte{sig1}, []KeySigner{s1}, [][]byte{sig1}, 0},
+		{"same key twice in one run", nil, []KeySigner{s1, s1}, [][]byte{sig1}, 1},
+		{"second key appended", [][]byte{sig1}, []KeySigner{s1, s2}, [][]byte{sig1, sig2}, 1},
+		{"other keys' signatures kept in order", [][]byte{sig3, sig1}, []KeySigner{s2}, [][]byte{sig3, sig1, sig2}, 1},
+		{"duplicates from an earlier run collapse", [][]byte{sig1, sig1, sig1}, []KeySigner{s1}, [][]byte{sig1}, 0},
+		{"duplicates of an unknown key collapse", [][]byte{sig3, sig3}, nil, [][]byte{sig3}, 0},
+		{"valid signature kept over differing new bytes", [][]byte{sig1}, []KeySigner{differing}, [][]byte{sig1}, 0},
+		{"another message's signature is kept and ours added", [][]byte{other}, []KeySigner{s1}, [][]byte{other, sig1}, 1},
+		{"no signers", [][]byte{sig2}, nil, [][]byte{sig2}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, added, err := Merge(msg, tt.sigs, tt.signers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if added != tt.added || len(got) != len(tt.want) {
+				t.Fatalf("Merge() = %d signatures, %d added; want %d, %d added", len(got), added, len(tt.want), tt.added)
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], tt.want[i]) {
+					t.Errorf("signature %d = %x, want %x", i, got[i][:8], tt.want[i][:8])
+				}
+			}
+		})
+	}
+	failing := fixedSigner{pubOf(k3), func([]byte) ([]byte, error) { return nil, errors.New("hsm offline") }}
+	if _, _, err := Merge(msg, nil, []KeySigner{s1, failing}); err == nil {
+		t.Error("Merge with a failing signer succeeded")
+	}
+}
