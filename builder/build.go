@@ -40,6 +40,9 @@ type Report struct {
 	Image    *ImageReport  `json:"image,omitempty"`
 	// Seconds is the time each stage took.
 	Seconds map[string]float64 `json:"seconds"`
+	// Warnings are problems that did not stop the run, one line each (see
+	// commit.Result.Warnings).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // CommitReport describes the commit.
@@ -93,6 +96,7 @@ type plan struct {
 	repo         *ostree.Repo // nil until created
 	history      []historyEntry
 	reuse        *ostree.Checksum // an existing commit of the same version and tree
+	warnings     []string         // of the dry run that found reuse
 	deltaVersion []ostree.Checksum
 }
 
@@ -118,7 +122,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]float64{}}
+	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]float64{}, Warnings: p.warnings}
 	stage := func(name string, start time.Time) {
 		rep.Seconds[name] = float64(time.Since(start).Milliseconds()) / 1000
 	}
@@ -147,6 +151,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 		cs, rep.Commit.New = res.Commit, !res.Unchanged
+		rep.Warnings = append(rep.Warnings, res.Warnings...)
 	}
 	if _, data, err = p.repo.ReadCommit(cs); err != nil {
 		return nil, err
@@ -268,7 +273,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	p.commitOpts = commit.Options{
 		Branch: c.Branch, Subject: c.Subject, Body: c.Body, Version: c.Version,
 		Timestamp: ts, Bootable: c.Bootable == nil || *c.Bootable, KernelVersion: c.KernelVersion,
-		SkipSpecial: c.SkipSpecial, Progress: pr,
+		SkipSpecial: c.SkipSpecial, Strict: c.Strict, Progress: pr,
 		// A new version is a new commit even of the same tree (a release is recorded);
 		// without versions an unchanged tree makes none.
 		SkipIfUnchanged: c.Version == "",
@@ -303,10 +308,10 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 		if err != nil {
 			return nil, m.errorAt(err.Error(), "commit", "skip-list")
 		}
-		p.commitOpts.SkipList, err = rootfs.ParseSkipList(f)
+		p.commitOpts.SkipList, err = rootfs.ParseSkipList(f, m.path(c.SkipList))
 		f.Close()
 		if err != nil {
-			return nil, m.errorAt(fmt.Sprintf("%s: %v", c.SkipList, err), "commit", "skip-list")
+			return nil, m.errorAt(err.Error(), "commit", "skip-list")
 		}
 	}
 	for _, s := range p.signers {
@@ -367,6 +372,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	p.warnings = res.Warnings
 	cm, _, err := p.repo.ReadCommit(existing)
 	if err != nil {
 		return nil, err

@@ -73,6 +73,9 @@ type CommitSpec struct {
 	// --skip-list.
 	Overrides string `yaml:"overrides"`
 	SkipList  string `yaml:"skip-list"`
+	// Strict fails the build when a line of Overrides or SkipList matches nothing in the
+	// tree, instead of warning.
+	Strict bool `yaml:"strict"`
 	// SkipSpecial leaves device nodes, FIFOs and sockets out.
 	SkipSpecial bool `yaml:"skip-special"`
 	// SignKeys sign the commit: key files, file:// URIs, or env://NAME for a key held in

@@ -36,6 +36,9 @@ type builder struct {
 	files          int64
 	written, bytes atomic.Int64
 	links          []*fileNode
+	// overridden and skipped record the paths of the overrides and the skip-list
+	// entries that matched, for Unmatched.
+	overridden, skipped map[string]bool
 	// buffers carry streamed content from the walker to the workers. The fixed set (not a
 	// sync.Pool, which the GC empties) bounds memory and saves re-faulting fresh pages.
 	buffers chan *bytes.Buffer
@@ -50,7 +53,8 @@ func newBuilder(ctx context.Context, repo *ostree.Repo, opts Options) *builder {
 	if p == nil {
 		p = progress.Discard
 	}
-	return &builder{ctx: ctx, cancel: cancel, repo: repo, opts: opts, progress: p}
+	return &builder{ctx: ctx, cancel: cancel, repo: repo, opts: opts, progress: p,
+		overridden: map[string]bool{}, skipped: map[string]bool{}}
 }
 
 // job is one content object to checksum and store.
@@ -102,9 +106,20 @@ func (b *builder) build(src rootfs.Source) (*dirNode, error) {
 	return root, b.resolveLinks()
 }
 
-// walk feeds the source's entries into the tree and regular files to the workers.
+// walk feeds the source's entries into the tree and regular files to the workers. Errors
+// about an entry start with the source's name.
 func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
-	root := newDir(defaultDirMeta())
+	named := func(err error) error {
+		if name := src.Name(); name != "" {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return err
+	}
+	meta, err := b.impliedDir(".")
+	if err != nil {
+		return nil, named(err)
+	}
+	root := newDir(meta)
 	for {
 		if err := b.ctx.Err(); err != nil {
 			return nil, context.Cause(b.ctx)
@@ -115,7 +130,8 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 		} else if err != nil {
 			return nil, err
 		}
-		if b.opts.SkipList != nil && b.opts.SkipList.Skip(e.Path) {
+		if listed, ok := b.opts.SkipList.Match(e.Path); ok {
+			b.skipped[listed] = true
 			if err := drain(e.Content); err != nil {
 				return nil, err
 			}
@@ -123,7 +139,7 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 		}
 		if e.IsSpecial() {
 			if !b.opts.SkipSpecial {
-				return nil, &SpecialFileError{Path: e.Path, Mode: e.Mode}
+				return nil, named(&SpecialFileError{Path: e.Path, Mode: e.Mode})
 			}
 			continue
 		}
@@ -132,7 +148,7 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 		var target *fileNode
 		if e.HardlinkTo != "" {
 			if target, err = findFile(root, e.HardlinkTo); err != nil {
-				return nil, fmt.Errorf("/%s: hard link to %w", e.Path, err)
+				return nil, named(fmt.Errorf("/%s: hard link to %w", e.Path, err))
 			}
 			for target.link != nil {
 				target = target.link
@@ -147,13 +163,15 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 				e.GID = *b.opts.OwnerGID
 			}
 		}
-		b.opts.Overrides.Apply(e)
-		if b.repo.Mode == ostree.ModeBareUserOnly {
-			canonicalize(e)
+		if err := b.prepare(e); err != nil {
+			return nil, named(err)
+		}
+		if err := b.impliedParents(root, e.Path); err != nil {
+			return nil, named(err)
 		}
 		node, err := place(root, e)
 		if err != nil {
-			return nil, err
+			return nil, named(err)
 		} else if node == nil {
 			continue
 		}
@@ -188,6 +206,79 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 			return nil, context.Cause(b.ctx)
 		}
 	}
+}
+
+// prepare applies the overrides and the repository's rules to an entry and checks it can
+// be committed (rootfs.Entry.Check).
+func (b *builder) prepare(e *rootfs.Entry) error {
+	if b.opts.Overrides.Apply(e) {
+		b.overridden[e.Path] = true
+	}
+	if b.repo.Mode == ostree.ModeBareUserOnly {
+		canonicalize(e)
+	}
+	return e.Check()
+}
+
+// impliedDir returns the metadata of a directory the source does not list, which tar
+// sources may leave out: the default, changed by an override of its path.
+func (b *builder) impliedDir(p string) (ostree.DirMeta, error) {
+	m := defaultDirMeta()
+	e := rootfs.Entry{Path: p, Mode: m.Mode, UID: m.UID, GID: m.GID}
+	if b.opts.Overrides == nil {
+		return m, nil
+	}
+	err := b.prepare(&e)
+	return ostree.DirMeta{UID: e.UID, GID: e.GID, Mode: e.Mode, Xattrs: e.Xattrs}, err
+}
+
+// impliedParents creates the missing parent directories of the path p with impliedDir's
+// metadata. Only overrides make them differ from the ones place would create.
+func (b *builder) impliedParents(root *dirNode, p string) error {
+	if b.opts.Overrides == nil {
+		return nil
+	}
+	d := root
+	for start := 0; ; {
+		j := strings.IndexByte(p[start:], '/')
+		if j < 0 {
+			return nil
+		}
+		end := start + j
+		name := p[start:end]
+		next, ok := d.dirs[name]
+		if !ok {
+			if _, isFile := d.files[name]; isFile {
+				return nil // place reports it
+			}
+			m, err := b.impliedDir(p[:end])
+			if err != nil {
+				return err
+			}
+			next = newDir(m)
+			d.dirs[name] = next
+		}
+		d, start = next, end+1
+	}
+}
+
+// unmatched returns the lines of the overrides and the skip list that matched no entry,
+// as warnings, or as the error of a strict commit.
+func (b *builder) unmatched() ([]string, error) {
+	us := append(b.opts.Overrides.Unmatched(func(p string) bool { return b.overridden[p] }),
+		b.opts.SkipList.Unmatched(func(p string) bool { return b.skipped[p] })...)
+	if len(us) > 0 && b.opts.Strict {
+		msg := us[0].String()
+		if len(us) > 1 {
+			msg += fmt.Sprintf(" (and %d more such lines)", len(us)-1)
+		}
+		return nil, errors.New(msg)
+	}
+	var out []string
+	for _, u := range us {
+		out = append(out, u.String())
+	}
+	return out, nil
 }
 
 // spill copies a large streamed file to a temporary file in the repository, so the stream

@@ -53,6 +53,10 @@ type Options struct {
 	SkipList *rootfs.SkipList
 	// SkipSpecial leaves device nodes, FIFOs and sockets out instead of failing.
 	SkipSpecial bool
+	// Strict fails the commit, before its tree and commit objects are written, when a line
+	// of Overrides or SkipList matches nothing in the tree; without it such lines are
+	// reported in Result.Warnings.
+	Strict bool
 	// Signers sign the commit; their signatures go to the detached metadata.
 	Signers []Signer
 	// CompressionLevel is the deflate level of archive repositories (default 6).
@@ -94,6 +98,10 @@ type Result struct {
 	// Unchanged reports that SkipIfUnchanged found the parent's tree, so no commit was
 	// written.
 	Unchanged bool
+	// Warnings are problems that did not stop the commit, one line each: the lines of
+	// Overrides and SkipList that matched nothing in the tree, as
+	// `overrides.txt:12: "usr/bin/missing" matches nothing in the tree`.
+	Warnings []string
 }
 
 // SpecialFileError reports a device node, FIFO or socket, which OSTree cannot store.
@@ -142,6 +150,9 @@ func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Opti
 	b := newBuilder(ctx, repo, opts)
 	root, err := b.build(src)
 	if err != nil {
+		return res, err
+	}
+	if res.Warnings, err = b.unmatched(); err != nil {
 		return res, err
 	}
 	if opts.Bootable {
@@ -305,9 +316,14 @@ func lookupDir(root *dirNode, p string) (*dirNode, error) {
 	if p == "." {
 		return d, nil
 	}
-	for _, name := range strings.Split(p, "/") {
-		if _, isFile := d.files[name]; isFile {
-			return nil, fmt.Errorf("/%s: a parent directory is not a directory", p)
+	names := strings.Split(p, "/")
+	for i, name := range names {
+		if f, isFile := d.files[name]; isFile {
+			kind := "file"
+			if f.header.IsSymlink() {
+				kind = "symlink"
+			}
+			return nil, fmt.Errorf("/%s is a %s, not a directory", strings.Join(names[:i+1], "/"), kind)
 		}
 		next, ok := d.dirs[name]
 		if !ok {
@@ -324,7 +340,7 @@ func place(root *dirNode, e *rootfs.Entry) (*fileNode, error) {
 	if e.IsDir() {
 		d, err := lookupDir(root, e.Path)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("/%s: %w", e.Path, err)
 		}
 		d.meta = ostree.DirMeta{UID: e.UID, GID: e.GID, Mode: e.Mode, Xattrs: e.Xattrs}
 		return nil, nil
@@ -335,7 +351,7 @@ func place(root *dirNode, e *rootfs.Entry) (*fileNode, error) {
 	dir, name := path.Split(e.Path)
 	parent, err := lookupDir(root, path.Clean(dir+"."))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("/%s: %w", e.Path, err)
 	}
 	if old, ok := parent.dirs[name]; ok {
 		if len(old.dirs)+len(old.files) > 0 {

@@ -42,6 +42,7 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			warn(c, rep.Warnings)
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, rep)
 			}

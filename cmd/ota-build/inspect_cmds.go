@@ -127,7 +127,7 @@ func printEntry(w io.Writer, e ostree.TreeEntry, checksum, xattrs bool) {
 func fsckCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "fsck",
-		Usage:     "verify every object's checksum and every ref's tree (exit status 1 on any problem)",
+		Usage:     "verify every object's checksum and every ref's tree, names, symlink targets and xattrs included (exit status 1 on any problem)",
 		ArgsUsage: " ",
 		Flags:     []cli.Flag{repoFlag},
 		Action: func(c *cli.Context) error {

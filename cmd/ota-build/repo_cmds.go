@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,6 +69,7 @@ func commitCommand() *cli.Command {
 			&cli.StringFlag{Name: "overrides", Usage: "per-path uid, gid, mode and xattr overrides `FILE` (see README)"},
 			&cli.StringFlag{Name: "skip-list", Usage: "`FILE` of paths to leave out, one per line"},
 			&cli.BoolFlag{Name: "skip-special", Usage: "leave out device nodes, FIFOs and sockets instead of failing"},
+			&cli.BoolFlag{Name: "strict", Usage: "fail, writing no commit, instead of warning when an --overrides or --skip-list line matches nothing in the tree"},
 			&cli.BoolFlag{Name: "bootable", Usage: "convert a plain rootfs to the layout ostree deploys (see below)"},
 			&cli.StringFlag{Name: "kernel-version", Usage: "kernel release `KVER` for --bootable when the tree does not tell it"},
 			signKeyFlag,
@@ -86,7 +88,7 @@ func runCommit(c *cli.Context) error {
 	opts := commit.Options{
 		Branch: c.String("branch"), Subject: c.String("subject"), Body: c.String("body"),
 		Version: c.String("version"), CompressionLevel: c.Int("compression-level"),
-		SkipSpecial: c.Bool("skip-special"), Progress: progress.ForStderr(),
+		SkipSpecial: c.Bool("skip-special"), Strict: c.Bool("strict"), Progress: progress.ForStderr(),
 		Bootable: c.Bool("bootable"), KernelVersion: c.String("kernel-version"),
 	}
 	if opts.KernelVersion != "" && !opts.Bootable {
@@ -137,11 +139,11 @@ func runCommit(c *cli.Context) error {
 	}
 	if p := c.String("skip-list"); p != "" {
 		err := withFile(p, func(r io.Reader) (err error) {
-			opts.SkipList, err = rootfs.ParseSkipList(r)
+			opts.SkipList, err = rootfs.ParseSkipList(r, p)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("--skip-list %s: %w", p, err)
+			return err
 		}
 	}
 	signers, err := loadSigners(c.StringSlice("sign-key"))
@@ -158,20 +160,25 @@ func runCommit(c *cli.Context) error {
 	start := time.Now()
 	res, err := commit.Commit(c.Context, repo, src, opts)
 	if err != nil {
-		if _, ok := err.(*commit.SpecialFileError); ok {
+		if sfe := (*commit.SpecialFileError)(nil); errors.As(err, &sfe) {
 			return fmt.Errorf("%w; use --skip-special to leave such files out", err)
 		}
 		return err
 	}
+	warn(c, res.Warnings)
 	if err := builder.UpdateSummary(repo, signers); err != nil {
 		return fmt.Errorf("commit %s written, but updating the summary failed: %w", res.Commit, err)
 	}
 	if c.Bool("json") {
-		return printJSON(c.App.Writer, map[string]any{
+		rep := map[string]any{
 			"commit": res.Commit.String(), "branch": opts.Branch, "parent": checksumOrNil(res.Parent),
 			"files": res.Files, "files_written": res.FilesWritten, "bytes": res.Bytes,
 			"seconds": time.Since(start).Seconds(),
-		})
+		}
+		if len(res.Warnings) > 0 { // as build's report
+			rep["warnings"] = res.Warnings
+		}
+		return printJSON(c.App.Writer, rep)
 	}
 	fmt.Fprintln(c.App.Writer, res.Commit)
 	return nil
@@ -209,11 +216,18 @@ func openTree(spec string) (rootfs.Source, error) {
 	case ok && kind == "dir":
 		return rootfs.WalkDir(p)
 	case ok && kind == "tar" && p == "-":
-		return rootfs.OpenTar(os.Stdin)
+		return rootfs.OpenTarNamed(os.Stdin, "standard input")
 	case ok && kind == "tar":
 		return rootfs.OpenTarFile(p)
 	}
 	return nil, fmt.Errorf("--tree %q: want dir=PATH, tar=FILE or tar=-", spec)
+}
+
+// warn prints warnings, problems that did not stop a command, to standard error.
+func warn(c *cli.Context, warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintln(c.App.ErrWriter, "ota-build: warning: "+oneLine(w))
+	}
 }
 
 func withFile(p string, fn func(io.Reader) error) error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"runtime"
 	"sync"
 )
@@ -22,14 +23,23 @@ type Problem struct {
 func (p Problem) String() string { return fmt.Sprintf("%s: %v", p.Path, p.Err) }
 
 // Fsck recomputes the checksum of every loose object, checks metadata objects are valid and
-// in normal form, and checks every ref's commit and the objects it reaches are present. It
-// returns the problems found (nil when the repository is sound); the error is for failures
-// to run at all.
+// in normal form as ostree's fsck does (dirtree names valid, sorted and unique, dirmeta
+// xattrs sorted and unique, modes, symlink targets), and checks every ref's commit and the
+// objects it reaches are present. It also reports what a checkout on Linux ext4 could not
+// create: names longer than NAME_MAX, a name used by a file and a directory both, symlink
+// targets and xattrs beyond the kernel's and ext4's limits (see CheckName and
+// FileHeader.CheckLimits), and, in bare-user-only repositories, files with modes such
+// repositories cannot hold. Problems in a ref's tree name their path there. It returns the
+// problems found (nil when the repository is sound); the error is for failures to run at
+// all.
 func (r *Repo) Fsck(ctx context.Context) ([]Problem, error) {
 	var (
 		mu       sync.Mutex
 		problems []Problem
 		wg       sync.WaitGroup
+		// limits holds the objects a checkout cannot create, and why, to report at
+		// their paths in the trees.
+		limits = map[objectKey]error{}
 	)
 	type item struct {
 		c    Checksum
@@ -42,11 +52,14 @@ func (r *Repo) Fsck(ctx context.Context) ([]Problem, error) {
 		go func() {
 			defer wg.Done()
 			for it := range items {
-				if err := r.checkObject(it.c, it.t); err != nil {
-					mu.Lock()
+				limit, err := r.checkObject(it.c, it.t)
+				mu.Lock()
+				if err != nil {
 					problems = append(problems, Problem{Path: it.path, Err: err})
-					mu.Unlock()
+				} else if limit != nil {
+					limits[objectKey{it.c, it.t}] = limit
 				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -67,90 +80,163 @@ func (r *Repo) Fsck(ctx context.Context) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	seen := map[Checksum]bool{}
+	w := treeChecker{r: r, limits: limits, seen: map[Checksum]bool{}, reported: map[objectKey]bool{}}
 	for _, ref := range refs {
-		if err := r.checkReachable(ref.Commit, seen); err != nil {
+		w.report = func(err error) {
 			problems = append(problems, Problem{Path: "refs/heads/" + ref.Name, Err: err})
+		}
+		w.checkCommit(ref.Commit)
+	}
+	// Objects out of the refs' reach are reported by their own names.
+	for k, err := range limits {
+		if !w.reported[k] {
+			problems = append(problems, Problem{Path: r.ObjectPath(k.c, k.t), Err: err})
 		}
 	}
 	return problems, nil
 }
 
-// checkObject verifies one object against its name.
-func (r *Repo) checkObject(c Checksum, t ObjectType) error {
+// objectKey names an object.
+type objectKey struct {
+	c Checksum
+	t ObjectType
+}
+
+// checkObject verifies one object against its name. It returns as err what makes the
+// object invalid, and as limit, for a valid file or dirmeta, what a checkout on Linux
+// ext4 could not create.
+func (r *Repo) checkObject(c Checksum, t ObjectType) (limit, err error) {
 	if t == ObjFile {
 		obj, err := r.OpenContent(c)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer obj.Close()
 		got, err := ContentChecksum(&obj.Header, obj)
 		if err != nil {
-			return fmt.Errorf("reading content: %w", err)
+			return nil, fmt.Errorf("reading content: %w", err)
 		}
 		if got != c {
-			return fmt.Errorf("corrupt object: content checksum is %s", got)
+			return nil, fmt.Errorf("corrupt object: content checksum is %s", got)
 		}
 		// A stream that inflates to more than the header's size is corrupt too.
 		if n, _ := io.Copy(io.Discard, obj); n > 0 {
-			return errors.New("corrupt object: content longer than its header says")
+			return nil, errors.New("corrupt object: content longer than its header says")
 		}
-		return nil
+		// What ostree's pull checks of bare-user-only content (its canonical permissions).
+		if h := obj.Header; r.Mode == ModeBareUserOnly && !h.IsSymlink() && h.Mode&ModePermMask&^0o775 != 0 {
+			return nil, fmt.Errorf("mode %#o has bits a bare-user-only repository cannot hold (%#o)", h.Mode, h.Mode&ModePermMask&^0o775)
+		}
+		return obj.Header.CheckLimits(), nil
 	}
 	data, err := r.ReadObject(t, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch t {
 	case ObjCommitMeta, ObjTombstoneCommit:
 		_, err = ParseMetadata(data)
-		return err
+		return nil, err
 	case ObjDirTree:
 		_, err = ParseDirTree(data)
 	case ObjDirMeta:
-		_, err = ParseDirMeta(data)
+		var m DirMeta
+		if m, err = ParseDirMeta(data); err == nil {
+			// Sorted and unique, as ostree's fsck has checked since 2024.7.
+			for i := 1; i < len(m.Xattrs) && err == nil; i++ {
+				if m.Xattrs[i-1].Name >= m.Xattrs[i].Name {
+					err = fmt.Errorf("dirmeta: xattr %q out of order or given twice", m.Xattrs[i].Name)
+				}
+			}
+			limit = m.CheckLimits()
+		}
 	case ObjCommit:
 		_, err = ParseCommit(data)
 	}
 	if got := Sum(data); err == nil && got != c {
 		err = fmt.Errorf("corrupt object: checksum is %s", got)
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return limit, nil
 }
 
-// checkReachable checks that a commit's tree is complete. A missing parent is fine: history
+// treeChecker walks the trees of the refs' commits, reporting missing objects and, at
+// their paths, invalid names and the objects in limits.
+type treeChecker struct {
+	r        *Repo
+	limits   map[objectKey]error
+	seen     map[Checksum]bool // dirtrees walked
+	reported map[objectKey]bool
+	report   func(error)
+}
+
+// problem reports err about the path p of a tree, quoted so that invalid bytes show.
+func (w *treeChecker) problem(p string, err error) { w.report(fmt.Errorf("%q: %w", p, err)) }
+
+// limit reports the limit problem of an object, if it has one, at path p.
+func (w *treeChecker) limit(p string, c Checksum, t ObjectType) {
+	k := objectKey{c, t}
+	if err, ok := w.limits[k]; ok {
+		w.reported[k] = true
+		w.problem(p, err)
+	}
+}
+
+// checkCommit checks that a commit's tree is complete. A missing parent is fine: history
 // may be pruned or not pulled.
-func (r *Repo) checkReachable(c Checksum, seen map[Checksum]bool) error {
-	cm, _, err := r.ReadCommit(c)
+func (w *treeChecker) checkCommit(c Checksum) {
+	cm, _, err := w.r.ReadCommit(c)
 	if err != nil {
-		return err
+		w.report(err)
+		return
 	}
-	return r.checkTree(cm.RootTree, cm.RootMeta, "/", seen)
+	w.checkTree(cm.RootTree, cm.RootMeta, "/")
 }
 
-func (r *Repo) checkTree(tree, meta Checksum, path string, seen map[Checksum]bool) error {
-	if !r.HasObject(meta, ObjDirMeta) {
-		return fmt.Errorf("%s: missing dirmeta %s", path, meta)
+func (w *treeChecker) checkTree(tree, meta Checksum, dir string) {
+	if !w.r.HasObject(meta, ObjDirMeta) {
+		w.problem(dir, fmt.Errorf("missing dirmeta %s", meta))
+		return
 	}
-	if seen[tree] {
-		return nil
+	w.limit(dir, meta, ObjDirMeta)
+	if w.seen[tree] {
+		return
 	}
-	seen[tree] = true
-	t, err := r.ReadDirTree(tree)
-	if err != nil {
-		return fmt.Errorf("%s: dirtree %s: %w", path, tree, err)
+	w.seen[tree] = true
+	t, err := w.r.ReadDirTree(tree)
+	var ne *NameError
+	if errors.As(err, &ne) {
+		w.problem(path.Join(dir, ne.Name), fmt.Errorf("dirtree %s: %w", tree, ne.Err))
+		return
+	} else if err != nil {
+		w.problem(dir, fmt.Errorf("dirtree %s: %w", tree, err))
+		return
 	}
+	isFile := make(map[string]bool, len(t.Files))
 	for _, f := range t.Files {
-		if !r.HasObject(f.Checksum, ObjFile) {
-			return fmt.Errorf("%s%s: missing file object %s", path, f.Name, f.Checksum)
+		p := path.Join(dir, f.Name)
+		isFile[f.Name] = true
+		if err := CheckName(f.Name); err != nil {
+			w.problem(p, err)
 		}
+		if !w.r.HasObject(f.Checksum, ObjFile) {
+			w.problem(p, fmt.Errorf("missing file object %s", f.Checksum))
+			continue
+		}
+		w.limit(p, f.Checksum, ObjFile)
 	}
 	for _, d := range t.Dirs {
-		if err := r.checkTree(d.Tree, d.Meta, path+d.Name+"/", seen); err != nil {
-			return err
+		p := path.Join(dir, d.Name)
+		if err := CheckName(d.Name); err != nil {
+			w.problem(p, err)
 		}
+		if isFile[d.Name] {
+			w.problem(p, errors.New("both a file and a directory in the same dirtree"))
+		}
+		w.checkTree(d.Tree, d.Meta, p)
 	}
-	return nil
 }
 
 // ContentDigest returns the "ContentChecksum" ostree log shows: SHA-256 of the binary root

@@ -80,8 +80,8 @@ func (h *FileHeader) Validate() error {
 			return errors.New("regular file with a symlink target")
 		}
 	case ModeSymlink:
-		if h.LinkTarget == "" {
-			return errors.New("symlink with an empty target")
+		if err := checkTarget(h.LinkTarget); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("invalid file mode %#o: only regular files and symlinks are content objects", h.Mode)
@@ -224,9 +224,32 @@ func (t *DirTree) Marshal() []byte {
 	return gvariant.MustEncode(DirTreeType, []any{files, dirs})
 }
 
-// ValidName reports whether name may appear in a dirtree.
-func ValidName(name string) bool {
-	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+// NameError is the error ParseDirTree returns for an entry name ostree's rules refuse
+// (see ValidName), or for names out of order or given twice.
+type NameError struct {
+	Name string
+	Err  error
+}
+
+// Error names the entry, quoted so that invalid bytes show as escapes.
+func (e *NameError) Error() string { return fmt.Sprintf("dirtree: entry %q: %v", e.Name, e.Err) }
+
+// checkNames checks that names are valid, sorted bytewise and unique, as ostree requires
+// of a dirtree's files and of its directories.
+func checkNames(names func(i int) string, n int) error {
+	for i := range n {
+		name := names(i)
+		if err := checkName(name); err != nil {
+			return &NameError{Name: name, Err: err}
+		}
+		if i > 0 && names(i-1) >= name {
+			if names(i-1) == name {
+				return &NameError{Name: name, Err: errors.New("listed twice")}
+			}
+			return &NameError{Name: name, Err: fmt.Errorf("listed after %q, out of order", names(i-1))}
+		}
+	}
+	return nil
 }
 
 // ParseDirTree parses and validates a dirtree object.
@@ -254,17 +277,10 @@ func ParseDirTree(data []byte) (DirTree, error) {
 		}
 		t.Dirs = append(t.Dirs, TreeDir{Name: p[0].(string), Tree: tc, Meta: mc})
 	}
-	for i, e := range t.Files {
-		if !ValidName(e.Name) || (i > 0 && t.Files[i-1].Name >= e.Name) {
-			return t, fmt.Errorf("dirtree: invalid or unsorted file name %q", e.Name)
-		}
+	if err := checkNames(func(i int) string { return t.Files[i].Name }, len(t.Files)); err != nil {
+		return t, err
 	}
-	for i, e := range t.Dirs {
-		if !ValidName(e.Name) || (i > 0 && t.Dirs[i-1].Name >= e.Name) {
-			return t, fmt.Errorf("dirtree: invalid or unsorted directory name %q", e.Name)
-		}
-	}
-	return t, nil
+	return t, checkNames(func(i int) string { return t.Dirs[i].Name }, len(t.Dirs))
 }
 
 // Commit is a commit object.

@@ -19,7 +19,8 @@
 // permission bits including setuid, setgid and sticky from the mode field, and the file type
 // from the type flag. Extended attributes come from the PAX records "SCHILY.xattr.NAME"
 // (GNU tar, star, bsdtar) and "LIBARCHIVE.xattr.NAME" (bsdtar: NAME percent-encoded, value
-// base64); when both describe the same attribute the SCHILY record wins.
+// base64); when both describe the same attribute the SCHILY record wins. An attribute with
+// an empty value is left out; one with an empty name is an error.
 //
 // Members are yielded in archive order. A tar may omit directories (consumers create missing
 // parents) and may hold the same path more than once, as tar --append produces; the source
@@ -30,11 +31,12 @@
 // type bits; it is for the consumer to skip or reject them. PAX global headers and GNU volume
 // labels are skipped; other member types are an error.
 //
-// Errors name the tar member concerned. Truncated or corrupt input is reported as such,
-// whether it shows up in a header (from Next) or in a file's data (from reading Content),
-// for instance "tar member usr/bin/x: unexpected EOF (truncated tarball?)". A stream that
-// stops at a member boundary without the end-of-archive marker is reported as truncated too;
-// all errors for truncated input wrap io.ErrUnexpectedEOF.
+// Errors name the tar member concerned, and with OpenTarNamed or OpenTarFile the tarball
+// too. Truncated or corrupt input is reported as such, whether it shows up in a header
+// (from Next) or in a file's data (from reading Content), for instance "rootfs.tar: tar
+// member usr/bin/x: unexpected EOF (truncated tarball?)". A stream that stops at a member
+// boundary without the end-of-archive marker is reported as truncated too; all errors for
+// truncated input wrap io.ErrUnexpectedEOF.
 // Once the archive ends, the rest of the stream is read, so that the checksums of compressed
 // input are verified; for the same reason, garbage after a compressed stream is an error.
 //
@@ -74,4 +76,15 @@
 // ParseSkipList reads the paths to leave out of a tree, one per line, like ostree commit
 // --skip-list; blank lines and lines starting with "#" are ignored and a listed directory
 // takes everything under it along.
+//
+// Errors in either file have the form "name:line: message". Lines whose path matches no
+// entry of a tree are reported by Overrides.Unmatched and SkipList.Unmatched, given the
+// paths the consumer saw matched (Overrides.Apply, SkipList.Match).
+//
+// # Checks
+//
+// Entry.Check refuses what a tree that deploys cannot hold: names that ostree refuses
+// or longer than NAME_MAX, and symlink targets and xattrs beyond the limits of Linux and
+// ext4 (see the limits in internal/ostree). Consumers call it on each entry after applying
+// overrides, so that both sources and the overrides pass the same check.
 package rootfs

@@ -1,7 +1,9 @@
 package rootfs
 
 import (
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/otakit/ota/internal/ostree"
 )
@@ -73,6 +75,37 @@ func (e *Entry) IsSpecial() bool {
 type Source interface {
 	// Next returns the next entry, or io.EOF after the last one.
 	Next() (*Entry, error)
+	// Name returns what the source's errors call it: the directory or tarball path,
+	// "standard input", or "" for a stream given no name.
+	Name() string
 	// Close releases the source's resources.
 	Close() error
+}
+
+// Check returns why the entry cannot be committed into a tree that deploys, or nil: a name
+// in its path that ostree refuses or longer than NAME_MAX (see ostree.CheckName), a
+// symlink target or xattrs beyond the limits of Linux and ext4 (see ostree.CheckLinkTarget
+// and ostree.CheckXattrs). The error names the path, quoted so that invalid bytes show as
+// escapes.
+func (e *Entry) Check() error {
+	abs := "/"
+	if e.Path != "." {
+		abs += e.Path
+		for name := range strings.SplitSeq(e.Path, "/") {
+			if err := ostree.CheckName(name); err != nil {
+				return fmt.Errorf("%q: %w", abs, err)
+			}
+		}
+	}
+	var err error
+	if e.IsSymlink() {
+		err = ostree.CheckLinkTarget(e.LinkTarget)
+	}
+	if err == nil {
+		err = ostree.CheckXattrs(e.Xattrs, e.Mode)
+	}
+	if err != nil {
+		return fmt.Errorf("%q: %w", abs, err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"archive/tar"
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -50,5 +51,34 @@ func TestOpen(t *testing.T) {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("Open(%s): error %v, want one containing %q", tc.path, err, tc.err)
 		}
+	}
+}
+
+// Every error of a named tar source starts with its name: from opening, from Next and from
+// reading an entry's content, as a tarball cut in a file's data gives.
+func TestOpenTarNamed(t *testing.T) {
+	good := makeTar(t, member{hdr: tar.Header{Name: "a", Typeflag: tar.TypeReg}, body: "hello"},
+		member{hdr: tar.Header{Name: "usr/bin/x", Typeflag: tar.TypeReg}, body: strings.Repeat("x", 1000)})
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "standard input: reading tarball: empty input"},
+		{"cut in data", good[:1024+512+100], "standard input: tar member usr/bin/x: unexpected EOF (truncated tarball?)"},
+		{"cut at boundary", good[:1024], "standard input: reading tarball after member a: no end-of-archive marker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := OpenTarNamed(bytes.NewReader(tc.data), "standard input")
+			if err == nil {
+				if src.Name() != "standard input" {
+					t.Errorf("Name() = %q", src.Name())
+				}
+				_, err = drain(src)
+			}
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("error %v, want one starting with %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/otakit/ota/internal/ostree"
 )
 
 // maxLine bounds the length of an override or skip-list line; an xattr value of the
@@ -20,12 +22,14 @@ const maxLine = 1 << 20
 // Overrides holds per-path changes to ownership, permission bits and extended attributes,
 // read by ParseOverrides. A nil *Overrides changes nothing.
 type Overrides struct {
+	name   string // of the file, for Unmatched
 	byPath map[string]*override
 }
 
 // override holds the changes for one path.
 type override struct {
-	line                    int // where it was read, for duplicate errors
+	line                    int    // where it was read, for errors and Unmatched
+	text                    string // the path as written
 	uid, gid, mode          uint32
 	setUID, setGID, setMode bool
 	xattrs                  []Xattr // an empty Value removes the attribute
@@ -34,7 +38,7 @@ type override struct {
 // ParseOverrides reads overrides in the format described in the package documentation.
 // Errors have the form "name:line: message".
 func ParseOverrides(r io.Reader, name string) (*Overrides, error) {
-	o := &Overrides{byPath: make(map[string]*override)}
+	o := &Overrides{name: name, byPath: make(map[string]*override)}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, maxLine)
 	for n := 1; sc.Scan(); n++ {
@@ -53,7 +57,7 @@ func ParseOverrides(r io.Reader, name string) (*Overrides, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %v", name, n, err)
 		}
-		ov.line = n
+		ov.line, ov.text = n, fields[0]
 		o.byPath[p] = ov
 	}
 	if err := sc.Err(); err != nil {
@@ -100,7 +104,11 @@ func parseOverride(fields []string) (*override, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %v", key, err)
 			}
-			ov.xattrs = append(ov.xattrs, Xattr{Name: attr, Value: v})
+			x := Xattr{Name: attr, Value: v}
+			if err := ostree.CheckXattr(x); err != nil {
+				return nil, err
+			}
+			ov.xattrs = append(ov.xattrs, x)
 		default:
 			return nil, fmt.Errorf("unknown field %q", key)
 		}
@@ -183,13 +191,20 @@ func setXattr(xs []Xattr, x Xattr) []Xattr {
 // SkipList is a set of paths to leave out of a tree, read by ParseSkipList. A nil
 // *SkipList skips nothing.
 type SkipList struct {
-	paths map[string]bool
+	name  string // of the file, for Unmatched
+	paths map[string]listed
+}
+
+// listed is where a path of a list was read.
+type listed struct {
+	line int
+	text string // the path as written
 }
 
 // ParseSkipList reads a skip list in the format described in the package documentation.
-// Errors have the form "line N: message"; the caller adds the file name.
-func ParseSkipList(r io.Reader) (*SkipList, error) {
-	s := &SkipList{paths: make(map[string]bool)}
+// Errors have the form "name:line: message".
+func ParseSkipList(r io.Reader, name string) (*SkipList, error) {
+	s := &SkipList{name: name, paths: make(map[string]listed)}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, maxLine)
 	for n := 1; sc.Scan(); n++ {
@@ -199,29 +214,81 @@ func ParseSkipList(r io.Reader) (*SkipList, error) {
 		}
 		p, err := cleanPath(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %s: %v", n, line, err)
+			return nil, fmt.Errorf("%s:%d: %s: %v", name, n, line, err)
 		}
 		if p == "." {
-			return nil, fmt.Errorf("line %d: %s: cannot skip the root", n, line)
+			return nil, fmt.Errorf("%s:%d: %s: cannot skip the root", name, n, line)
 		}
-		s.paths[p] = true
+		if _, ok := s.paths[p]; !ok {
+			s.paths[p] = listed{n, line}
+		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return s, nil
 }
 
-// Skip reports whether the entry at p, an Entry.Path, is to be left out: whether p or a
-// directory above it is listed.
-func (s *SkipList) Skip(p string) bool {
+// Match reports whether the entry at p, an Entry.Path, is to be left out: whether p or a
+// directory above it is listed. It returns the listed path, cleaned.
+func (s *SkipList) Match(p string) (string, bool) {
 	if s == nil {
-		return false
+		return "", false
 	}
 	for ; p != "." && p != "/"; p = path.Dir(p) {
-		if s.paths[p] {
-			return true
+		if _, ok := s.paths[p]; ok {
+			return p, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// Unmatched is a line of an overrides file or skip list whose path matched nothing in a
+// tree, as a mistyped or outdated path does.
+type Unmatched struct {
+	File string
+	Line int
+	// Path is the path as written on the line.
+	Path string
+}
+
+// String formats the line as `overrides.txt:12: "usr/bin/missing" matches nothing in the
+// tree`.
+func (u Unmatched) String() string {
+	return fmt.Sprintf("%s:%d: %q matches nothing in the tree", u.File, u.Line, u.Path)
+}
+
+// Unmatched returns, in line order, the overrides whose path (cleaned, as an Entry.Path)
+// matched reports false for.
+func (o *Overrides) Unmatched(matched func(path string) bool) []Unmatched {
+	if o == nil {
+		return nil
+	}
+	var out []Unmatched
+	for p, ov := range o.byPath {
+		if !matched(p) {
+			out = append(out, Unmatched{o.name, ov.line, ov.text})
+		}
+	}
+	return sortUnmatched(out)
+}
+
+// Unmatched returns, in line order, the listed paths (cleaned, as Match returns them)
+// matched reports false for.
+func (s *SkipList) Unmatched(matched func(path string) bool) []Unmatched {
+	if s == nil {
+		return nil
+	}
+	var out []Unmatched
+	for p, l := range s.paths {
+		if !matched(p) {
+			out = append(out, Unmatched{s.name, l.line, l.text})
+		}
+	}
+	return sortUnmatched(out)
+}
+
+func sortUnmatched(us []Unmatched) []Unmatched {
+	slices.SortFunc(us, func(a, b Unmatched) int { return a.Line - b.Line })
+	return us
 }

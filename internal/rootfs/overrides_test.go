@@ -87,6 +87,10 @@ func TestParseOverridesErrors(t *testing.T) {
 		{"/a xattr.user.x=0xfg", "ov:1: xattr.user.x: bad hex value"},
 		{`/a xattr.user.x="a`, `ov:1: xattr.user.x: bad quoted string "a`},
 		{"/a xattr.user.x=" + strings.Repeat("x", maxLine), "ov: bufio.Scanner: token too long"},
+		// What Linux cannot set is refused at the line too.
+		{"/a xattr.user.x=0x" + strings.Repeat("00", 65537), `ov:1: xattr "user.x": value is 65537 bytes, more than the 65536 Linux allows`},
+		{"/a xattr.user." + strings.Repeat("n", 251) + "=1", `ov:1: xattr name "user.nnnnn`},
+		{"/a xattr.local.x=1", `ov:1: xattr "local.x": not in a namespace ext4 stores`},
 	}
 	for _, tt := range tests {
 		_, err := ParseOverrides(strings.NewReader(tt.in), "ov")
@@ -97,31 +101,32 @@ func TestParseOverridesErrors(t *testing.T) {
 }
 
 func TestSkipList(t *testing.T) {
-	s, err := ParseSkipList(strings.NewReader("# build leftovers\n/usr/share/doc\n\n  ./var/cache/  \nboot/vmlinuz\n"))
+	s, err := ParseSkipList(strings.NewReader("# build leftovers\n/usr/share/doc\n\n  ./var/cache/  \nboot/vmlinuz\n"), "skip")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var none *SkipList
 	tests := []struct {
-		path string
-		want bool
+		path   string
+		want   bool
+		listed string
 	}{
-		{".", false},
-		{"usr", false},
-		{"usr/share", false},
-		{"usr/share/doc", true},
-		{"usr/share/doc/x/y", true},
-		{"usr/share/docs", false},
-		{"var/cache", true},
-		{"var/cache/apt/archives", true},
-		{"boot/vmlinuz", true},
-		{"boot/vmlinuz.old", false},
+		{".", false, ""},
+		{"usr", false, ""},
+		{"usr/share", false, ""},
+		{"usr/share/doc", true, "usr/share/doc"},
+		{"usr/share/doc/x/y", true, "usr/share/doc"},
+		{"usr/share/docs", false, ""},
+		{"var/cache", true, "var/cache"},
+		{"var/cache/apt/archives", true, "var/cache"},
+		{"boot/vmlinuz", true, "boot/vmlinuz"},
+		{"boot/vmlinuz.old", false, ""},
 	}
 	for _, tt := range tests {
-		if got := s.Skip(tt.path); got != tt.want {
-			t.Errorf("Skip(%q) = %v, want %v", tt.path, got, tt.want)
+		if listed, ok := s.Match(tt.path); ok != tt.want || listed != tt.listed {
+			t.Errorf("Match(%q) = %q, %v; want %q, %v", tt.path, listed, ok, tt.listed, tt.want)
 		}
-		if none.Skip(tt.path) {
+		if _, ok := none.Match(tt.path); ok {
 			t.Errorf("nil SkipList skips %q", tt.path)
 		}
 	}
@@ -129,13 +134,45 @@ func TestSkipList(t *testing.T) {
 
 func TestParseSkipListErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"/a\n/../b", "line 2: /../b: path escapes the tree root"},
-		{"# all\n/", "line 2: /: cannot skip the root"},
-		{"./", "line 1: ./: cannot skip the root"},
+		{"/a\n/../b", "skip:2: /../b: path escapes the tree root"},
+		{"# all\n/", "skip:2: /: cannot skip the root"},
+		{"./", "skip:1: ./: cannot skip the root"},
 	}
 	for _, tt := range tests {
-		if _, err := ParseSkipList(strings.NewReader(tt.in)); err == nil || err.Error() != tt.want {
+		if _, err := ParseSkipList(strings.NewReader(tt.in), "skip"); err == nil || err.Error() != tt.want {
 			t.Errorf("ParseSkipList(%q): error %v, want %q", tt.in, err, tt.want)
 		}
+	}
+}
+
+// Unmatched lists, in line order and as written, the lines whose paths the caller did not
+// see matched.
+func TestUnmatched(t *testing.T) {
+	o, err := ParseOverrides(strings.NewReader("/usr/bin/sudo mode=4755\n\n./usr/bin/missing uid=0\n/etc/ gid=0\n/ mode=755\n"), "overrides.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSkipList(strings.NewReader("/var/cache\n# x\nvar/log/\n/var/cache\n"), "skip.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	matched := map[string]bool{"usr/bin/sudo": true, ".": true, "var/cache": true}
+	seen := func(p string) bool { return matched[p] }
+	var got []string
+	for _, u := range append(o.Unmatched(seen), s.Unmatched(seen)...) {
+		got = append(got, u.String())
+	}
+	want := []string{
+		`overrides.txt:3: "./usr/bin/missing" matches nothing in the tree`,
+		`overrides.txt:4: "/etc/" matches nothing in the tree`,
+		`skip.txt:3: "var/log/" matches nothing in the tree`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("unmatched:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var noO *Overrides
+	var noS *SkipList
+	if u := append(noO.Unmatched(seen), noS.Unmatched(seen)...); len(u) > 0 {
+		t.Errorf("nil lists have unmatched lines %v", u)
 	}
 }

@@ -211,6 +211,9 @@ func (s *tarSource) entry(hdr *tar.Header) (*Entry, error) {
 	return e, nil
 }
 
+// Name returns "": a tar stream has no name of its own (see OpenTarNamed).
+func (s *tarSource) Name() string { return "" }
+
 func (s *tarSource) Close() error {
 	if s.close == nil {
 		return nil
@@ -219,7 +222,7 @@ func (s *tarSource) Close() error {
 }
 
 // paxXattrs returns the extended attributes recorded in PAX records, sorted by name and
-// without empty names or values.
+// without empty values; an empty name is an error.
 func paxXattrs(recs map[string]string) ([]Xattr, error) {
 	vals := make(map[string]string)
 	for k, v := range recs {
@@ -244,9 +247,12 @@ func paxXattrs(recs map[string]string) ([]Xattr, error) {
 		}
 		vals[name] = string(val)
 	}
+	if _, ok := vals[""]; ok {
+		return nil, errors.New("PAX record for an xattr with an empty name")
+	}
 	var xs []Xattr
 	for name, v := range vals {
-		if name != "" && v != "" {
+		if v != "" {
 			xs = append(xs, Xattr{Name: name, Value: []byte(v)})
 		}
 	}
@@ -281,16 +287,17 @@ func damaged(what string, err error) error {
 	return fmt.Errorf("%s: %w (%s)", what, err, hint)
 }
 
-// namedReader prefixes the errors of a decompressor whose errors do not name it.
+// namedReader prefixes the errors of a reader, such as a decompressor, whose errors do not
+// name it.
 type namedReader struct {
-	r      io.Reader
-	format string
+	r    io.Reader
+	name string
 }
 
 func (r namedReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%s: %w", r.format, err)
+		err = fmt.Errorf("%s: %w", r.name, err)
 	}
 	return n, err
 }

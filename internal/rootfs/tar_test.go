@@ -263,6 +263,8 @@ func TestOpenTarErrors(t *testing.T) {
 		{"uid", makeTar(t, member{hdr: tar.Header{Name: "d", Typeflag: tar.TypeDir, Uid: 1 << 33}}), "tar member d: uid 8589934592 or gid 0 out of range"},
 		{"libarchive base64", makeTar(t, xattr("LIBARCHIVE.xattr.user.x", "!!")), "tar member f: PAX record LIBARCHIVE.xattr.user.x: bad base64"},
 		{"libarchive name", makeTar(t, xattr("LIBARCHIVE.xattr.user.%zz", "eA")), "tar member f: PAX record LIBARCHIVE.xattr.user.%zz: bad attribute name"},
+		{"empty xattr name", makeTar(t, xattr("SCHILY.xattr.", "v")), "tar member f: PAX record for an xattr with an empty name"},
+		{"empty libarchive xattr name", makeTar(t, xattr("LIBARCHIVE.xattr.", "dg")), "tar member f: PAX record for an xattr with an empty name"},
 		{"empty input", nil, "reading tarball: empty input"},
 		{"garbage", bytes.Repeat([]byte("x"), 1024), "reading tarball: archive/tar: invalid tar header (corrupt tarball?)"},
 		{"cut in data", good[:1024+512+100], "tar member usr/bin/x: unexpected EOF (truncated tarball?)"},

@@ -125,6 +125,9 @@ func (s *dirSource) entry(p string) (*Entry, error) {
 
 func (s *dirSource) Close() error { return nil }
 
+// Name returns the directory the tree is read from.
+func (s *dirSource) Name() string { return s.root }
+
 // readNames returns the names in directory dir, sorted bytewise.
 func readNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
