@@ -251,12 +251,12 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	p := &plan{m: m}
 	c := &m.Commit
 	var err error
-	if p.signers, err = loadKeys(m, c.SignKeys, "commit", "sign-keys"); err != nil {
+	if p.signers, err = loadKeys(ctx, m, c.SignKeys, "commit", "sign-keys"); err != nil {
 		return nil, err
 	}
 	p.sumSigners = p.signers
 	if len(m.Summary.SignKeys) > 0 {
-		if p.sumSigners, err = loadKeys(m, m.Summary.SignKeys, "summary", "sign-keys"); err != nil {
+		if p.sumSigners, err = loadKeys(ctx, m, m.Summary.SignKeys, "summary", "sign-keys"); err != nil {
 			return nil, err
 		}
 	} else if !m.Summary.Sign {
@@ -583,23 +583,12 @@ func imageStamp(o image.Options, outputs []string) ([]byte, error) {
 	return []byte(hex.EncodeToString(h.Sum(nil)) + "\n"), nil
 }
 
-// loadKeys loads signing keys given as files, file:// URIs or env://NAME.
-func loadKeys(m *Manifest, refs []string, path ...string) ([]*sign.Signer, error) {
+// loadKeys opens the signing keys named by key references (see sign.Open), relative
+// paths being relative to the manifest's directory; errors point at the key path.
+func loadKeys(ctx context.Context, m *Manifest, refs []string, path ...string) ([]*sign.Signer, error) {
 	var out []*sign.Signer
 	for _, ref := range refs {
-		var s *sign.Signer
-		var err error
-		switch {
-		case strings.HasPrefix(ref, "env://"):
-			name := strings.TrimPrefix(ref, "env://")
-			v, ok := os.LookupEnv(name)
-			if !ok {
-				return nil, m.errorAt(fmt.Sprintf("%s: $%s is not set", ref, name), path...)
-			}
-			s, err = sign.ParseSigner(ref, []byte(v))
-		default:
-			s, err = sign.LoadSigner(m.path(strings.TrimPrefix(ref, "file://")))
-		}
+		s, err := sign.Open(ctx, ref, filepath.Dir(m.file))
 		if err != nil {
 			return nil, m.errorAt(err.Error(), path...)
 		}
@@ -621,12 +610,8 @@ func UpdateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
 		opts.Timestamp = n
 	}
 	if len(signers) > 0 {
-		ks := make([]sign.KeySigner, len(signers))
-		for i, s := range signers {
-			ks[i] = s
-		}
 		opts.Sign = func(data []byte) ([][]byte, error) {
-			sigs, _, err := sign.Merge(data, nil, ks)
+			sigs, _, err := sign.Merge(data, nil, signers)
 			return sigs, err
 		}
 	}

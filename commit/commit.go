@@ -25,9 +25,9 @@ import (
 	"github.com/otakit/ota/internal/sign"
 )
 
-// Signer signs the bytes of a commit object with one ed25519 key, returning a 64-byte
-// signature.
-type Signer = sign.KeySigner
+// Signer is the one signer of commits, summaries, deltas and bundles: an ed25519 key in
+// memory or behind any crypto.Signer (a hardware token, a KMS).
+type Signer = sign.Signer
 
 // Options describes a commit.
 type Options struct {
@@ -58,7 +58,7 @@ type Options struct {
 	// reported in Result.Warnings.
 	Strict bool
 	// Signers sign the commit; their signatures go to the detached metadata.
-	Signers []Signer
+	Signers []*Signer
 	// CompressionLevel is the deflate level of archive repositories (default 6).
 	CompressionLevel int
 	// Workers is the number of hashing and compressing goroutines (default: one per CPU).
@@ -231,7 +231,7 @@ func commitMetadata(opts Options) []gvariant.DictEntry {
 // yet, keeping the signatures it has (see [sign.Merge]: one signature per key, so signing
 // again changes nothing). It returns how many signatures it added and rewrites the
 // detached metadata only when its signature list changed.
-func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, signers []Signer) (int, error) {
+func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, signers []*Signer) (int, error) {
 	if len(signers) == 0 {
 		return 0, nil
 	}

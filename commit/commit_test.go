@@ -197,8 +197,8 @@ func TestParentAndSignatures(t *testing.T) {
 		t.Fatal("first commit has a parent")
 	}
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	s, _ := sign.NewSigner(priv)
-	second, err := commitTar(t, repo, []member{{name: "f", body: "2"}}, Options{Signers: []Signer{s, s}})
+	s, _ := sign.FromCryptoSigner(priv)
+	second, err := commitTar(t, repo, []member{{name: "f", body: "2"}}, Options{Signers: []*Signer{s, s}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,8 +425,8 @@ func TestSigningIsIdempotent(t *testing.T) {
 	repo := newRepo(t)
 	ms := []member{{name: "f", body: "1"}}
 	_, priv, _ := ed25519.GenerateKey(nil)
-	s, _ := sign.NewSigner(priv)
-	opts := Options{NoParent: true, Signers: []Signer{s}}
+	s, _ := sign.FromCryptoSigner(priv)
+	opts := Options{NoParent: true, Signers: []*Signer{s}}
 	first, err := commitTar(t, repo, ms, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -452,15 +452,15 @@ func TestSigningIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := AddSignatures(repo, first.Commit, data, []Signer{s, s}); err != nil || n != 0 {
+	if n, err := AddSignatures(repo, first.Commit, data, []*Signer{s, s}); err != nil || n != 0 {
 		t.Fatalf("AddSignatures with the same key: %d added, %v", n, err)
 	}
 	if got := meta(); !bytes.Equal(got, want) {
 		t.Fatalf("signing again changed the .commitmeta: %d bytes, was %d", len(got), len(want))
 	}
 	_, priv2, _ := ed25519.GenerateKey(nil)
-	s2, _ := sign.NewSigner(priv2)
-	if n, err := AddSignatures(repo, first.Commit, data, []Signer{s, s2}); err != nil || n != 1 {
+	s2, _ := sign.FromCryptoSigner(priv2)
+	if n, err := AddSignatures(repo, first.Commit, data, []*Signer{s, s2}); err != nil || n != 1 {
 		t.Fatalf("AddSignatures with a second key: %d added, %v", n, err)
 	}
 	if sigs, err := Signatures(repo, first.Commit); err != nil || len(sigs) != 2 {

@@ -48,7 +48,7 @@ type Options struct {
 	Timestamp time.Time
 	// Signers, when set, wrap the superblock in a signed OSTSGNDT envelope (which ostree
 	// 2022.7 pull cannot read: use only for deltas applied by ota-client or offline).
-	Signers []Signer
+	Signers []*Signer
 	// Workers bounds the goroutines diffing and compressing (default: one per CPU).
 	Workers int
 	// Output, when set, names a file to write a self-contained delta (a bundle) to instead
@@ -58,8 +58,9 @@ type Options struct {
 	Progress progress.Reporter
 }
 
-// Signer signs bytes with one ed25519 key.
-type Signer = sign.KeySigner
+// Signer is the one signer of commits, summaries, deltas and bundles: an ed25519 key in
+// memory or behind any crypto.Signer (a hardware token, a KMS).
+type Signer = sign.Signer
 
 // Defaults of Options, as ostree static-delta generate uses them.
 const (
@@ -733,7 +734,7 @@ const signedMagic = 0x4F535453474E4454
 
 // signSuperblock wraps a superblock in the (taya{sv}) envelope of signed deltas, with one
 // signature per key.
-func signSuperblock(sb []byte, signers []Signer) ([]byte, error) {
+func signSuperblock(sb []byte, signers []*Signer) ([]byte, error) {
 	sigs, _, err := sign.Merge(sb, nil, signers)
 	if err != nil {
 		return nil, err
@@ -750,7 +751,7 @@ func signSuperblock(sb []byte, signers []Signer) ([]byte, error) {
 // carries a valid signature by one of signers' keys; a delta whose superblock is signed
 // carries only such commits, for the commit's own signature is what a device trusts (see
 // [ApplyOptions]). It returns nil when there are no signers.
-func checkSigned(c ostree.Checksum, commitBytes []byte, meta []gvariant.DictEntry, signers []Signer) error {
+func checkSigned(c ostree.Checksum, commitBytes []byte, meta []gvariant.DictEntry, signers []*Signer) error {
 	if len(signers) == 0 {
 		return nil
 	}

@@ -56,7 +56,7 @@ func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
 	}
 	opts, err := generationOptions(c, repo)
 	if err == nil {
-		opts.Signers, err = deltaSigners(c.StringSlice("sign-key"))
+		opts.Signers, err = loadSigners(c)
 	}
 	return repo, opts, err
 }
@@ -108,7 +108,7 @@ func deltaCommand() *cli.Command {
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
-			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this key `FILE`, whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
+			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this ed25519 `KEY` (as commit --sign-key), whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
 		Subcommands: []*cli.Command{deltaApplyCommand(), deltaShowCommand()},
 		Action: func(c *cli.Context) error {
@@ -139,15 +139,6 @@ func printDeltaResult(c *cli.Context, res *delta.Result, start time.Time) error 
 	}
 	fmt.Fprintf(c.App.Writer, "%s: %d part(s), %d bytes in %s\n", name, len(res.Superblock.Parts), res.Size, res.Dir)
 	return nil
-}
-
-func deltaSigners(paths []string) ([]delta.Signer, error) {
-	signers, err := loadSigners(paths)
-	var out []delta.Signer
-	for _, s := range signers {
-		out = append(out, s)
-	}
-	return out, err
 }
 
 func loadPubkeys(paths []string) ([]ed25519.PublicKey, error) {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -67,7 +68,7 @@ func isForge(t *testing.T, in, out, key string, edit func([]gvariant.DictEntry) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := sign.LoadSigner(key)
+	s, err := sign.Open(context.Background(), key, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/otakit/ota/internal/sign"
 	"github.com/urfave/cli/v2"
 )
 
@@ -59,5 +60,4 @@ func newApp() *cli.App {
 var repoFlag = &cli.StringFlag{Name: "repo", Usage: "repository `DIR`", Required: true}
 
 // signKeyFlag is the repeatable --sign-key flag.
-var signKeyFlag = &cli.StringSliceFlag{Name: "sign-key", Usage: "ed25519 private key `FILE` (PEM PKCS#8, " +
-	"encrypted PEM with the passphrase in $OTA_SIGN_PASSPHRASE, or an OSTree base64 key file); repeatable"}
+var signKeyFlag = &cli.StringSliceFlag{Name: "sign-key", Usage: "ed25519 signing `KEY`: " + sign.KeyRefSyntax + "; repeatable"}

@@ -146,13 +146,11 @@ func runCommit(c *cli.Context) error {
 			return err
 		}
 	}
-	signers, err := loadSigners(c.StringSlice("sign-key"))
+	signers, err := loadSigners(c)
 	if err != nil {
 		return err
 	}
-	for _, s := range signers {
-		opts.Signers = append(opts.Signers, s)
-	}
+	opts.Signers = signers
 	src, err := openTree(c.String("tree"))
 	if err != nil {
 		return err
@@ -239,10 +237,11 @@ func withFile(p string, fn func(io.Reader) error) error {
 	return fn(f)
 }
 
-func loadSigners(paths []string) ([]*sign.Signer, error) {
+// loadSigners opens the keys of the --sign-key flags (see sign.Open).
+func loadSigners(c *cli.Context) ([]*sign.Signer, error) {
 	var out []*sign.Signer
-	for _, p := range paths {
-		s, err := sign.LoadSigner(p)
+	for _, ref := range c.StringSlice("sign-key") {
+		s, err := sign.Open(c.Context, ref, "")
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +261,7 @@ func summaryCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			signers, err := loadSigners(c.StringSlice("sign-key"))
+			signers, err := loadSigners(c)
 			if err != nil {
 				return err
 			}

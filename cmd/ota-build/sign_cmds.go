@@ -56,7 +56,7 @@ func signCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			signers, err := loadSigners(c.StringSlice("sign-key"))
+			signers, err := loadSigners(c)
 			if err != nil {
 				return err
 			}
@@ -72,11 +72,7 @@ func signCommand() *cli.Command {
 				return err
 			}
 			defer unlock()
-			var ss []commit.Signer
-			for _, s := range signers {
-				ss = append(ss, s)
-			}
-			_, err = commit.AddSignatures(repo, cs, data, ss)
+			_, err = commit.AddSignatures(repo, cs, data, signers)
 			return err
 		},
 	}

@@ -495,6 +495,28 @@ func TestSignEncryptedKey(t *testing.T) {
 	}
 }
 
+// sigSummarySigs returns the ed25519 signatures in a repository's summary.sig.
+func sigSummarySigs(t *testing.T, repo string) [][]byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repo, "summary.sig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := ostree.ParseMetadata(raw)
+	if err != nil {
+		t.Fatalf("summary.sig is not an a{sv}: %v", err)
+	}
+	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
+	if !ok || v.Type != "aay" {
+		t.Fatalf("summary.sig has no aay %s: %+v", ostree.SignEd25519Key, meta)
+	}
+	var sigs [][]byte
+	for _, s := range v.Value.([]any) {
+		sigs = append(sigs, s.([]byte))
+	}
+	return sigs
+}
+
 // TestSignSummary: `ota-build summary --sign-key` (and a commit with --sign-key, which
 // regenerates the summary) writes summary.sig, an a{sv} whose ostree.sign.ed25519 entry holds
 // one signature per key that libsodium verifies over the exact summary file bytes, and that
@@ -534,22 +556,7 @@ func TestSignSummary(t *testing.T) {
 			tc.run(t, repo, tree, keys)
 
 			summaryPath := filepath.Join(repo, "summary")
-			raw, err := os.ReadFile(filepath.Join(repo, "summary.sig"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			meta, err := ostree.ParseMetadata(raw)
-			if err != nil {
-				t.Fatalf("summary.sig is not an a{sv}: %v", err)
-			}
-			v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
-			if !ok || v.Type != "aay" {
-				t.Fatalf("summary.sig has no aay %s: %+v", ostree.SignEd25519Key, meta)
-			}
-			var sigs [][]byte
-			for _, s := range v.Value.([]any) {
-				sigs = append(sigs, s.([]byte))
-			}
+			sigs := sigSummarySigs(t, repo)
 			if len(sigs) != len(keys) {
 				t.Fatalf("summary.sig holds %d signatures, want %d", len(sigs), len(keys))
 			}

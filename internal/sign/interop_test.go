@@ -62,7 +62,7 @@ for line in sys.stdin:
 `
 
 func TestLibsodiumVerifiesSignatures(t *testing.T) {
-	s, err := NewSigner(testKey(7))
+	s, err := FromCryptoSigner(testKey(7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestLibsodiumKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s, err := LoadSigner(writeFile(t, dir, "secret.ed25519", lines[0]+"\n"))
+	s, err := loadSigner(writeFile(t, dir, "secret.ed25519", lines[0]+"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestOpenSSLKeys(t *testing.T) {
 	openssl(t, "pkey", "-in", plain, "-aes-256-cbc", "-passout", "pass:"+testPass, "-out", encrypted)
 
 	setPassphrase(t, "", true)
-	s, err := LoadSigner(plain)
+	s, err := loadSigner(plain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,13 +192,13 @@ func TestOpenSSLKeys(t *testing.T) {
 		t.Fatalf("%s holds %x, want [%x]", pubFile, pubs, s.PublicKey())
 	}
 
-	_, err = LoadSigner(encrypted)
+	_, err = loadSigner(encrypted)
 	checkErr(t, err, encrypted, "set "+PassphraseEnv)
 	setPassphrase(t, "wrong", false)
-	_, err = LoadSigner(encrypted)
+	_, err = loadSigner(encrypted)
 	checkErr(t, err, encrypted, "wrong passphrase")
 	setPassphrase(t, testPass, false)
-	es, err := LoadSigner(encrypted)
+	es, err := loadSigner(encrypted)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ const (
 //
 //   - prefix+".key", the private key, mode 0600: PEM "PRIVATE KEY" (PKCS#8),
 //     or, if passphrase is not empty, sigstore's "ENCRYPTED SIGSTORE PRIVATE
-//     KEY" encrypted with passphrase ([LoadSigner] then needs it in
+//     KEY" encrypted with passphrase ([Open] then needs it in
 //     [PassphraseEnv]);
 //   - prefix+".pub", the public key, mode 0644: PEM "PUBLIC KEY" (PKIX);
 //   - prefix+".ostree.pub", the public key, mode 0644: one line of base64 as

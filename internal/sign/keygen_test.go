@@ -65,7 +65,7 @@ func TestGenerateKey(t *testing.T) {
 			if block, _ := pem.Decode(data); block == nil || block.Type != tt.pemType {
 				t.Fatalf("private key file is not PEM %q:\n%s", tt.pemType, data)
 			}
-			s, err := LoadSigner(prefix + PrivateKeySuffix)
+			s, err := loadSigner(prefix + PrivateKeySuffix)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,10 +91,10 @@ func TestGenerateKey(t *testing.T) {
 
 			if tt.pass != "" {
 				setPassphrase(t, "not "+tt.pass, false)
-				_, err := LoadSigner(prefix + PrivateKeySuffix)
+				_, err := loadSigner(prefix + PrivateKeySuffix)
 				checkErr(t, err, prefix+PrivateKeySuffix, "wrong passphrase")
 				setPassphrase(t, "", true)
-				_, err = LoadSigner(prefix + PrivateKeySuffix)
+				_, err = loadSigner(prefix + PrivateKeySuffix)
 				checkErr(t, err, prefix+PrivateKeySuffix, PassphraseEnv)
 			}
 		})

@@ -6,13 +6,6 @@ import (
 	"slices"
 )
 
-// A KeySigner signs messages with one ed25519 key and tells which key that is. [*Signer]
-// is one.
-type KeySigner interface {
-	Sign(msg []byte) ([]byte, error)
-	PublicKey() ed25519.PublicKey
-}
-
 // Merge returns the signature list sigs, signatures of msg, with one signature by each of
 // signers whose key has none in it yet, and how many signatures it added. It is how every
 // signature list (a commit's detached metadata, summary.sig, a signed superblock) gets
@@ -25,7 +18,7 @@ type KeySigner interface {
 // signatures (the same bytes twice, or a second one by the same signer's key) are dropped.
 // The order of sigs is kept and new signatures follow, in the order of signers: the
 // result equals sigs exactly when added is 0 and it has len(sigs) elements.
-func Merge(msg []byte, sigs [][]byte, signers []KeySigner) (out [][]byte, added int, err error) {
+func Merge(msg []byte, sigs [][]byte, signers []*Signer) (out [][]byte, added int, err error) {
 	var have []ed25519.PublicKey // keys with a signature in out
 	covered := func(pub ed25519.PublicKey) bool {
 		return slices.ContainsFunc(have, func(h ed25519.PublicKey) bool { return h.Equal(pub) })

@@ -1,5 +1,5 @@
 // Package sign loads, generates and uses the ed25519 keys that sign OSTree
-// commits and summary files.
+// commits, summary files and static deltas.
 //
 // Signatures follow OSTree's "ed25519" sign engine (OSTree 2022.7): pure
 // Ed25519 (RFC 8032, libsodium crypto_sign_detached) over the exact bytes of a
@@ -7,9 +7,17 @@
 // with keys and raw signatures over byte slices; storing signatures in detached
 // metadata (key "ostree.sign.ed25519") is left to the caller.
 //
+// # Signers and key references
+//
+// One type, [Signer], signs everything; it signs through any [crypto.Signer]
+// holding an ed25519 key ([FromCryptoSigner]). [Open] parses the one key
+// reference syntax of the command line and the manifest: a path, file://PATH,
+// env://NAME or a KMS URI (hashivault://NAME).
+//
 // # Key files
 //
-// Private keys are read by [LoadSigner] from any of:
+// Private key files, named by a path or file://PATH, or held in an environment
+// variable (env://NAME), are any of:
 //
 //   - a PEM "PRIVATE KEY" block (PKCS#8), as written by [GenerateKey] without
 //     a passphrase or by "openssl genpkey -algorithm ed25519";
@@ -31,9 +39,12 @@ package sign
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/rsa"
 	"encoding/asn1"
 	"encoding/base64"
@@ -44,7 +55,6 @@ import (
 	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature"
 )
 
 // PassphraseEnv is the name of the environment variable that holds the
@@ -61,20 +71,35 @@ var (
 	ErrBadSignature = errors.New("sign: no valid signature")
 )
 
-// A Signer signs messages with an ed25519 private key. It is safe for
-// concurrent use.
+// A Signer signs messages with one ed25519 key, held in memory or behind any
+// [crypto.Signer]: a hardware token or a KMS (see [Open]) plugs in through
+// [FromCryptoSigner]. It is safe for concurrent use if its crypto.Signer is.
 type Signer struct {
-	sv  *signature.ED25519SignerVerifier
-	pub ed25519.PublicKey
+	cs   crypto.Signer
+	pub  ed25519.PublicKey
+	name string // the key's reference or public key, for errors
 }
 
-// NewSigner returns a Signer for the private key priv.
-func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
-	sv, err := signature.LoadED25519SignerVerifier(priv)
-	if err != nil {
-		return nil, err
+// FromCryptoSigner returns a Signer that signs through cs, whose public key must
+// be ed25519 and which must sign as [ed25519.PrivateKey] does: pure Ed25519 of
+// the whole message with crypto.Hash(0) as options. An [ed25519.PrivateKey] is
+// one.
+func FromCryptoSigner(cs crypto.Signer) (*Signer, error) {
+	return fromCryptoSigner("", cs)
+}
+
+// fromCryptoSigner is FromCryptoSigner for the key named name in errors
+// (empty: the base64 public key).
+func fromCryptoSigner(name string, cs crypto.Signer) (*Signer, error) {
+	if priv, ok := cs.(ed25519.PrivateKey); ok && len(priv) != ed25519.PrivateKeySize {
+		// Its Public method would panic.
+		return nil, fmt.Errorf("%s: ed25519 private key is %d bytes, want %d", cmp.Or(name, "sign"), len(priv), ed25519.PrivateKeySize)
 	}
-	return &Signer{sv: sv, pub: priv.Public().(ed25519.PublicKey)}, nil
+	pub, ok := cs.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, unsupported(cmp.Or(name, "sign"), cs.Public())
+	}
+	return &Signer{cs: cs, pub: pub, name: cmp.Or(name, "ed25519 key "+EncodeBase64Public(pub))}, nil
 }
 
 // PublicKey returns the public key that verifies the signer's signatures.
@@ -83,10 +108,33 @@ func (s *Signer) PublicKey() ed25519.PublicKey {
 }
 
 // Sign returns the 64-byte Ed25519 signature of msg, as OSTree stores it
-// under "ostree.sign.ed25519".
+// under "ostree.sign.ed25519". It checks the signature with the public key, so
+// that a device signing with another key or another scheme (Ed25519ph) fails
+// here, naming the key, rather than on the devices.
 func (s *Signer) Sign(msg []byte) ([]byte, error) {
-	return s.sv.SignMessage(bytes.NewReader(msg))
+	sig, err := s.cs.Sign(rand.Reader, msg, crypto.Hash(0))
+	if err != nil {
+		return nil, &signerError{s.name, err}
+	}
+	if !ed25519.Verify(s.pub, msg, sig) {
+		return nil, fmt.Errorf("%s: its signature does not verify with its public key (not pure Ed25519?)", s.name)
+	}
+	return sig, nil
 }
+
+// A signerError is an error from a crypto.Signer or a KMS, on one line and
+// naming the key.
+type signerError struct {
+	name string
+	err  error
+}
+
+func (e *signerError) Error() string {
+	// KMS clients (Vault's among them) report HTTP errors on several lines.
+	return e.name + ": " + strings.Join(strings.Fields(e.err.Error()), " ")
+}
+
+func (e *signerError) Unwrap() error { return e.err }
 
 // Verify reports whether any of sigs is a valid signature of msg by any of
 // pubs. It returns nil on the first match, an error wrapping [ErrNoSignatures]
@@ -115,26 +163,26 @@ func EncodeBase64Public(pub ed25519.PublicKey) string {
 	return base64.StdEncoding.EncodeToString(pub)
 }
 
-// LoadSigner reads the private key file at path (see the package
+// loadSigner reads the private key file at path (see the package
 // documentation for the formats) and returns a Signer for it. An encrypted
 // key is decrypted with the passphrase in the environment variable
 // [PassphraseEnv]. Errors name path.
-func LoadSigner(path string) (*Signer, error) {
+func loadSigner(path string) (*Signer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return ParseSigner(path, data)
+	return parseSigner(path, data)
 }
 
-// ParseSigner returns a Signer for a private key held in memory, in any format LoadSigner
-// reads; name identifies the key in errors (e.g. "env://OTA_SIGNING_KEY").
-func ParseSigner(name string, data []byte) (*Signer, error) {
+// parseSigner returns a Signer for the private key file data; name
+// identifies the key in errors (e.g. "env://OTA_SIGNING_KEY").
+func parseSigner(name string, data []byte) (*Signer, error) {
 	priv, err := parsePrivate(name, data)
 	if err != nil {
 		return nil, err
 	}
-	return NewSigner(priv)
+	return fromCryptoSigner(name, priv)
 }
 
 // LoadPublicKeys reads the public keys in the file at path: a PEM public key,

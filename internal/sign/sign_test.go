@@ -2,12 +2,14 @@ package sign
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -195,7 +197,7 @@ func TestLoadSigner(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			setPassphrase(t, tt.pass, tt.noPass)
 			path := writeFile(t, t.TempDir(), "signing.key", tt.data)
-			s, err := LoadSigner(path)
+			s, err := loadSigner(path)
 			if tt.wantErr != "" {
 				checkErr(t, err, path, tt.wantErr)
 				return
@@ -220,19 +222,19 @@ func TestLoadSigner(t *testing.T) {
 func TestLoadSignerWrongPassphraseMessage(t *testing.T) {
 	setPassphrase(t, "wrong", false)
 	path := writeFile(t, t.TempDir(), "release.key", newFixtures(t).encrypted)
-	_, err := LoadSigner(path)
+	_, err := loadSigner(path)
 	want := path + ": wrong passphrase (from " + PassphraseEnv + ")"
 	if err == nil || err.Error() != want {
-		t.Fatalf("LoadSigner() error = %v, want %q", err, want)
+		t.Fatalf("loadSigner() error = %v, want %q", err, want)
 	}
 }
 
 func TestLoadMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "absent.key")
-	_, err := LoadSigner(path)
+	_, err := loadSigner(path)
 	checkErr(t, err, path, "no such file")
 	if !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("LoadSigner() error %v is not fs.ErrNotExist", err)
+		t.Errorf("loadSigner() error %v is not fs.ErrNotExist", err)
 	}
 	_, err = LoadPublicKeys(path)
 	checkErr(t, err, path, "no such file")
@@ -308,7 +310,7 @@ func TestLoadPublicKeys(t *testing.T) {
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
-	s, err := NewSigner(testKey(1))
+	s, err := FromCryptoSigner(testKey(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,9 +343,48 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNewSignerInvalid(t *testing.T) {
-	if _, err := NewSigner(make(ed25519.PrivateKey, 10)); err == nil {
-		t.Fatal("NewSigner(10-byte key) succeeded")
+// TestFromCryptoSigner: a crypto.Signer is accepted only with an ed25519 public key, and
+// Sign refuses a signature that does not verify with it: one by another key, or Ed25519ph
+// (a device that hashes first), naming the key on one line.
+func TestFromCryptoSigner(t *testing.T) {
+	k1, k2 := testKey(1), testKey(2)
+	name := "ed25519 key " + EncodeBase64Public(pubOf(k1))
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		cs   crypto.Signer
+		want string
+	}{
+		{"ECDSA key", ecKey, "sign: only ed25519 keys are supported (got ECDSA)"},
+		{"10-byte ed25519 key", make(ed25519.PrivateKey, 10), "sign: ed25519 private key is 10 bytes, want 64"},
+	} {
+		if _, err := FromCryptoSigner(tt.cs); err == nil || err.Error() != tt.want {
+			t.Errorf("%s: FromCryptoSigner() error = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	msg := []byte("commit bytes")
+	for _, tt := range []struct {
+		name string
+		sign func([]byte) ([]byte, error)
+		want string
+	}{
+		{"another key", func(m []byte) ([]byte, error) { return ed25519.Sign(k2, m), nil }, "does not verify"},
+		{"Ed25519ph", func(m []byte) ([]byte, error) {
+			h := sha512.Sum512(m)
+			return k1.Sign(nil, h[:], &ed25519.Options{Hash: crypto.SHA512})
+		}, "does not verify"},
+		{"short signature", func(m []byte) ([]byte, error) { return ed25519.Sign(k1, m)[:63], nil }, "does not verify"},
+		{"failing device", func([]byte) ([]byte, error) { return nil, errors.New("token\nremoved") }, "token removed"},
+	} {
+		_, err := mustSigner(t, fixedSigner{pubOf(k1), tt.sign}).Sign(msg)
+		checkErr(t, err, name, tt.want)
+	}
+	good, err := mustSigner(t, fixedSigner{pubOf(k1), func(m []byte) ([]byte, error) { return ed25519.Sign(k1, m), nil }}).Sign(msg)
+	if err != nil || !ed25519.Verify(pubOf(k1), msg, good) {
+		t.Errorf("Sign() through a crypto.Signer = %x, %v", good, err)
 	}
 }
 
