@@ -456,6 +456,9 @@ func (c *bootConv) osRelease() error {
 	}
 	defer obj.Close()
 	data, err := io.ReadAll(io.LimitReader(obj, 1<<20))
+	if err == nil {
+		_, err = io.Copy(io.Discard, obj) // to the end, which verifies the object
+	}
 	if err != nil {
 		return fmt.Errorf("reading os-release: %w", err)
 	}

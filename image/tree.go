@@ -185,9 +185,9 @@ func fileData(p string, size int64) func(io.Writer) error {
 	}
 }
 
-// objectData returns a Data function writing content object c of src. Like `ostree
-// pull-local`, it trusts the local repository and does not checksum the object again
-// (`ota-build fsck` does).
+// objectData returns a Data function writing content object c of src. OpenContent's reader
+// verifies the object as the image is written: for a corrupt object, the read that would
+// complete it fails, and so does the image.
 func objectData(src *ostree.Repo, c ostree.Checksum, size int64) func(io.Writer) error {
 	return func(w io.Writer) error {
 		o, err := src.OpenContent(c)
@@ -198,9 +198,7 @@ func objectData(src *ostree.Repo, c ostree.Checksum, size int64) func(io.Writer)
 		if o.Size != size {
 			return fmt.Errorf("object %s: %d bytes, was %d", c, o.Size, size)
 		}
-		if _, err := io.Copy(w, o); err != nil {
-			return fmt.Errorf("object %s: %w", c, err)
-		}
-		return nil
+		_, err = io.Copy(w, o)
+		return err
 	}
 }

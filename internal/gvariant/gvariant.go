@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 )
 
 // Variant is a value of type "v": a value together with its own type string.
@@ -75,8 +76,40 @@ func next(sig string) (string, string, error) {
 	return "", "", fmt.Errorf("gvariant: unsupported type code %q", sig[0])
 }
 
-// members splits the inside of a tuple or dict-entry type into its member types.
+// memberCache holds what members returned, by type: objects are encoded and decoded by
+// the thousand with a handful of types. It is bounded, as variants in the data being
+// decoded bring types of their own.
+var memberCache struct {
+	sync.RWMutex
+	m map[string][]string
+}
+
+const memberCacheSize = 256
+
+// members splits the inside of a tuple or dict-entry type into its member types. The
+// result is shared: callers must not modify it.
 func members(t string) ([]string, error) {
+	memberCache.RLock()
+	ms, ok := memberCache.m[t]
+	memberCache.RUnlock()
+	if ok {
+		return ms, nil
+	}
+	ms, err := splitMembers(t)
+	if err == nil {
+		memberCache.Lock()
+		if memberCache.m == nil {
+			memberCache.m = map[string][]string{}
+		}
+		if len(memberCache.m) < memberCacheSize {
+			memberCache.m[t] = ms
+		}
+		memberCache.Unlock()
+	}
+	return ms, err
+}
+
+func splitMembers(t string) ([]string, error) {
 	inner := t[1 : len(t)-1]
 	var out []string
 	for inner != "" {

@@ -234,9 +234,13 @@ type ContentObject struct {
 	Header FileHeader
 	// Size is the content length (0 for symlinks).
 	Size int64
-	// Reader streams the content; empty for symlinks.
+	// Reader streams the content; empty for symlinks. For objects opened by OpenContent
+	// it verifies the object as it goes (see OpenContent).
 	io.Reader
 	closer io.Closer
+	// exact is set when the source cannot hold more than Size bytes (a file whose size
+	// is Size), so the verifier need not look for more.
+	exact bool
 }
 
 // Close releases the object's file.
@@ -247,15 +251,44 @@ func (o *ContentObject) Close() error {
 	return o.closer.Close()
 }
 
-// OpenContent opens a stored content object in any repository mode.
+// OpenContent opens a stored content object in any repository mode, for reading its
+// content, which it verifies: the Read that completes the content (Size bytes) yields
+// nothing but a *CorruptError when the SHA-256 of header and content, as ContentChecksum
+// defines it, is not c, or when the object holds less or more content than its header
+// says. Objects without content (symlinks, empty files) are verified here. Callers that
+// produce anything from an object must read all of its content, so that what they
+// produce has been verified: reading stopped short verifies nothing.
+//
+// Every mode is verified, bare ones too although their objects are plain files, as
+// `ostree pull-local --untrusted` and every HTTP pull do: a flipped bit on disk would
+// otherwise go into every image, delta and deployment made from the repository, signed.
+// Hashing (SHA-256 at 1.5 GB/s on one core with SHA-NI) costs a fraction of inflating an
+// archive object, though several times the copy of a bare one.
 func (r *Repo) OpenContent(c Checksum) (*ContentObject, error) {
+	o, err := r.openContent(c, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.verify(c); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// openContent opens a content object without verifying it; advise asks the kernel to read
+// the object ahead, for callers that read the content soon after.
+func (r *Repo) openContent(c Checksum, advise bool) (*ContentObject, error) {
 	p := r.ObjectPath(c, ObjFile)
 	if r.Mode == ModeBare || r.Mode == ModeBareUserOnly {
-		return openBare(p)
+		return openBare(p, r.Mode == ModeBareUserOnly)
 	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
+	}
+	if advise {
+		unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED) // only advice: errors do not matter
 	}
 	o, err := r.openFile(f)
 	if err != nil {
@@ -280,7 +313,7 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := &ContentObject{Header: m, Size: st.Size(), Reader: f, closer: f}
+		o := &ContentObject{Header: m, Size: st.Size(), Reader: f, closer: f, exact: true}
 		if m.IsSymlink() {
 			target, err := io.ReadAll(io.LimitReader(f, 1<<16))
 			if err != nil {
@@ -307,7 +340,7 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &ContentObject{Header: h, Size: int64(size), closer: f, Reader: bytes.NewReader(nil)}
+	o := &ContentObject{Header: h, closer: f, Reader: bytes.NewReader(nil), exact: true}
 	if !h.IsSymlink() {
 		in := inflaters.get(func() *inflater { return &inflater{br: bufio.NewReaderSize(nil, 64<<10)} })
 		in.br.Reset(f)
@@ -316,7 +349,8 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 		} else if err := in.fr.(flate.Resetter).Reset(in.br, nil); err != nil {
 			return nil, err
 		}
-		o.Reader = io.LimitReader(in.fr, int64(size))
+		// The stream may inflate to more than size: only the verifier's reads stop at it.
+		o.Size, o.Reader, o.exact = int64(size), in.fr, false
 		o.closer = closeFunc(func() error {
 			inflaters.put(in)
 			return f.Close()
@@ -341,43 +375,40 @@ func (f closeFunc) Close() error { return f() }
 
 // ReadHeader returns a content object's header and content size without reading the
 // content. It asks the kernel to read the object ahead, for callers that read the content
-// soon after.
+// soon after. An object without content (a symlink or an empty file) is verified, as its
+// header is all there is of it; the content of others is verified by OpenContent.
 func (r *Repo) ReadHeader(c Checksum) (FileHeader, int64, error) {
-	if r.Mode == ModeBare || r.Mode == ModeBareUserOnly {
-		o, err := r.OpenContent(c)
-		if err != nil {
-			return FileHeader{}, 0, err
-		}
-		o.Close()
-		return o.Header, o.Size, nil
-	}
-	p := r.ObjectPath(c, ObjFile)
-	f, err := os.Open(p)
+	return r.header(c, true)
+}
+
+// header is ReadHeader, with the read-ahead advice optional.
+func (r *Repo) header(c Checksum, advise bool) (FileHeader, int64, error) {
+	o, err := r.openContent(c, advise)
 	if err != nil {
 		return FileHeader{}, 0, err
 	}
-	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED) // only advice: errors do not matter
-	o, err := r.openFile(f)
-	if err != nil {
-		f.Close()
-		return FileHeader{}, 0, fmt.Errorf("%s: %w", p, err)
+	defer o.Close()
+	if o.Size == 0 {
+		if err := o.verify(c); err != nil {
+			return FileHeader{}, 0, err
+		}
 	}
-	return o.Header, o.Size, o.Close() // closes f
+	return o.Header, o.Size, nil
 }
 
 // ReadContent returns a content object's header and its whole content, which is empty for
-// symlinks (the target is in the header).
+// symlinks (the target is in the header), verified as OpenContent does.
 func (r *Repo) ReadContent(c Checksum) (FileHeader, []byte, error) {
 	obj, err := r.OpenContent(c)
 	if err != nil {
 		return FileHeader{}, nil, err
 	}
 	defer obj.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, obj.Size))
-	if _, err := io.Copy(buf, obj); err != nil {
-		return obj.Header, nil, fmt.Errorf("object %s: %w", c, err)
+	buf := make([]byte, obj.Size)
+	if _, err := io.ReadFull(obj, buf); err != nil {
+		return obj.Header, nil, err
 	}
-	return obj.Header, buf.Bytes(), nil
+	return obj.Header, buf, nil
 }
 
 // ParseDirMetaLike parses the (uuua(ayay)) user.ostreemeta xattr of a bare-user object into
@@ -394,29 +425,34 @@ func ParseDirMetaLike(data []byte) (FileHeader, error) {
 }
 
 // openBare opens an object of a bare or bare-user-only repository, whose metadata is the
-// file's own.
-func openBare(p string) (*ContentObject, error) {
+// file's own. In bare-user-only repositories, as in ostree, owners are 0 and xattrs are
+// none (what commits to them record), whoever owns the files and whatever labels the
+// filesystem gives them.
+func openBare(p string, userOnly bool) (*ContentObject, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		return nil, &os.PathError{Op: "lstat", Path: p, Err: err}
 	}
-	h := FileHeader{UID: st.Uid, GID: st.Gid, Mode: st.Mode}
-	xattrs, err := ReadXattrs(p)
-	if err != nil {
-		return nil, err
+	h := FileHeader{Mode: st.Mode}
+	if !userOnly {
+		xattrs, err := ReadXattrs(p)
+		if err != nil {
+			return nil, err
+		}
+		h.UID, h.GID, h.Xattrs = st.Uid, st.Gid, xattrs
 	}
-	h.Xattrs = xattrs
+	var err error
 	if h.IsSymlink() {
 		if h.LinkTarget, err = os.Readlink(p); err != nil {
 			return nil, err
 		}
-		return &ContentObject{Header: h, Reader: bytes.NewReader(nil)}, h.Validate()
+		return &ContentObject{Header: h, Reader: bytes.NewReader(nil), exact: true}, h.Validate()
 	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
-	return &ContentObject{Header: h, Size: st.Size, Reader: f, closer: f}, h.Validate()
+	return &ContentObject{Header: h, Size: st.Size, Reader: f, closer: f, exact: true}, h.Validate()
 }
 
 // ReadXattrs returns the extended attributes of a path (not following symlinks), sorted by

@@ -67,6 +67,12 @@ func (t ObjectType) String() string {
 	return fmt.Sprintf("objtype(%d)", uint8(t))
 }
 
+// selfNamed reports whether objects of this type are named by the SHA-256 of their bytes
+// as stored (content objects are named by that of their canonical stream instead).
+func (t ObjectType) selfNamed() bool {
+	return t == ObjDirTree || t == ObjDirMeta || t == ObjCommit
+}
+
 // IsMeta reports whether objects of this type are GVariant metadata stored verbatim.
 func (t ObjectType) IsMeta() bool { return t != ObjFile }
 

@@ -158,9 +158,17 @@ func (r *Repo) HasObject(c Checksum, t ObjectType) bool {
 	return err == nil
 }
 
-// ReadObject returns the bytes of a stored metadata object.
+// ReadObject returns the bytes of a stored metadata object. Those of dirtrees, dirmetas and
+// commits, named by their SHA-256, are verified: a mismatch is a *CorruptError.
 func (r *Repo) ReadObject(t ObjectType, c Checksum) ([]byte, error) {
-	return os.ReadFile(r.ObjectPath(c, t))
+	data, err := os.ReadFile(r.ObjectPath(c, t))
+	if err != nil {
+		return nil, err
+	}
+	if t.selfNamed() && Sum(data) != c {
+		return nil, &CorruptError{Type: t, Checksum: c, Reason: "checksum mismatch"}
+	}
+	return data, nil
 }
 
 // WriteObject stores a metadata object and returns its checksum. An object already present
@@ -179,17 +187,17 @@ func (r *Repo) WriteObject(t ObjectType, data []byte) (Checksum, error) {
 // ReadCommit loads and parses a commit object, returning its raw bytes too.
 func (r *Repo) ReadCommit(c Checksum) (Commit, []byte, error) {
 	data, err := r.ReadObject(ObjCommit, c)
-	if err != nil {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		return Commit{}, nil, err // names the commit
+	} else if err != nil {
 		return Commit{}, nil, fmt.Errorf("commit %s: %w", c, err)
-	}
-	if Sum(data) != c {
-		return Commit{}, nil, fmt.Errorf("commit %s: object is corrupt (checksum mismatch)", c)
 	}
 	cm, err := ParseCommit(data)
 	return cm, data, err
 }
 
-// ReadDirTree loads a dirtree object.
+// ReadDirTree loads and verifies a dirtree object.
 func (r *Repo) ReadDirTree(c Checksum) (DirTree, error) {
 	data, err := r.ReadObject(ObjDirTree, c)
 	if err != nil {
@@ -198,7 +206,7 @@ func (r *Repo) ReadDirTree(c Checksum) (DirTree, error) {
 	return ParseDirTree(data)
 }
 
-// ReadDirMeta loads a dirmeta object.
+// ReadDirMeta loads and verifies a dirmeta object.
 func (r *Repo) ReadDirMeta(c Checksum) (DirMeta, error) {
 	data, err := r.ReadObject(ObjDirMeta, c)
 	if err != nil {

@@ -50,12 +50,11 @@ func (r *Repo) Walk(commit Checksum, start string, recursive bool, fn func(TreeE
 }
 
 func (r *Repo) visitFile(p string, c Checksum, fn func(TreeEntry) error) error {
-	obj, err := r.OpenContent(c)
+	h, size, err := r.header(c, false)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
-	obj.Close()
-	return fn(TreeEntry{Path: p, Header: &obj.Header, Size: obj.Size, Checksum: c})
+	return fn(TreeEntry{Path: p, Header: &h, Size: size, Checksum: c})
 }
 
 func (r *Repo) walkDir(p string, tree, meta Checksum, recursive, top bool, fn func(TreeEntry) error) error {

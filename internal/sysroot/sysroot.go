@@ -7,7 +7,6 @@ package sysroot
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -499,18 +498,12 @@ func copyMeta(src, dst *ostree.Repo, t ostree.ObjectType, c ostree.Checksum) err
 	if dst.HasObject(c, t) {
 		return nil
 	}
-	data, err := src.ReadObject(t, c)
+	data, err := src.ReadObject(t, c) // verified
 	if err != nil {
 		return err
 	}
-	got, err := dst.WriteObject(t, data)
-	if err != nil {
-		return err
-	}
-	if got != c {
-		return fmt.Errorf("%s object %s is corrupt (checksum %s)", t, c, got)
-	}
-	return nil
+	_, err = dst.WriteObject(t, data)
+	return err
 }
 
 // pullObjects copies the objects of a tree that dst lacks. The tree is walked in parallel
@@ -622,12 +615,9 @@ func (w *treeWalk) walk(tree ostree.Checksum, p string) error {
 	if err := w.ctx.Err(); err != nil {
 		return context.Cause(w.ctx)
 	}
-	data, err := w.src.ReadObject(ostree.ObjDirTree, tree)
+	data, err := w.src.ReadObject(ostree.ObjDirTree, tree) // verified
 	if err != nil {
 		return err
-	}
-	if ostree.Sum(data) != tree {
-		return fmt.Errorf("dirtree %s is corrupt", tree)
 	}
 	t, err := ostree.ParseDirTree(data)
 	if err != nil {
@@ -669,25 +659,16 @@ func (w *treeWalk) walk(tree ostree.Checksum, p string) error {
 	return err
 }
 
-// pullFile copies one content object, streaming it and verifying its checksum on the way;
-// a corrupt object is removed again.
+// pullFile copies one content object. OpenContent's reader verifies it as it is written:
+// a corrupt object fails the write, and nothing is stored.
 func pullFile(src, dst *ostree.Repo, c ostree.Checksum) error {
 	o, err := src.OpenContent(c)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	d := sha256.New()
-	d.Write(o.Header.Stream())
-	if _, err := dst.WriteContent(c, &o.Header, io.TeeReader(o, d), o.Size, 0); err != nil {
-		return err
-	}
-	var got ostree.Checksum
-	if d.Sum(got[:0]); got != c {
-		os.Remove(dst.ObjectPath(c, ostree.ObjFile))
-		return fmt.Errorf("object %s is corrupt (checksum %s)", c, got)
-	}
-	return nil
+	_, err = dst.WriteContent(c, &o.Header, o, o.Size, 0)
+	return err
 }
 
 // attrWriter sets the owners, modes and extended attributes of paths in a sysroot, or

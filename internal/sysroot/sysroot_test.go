@@ -21,7 +21,7 @@ import (
 )
 
 type member struct {
-	name, body string
+	name, body string // body is the target of a symlink
 	typ        byte
 	uid        int
 }
@@ -47,13 +47,18 @@ func tarSource(t *testing.T, ms []member) rootfs.Source {
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
 		}
-		if h.Typeflag == tar.TypeDir {
+		switch h.Typeflag {
+		case tar.TypeDir:
 			h.Mode, h.Size = 0o755, 0
+		case tar.TypeSymlink:
+			h.Mode, h.Size, h.Linkname = 0o777, 0, m.body
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write([]byte(m.body))
+		if h.Size > 0 {
+			tw.Write([]byte(m.body))
+		}
 	}
 	tw.Close()
 	src, err := rootfs.OpenTar(&buf)
