@@ -357,26 +357,3 @@ func TestCleanPath(t *testing.T) {
 		}
 	}
 }
-
-func FuzzTarReader(f *testing.F) {
-	tb := makeTar(f, allTypes.members...)
-	f.Add(tb)
-	f.Add(gzipData(f, tb))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		src, err := OpenTar(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		defer src.Close()
-		for {
-			e, err := src.Next()
-			if err != nil {
-				return
-			}
-			if e.Content != nil {
-				// Bounded: a sparse member may claim gigabytes of holes.
-				io.CopyN(io.Discard, e.Content, 1<<20)
-			}
-		}
-	})
-}
