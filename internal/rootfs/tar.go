@@ -51,7 +51,7 @@ func OpenTar(r io.Reader) (Source, error) {
 // newTarSource returns a source yielding the members of the uncompressed tar stream in;
 // closeFn, if not nil, releases its decompressor.
 func newTarSource(in io.Reader, closeFn func() error) *tarSource {
-	s := &tarSource{files: make(map[string]string), in: &tailReader{r: in}, close: closeFn}
+	s := &tarSource{files: make(map[string]bool), in: &tailReader{r: in}, close: closeFn}
 	s.tr = tar.NewReader(s.in)
 	return s
 }
@@ -99,9 +99,9 @@ type tarSource struct {
 	err   error        // sticky error or io.EOF
 	gen   int          // counts Next calls, to invalidate earlier Content readers
 	last  string       // name of the latest member, for errors
-	// files maps each path yielded as a regular file or hard link to the path holding
-	// the content.
-	files map[string]string
+	// files holds the paths whose latest member is a regular file or a hard link: the
+	// paths a hard link may name.
+	files map[string]bool
 }
 
 func (s *tarSource) Next() (*Entry, error) {
@@ -188,23 +188,24 @@ func (s *tarSource) entry(hdr *tar.Header) (*Entry, error) {
 		e.Mode |= ModeRegular
 		e.Size = hdr.Size
 		e.Content = &memberReader{s: s, gen: s.gen, name: p}
-		s.files[p] = p
+		s.files[p] = true
 		return e, nil
 	case tar.TypeLink:
 		target, err := cleanPath(hdr.Linkname)
 		if err != nil {
 			return nil, fmt.Errorf("tar member %s: hard link target %q: %v", hdr.Name, hdr.Linkname, err)
 		}
-		orig, ok := s.files[target]
 		switch {
-		case !ok:
+		case !s.files[target]:
 			return nil, fmt.Errorf("tar member %s: hard link to %s, which is not an earlier regular file", hdr.Name, hdr.Linkname)
-		case orig == p:
+		case target == p:
 			return nil, fmt.Errorf("tar member %s: hard link to itself", hdr.Name)
 		}
 		e.Mode |= ModeRegular
-		e.HardlinkTo = orig
-		s.files[p] = orig
+		// The target as named, not the path that first held the content: a later member
+		// may replace that path while the links keep the content.
+		e.HardlinkTo = target
+		s.files[p] = true
 		return e, nil
 	case tar.TypeDir:
 		e.Mode |= ModeDir
