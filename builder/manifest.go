@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/otakit/ota/image"
+	"github.com/otakit/ota/internal/ostree"
 )
 
 // Manifest is an ota.yaml file. Every relative path in it is relative to the manifest's
@@ -143,11 +144,16 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	// Values quoted in messages (by the yaml package, in paths) may hold line breaks.
+	msg := lineBreaks.Replace(e.Msg)
 	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, msg)
 	}
-	return e.File + ": " + e.Msg
+	return e.File + ": " + msg
 }
+
+// lineBreaks escapes line breaks, to keep an error on one line.
+var lineBreaks = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 // Load reads and checks a manifest. vars are expanded before the environment (e.g.
 // VERSION from --version); a ${NAME} with no value is an error.
@@ -193,7 +199,7 @@ func Load(file string, vars map[string]string) (*Manifest, error) {
 }
 
 var (
-	lineRE    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	lineRE    = regexp.MustCompile(`(?s)^(?:yaml: )?line (\d+): (.*)$`)
 	unknownRE = regexp.MustCompile(`^field (\S+) not found in type`)
 )
 
@@ -310,6 +316,9 @@ func (m *Manifest) check() error {
 	}
 	if c.Branch == "" {
 		return m.errorAt("commit.branch is required", "commit")
+	}
+	if !ostree.ValidRef(c.Branch) {
+		return m.errorAt(fmt.Sprintf("commit.branch %q is not a valid ref name", c.Branch), "commit", "branch")
 	}
 	for _, f := range []struct{ key, path string }{{"overrides", c.Overrides}, {"skip-list", c.SkipList}} {
 		if f.path != "" {

@@ -26,10 +26,12 @@
 // parents) and may hold the same path more than once, as tar --append produces; the source
 // yields every occurrence and the later one describes the path, as extraction would leave
 // it. A hard link member (type '1') yields an entry of type regular with HardlinkTo set to
-// the earlier regular file holding the content, following links to links; a link to a path
-// not yet seen as a regular file, or to itself, is an error. Device nodes and FIFOs are yielded with their
-// type bits; it is for the consumer to skip or reject them. PAX global headers and GNU volume
-// labels are skipped; other member types are an error.
+// its target, an earlier regular file or hard link; as in extraction, the link shares the
+// content the target has at that point, even if a later member replaces the path that first
+// held it. A link to a path not then a regular file or hard link, or to itself, is an
+// error. Device nodes and FIFOs are yielded with their type bits; it is for the consumer to
+// skip or reject them. PAX global headers and GNU volume labels are skipped; other member
+// types are an error.
 //
 // Errors name the tar member concerned, and with OpenTarNamed or OpenTarFile the tarball
 // too. Truncated or corrupt input is reported as such, whether it shows up in a header

@@ -40,7 +40,9 @@ type Entry struct {
 	// LinkTarget is the target of a symlink.
 	LinkTarget string
 	// HardlinkTo, when set, names (as a Path) an earlier regular-file entry of the same
-	// source this entry is a hard link to; the entry then has no content of its own.
+	// source this entry is a hard link to, itself possibly a hard link; the entry then has
+	// no content of its own, and shares that of the entry the path named when this one
+	// was yielded.
 	HardlinkTo string
 	// DiskPath, when set, is a file on disk holding the content of a regular file; the
 	// consumer may open it at any time, concurrently (directory sources set it).

@@ -41,41 +41,54 @@ const (
 // bytes. See the package documentation for how members become entries and how errors read.
 // Closing the source releases the decompressor; it does not close r.
 func OpenTar(r io.Reader) (Source, error) {
-	br := bufio.NewReader(r)
+	in, closeFn, err := decompress(bufio.NewReader(r))
+	if err != nil {
+		return nil, err
+	}
+	return newTarSource(in, closeFn), nil
+}
+
+// newTarSource returns a source yielding the members of the uncompressed tar stream in;
+// closeFn, if not nil, releases its decompressor.
+func newTarSource(in io.Reader, closeFn func() error) *tarSource {
+	s := &tarSource{files: make(map[string]bool), in: &tailReader{r: in}, close: closeFn}
+	s.tr = tar.NewReader(s.in)
+	return s
+}
+
+// decompress returns the tar stream br holds, decompressed if its first bytes are those of a
+// compressed stream OpenTar recognises, and the function releasing the decompressor, if any.
+func decompress(br *bufio.Reader) (io.Reader, func() error, error) {
 	magic, err := br.Peek(len(xzMagic))
 	if len(magic) == 0 {
 		if err == io.EOF {
-			return nil, errors.New("reading tarball: empty input")
+			return nil, nil, errors.New("reading tarball: empty input")
 		}
-		return nil, fmt.Errorf("reading tarball: %w", err)
+		return nil, nil, fmt.Errorf("reading tarball: %w", err)
 	}
-	s := &tarSource{files: make(map[string]string)}
-	var in io.Reader = br
 	switch {
 	case bytes.HasPrefix(magic, gzipMagic):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, damaged("reading gzip tarball", err)
+			return nil, nil, damaged("reading gzip tarball", err)
 		}
-		in, s.close = zr, zr.Close
+		return zr, zr.Close, nil
 	case bytes.HasPrefix(magic, bzip2Magic) && len(magic) > 3 && '1' <= magic[3] && magic[3] <= '9':
-		in = bzip2.NewReader(br)
+		return bzip2.NewReader(br), nil, nil
 	case bytes.HasPrefix(magic, xzMagic):
 		xr, err := xz.NewReader(br)
 		if err != nil {
-			return nil, damaged("reading xz tarball", err)
+			return nil, nil, damaged("reading xz tarball", err)
 		}
-		in = namedReader{xr, "xz"}
+		return namedReader{xr, "xz"}, nil, nil
 	case bytes.HasPrefix(magic, zstdMagic), magic[0]&0xf0 == 0x50 && bytes.HasPrefix(magic[1:], zstdSkippable):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return nil, damaged("reading zstd tarball", err)
+			return nil, nil, damaged("reading zstd tarball", err)
 		}
-		in, s.close = namedReader{zr, "zstd"}, func() error { zr.Close(); return nil }
+		return namedReader{zr, "zstd"}, func() error { zr.Close(); return nil }, nil
 	}
-	s.in = &tailReader{r: in}
-	s.tr = tar.NewReader(s.in)
-	return s, nil
+	return br, nil, nil
 }
 
 // tarSource is the Source returned by OpenTar.
@@ -86,9 +99,9 @@ type tarSource struct {
 	err   error        // sticky error or io.EOF
 	gen   int          // counts Next calls, to invalidate earlier Content readers
 	last  string       // name of the latest member, for errors
-	// files maps each path yielded as a regular file or hard link to the path holding
-	// the content.
-	files map[string]string
+	// files holds the paths whose latest member is a regular file or a hard link: the
+	// paths a hard link may name.
+	files map[string]bool
 }
 
 func (s *tarSource) Next() (*Entry, error) {
@@ -175,23 +188,24 @@ func (s *tarSource) entry(hdr *tar.Header) (*Entry, error) {
 		e.Mode |= ModeRegular
 		e.Size = hdr.Size
 		e.Content = &memberReader{s: s, gen: s.gen, name: p}
-		s.files[p] = p
+		s.files[p] = true
 		return e, nil
 	case tar.TypeLink:
 		target, err := cleanPath(hdr.Linkname)
 		if err != nil {
 			return nil, fmt.Errorf("tar member %s: hard link target %q: %v", hdr.Name, hdr.Linkname, err)
 		}
-		orig, ok := s.files[target]
 		switch {
-		case !ok:
+		case !s.files[target]:
 			return nil, fmt.Errorf("tar member %s: hard link to %s, which is not an earlier regular file", hdr.Name, hdr.Linkname)
-		case orig == p:
+		case target == p:
 			return nil, fmt.Errorf("tar member %s: hard link to itself", hdr.Name)
 		}
 		e.Mode |= ModeRegular
-		e.HardlinkTo = orig
-		s.files[p] = orig
+		// The target as named, not the path that first held the content: a later member
+		// may replace that path while the links keep the content.
+		e.HardlinkTo = target
+		s.files[p] = true
 		return e, nil
 	case tar.TypeDir:
 		e.Mode |= ModeDir

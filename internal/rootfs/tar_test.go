@@ -128,7 +128,7 @@ var allTypes = struct {
 		{Entry: Entry{Path: "home/user", Mode: ModeDir | 0o2750, UID: 1000, GID: 1000}},
 		{Entry: Entry{Path: "tmp", Mode: ModeDir | 0o1777}},
 		{Entry: Entry{Path: "usr/bin/link", Mode: ModeRegular | 0o4755, HardlinkTo: "usr/bin/sudo"}},
-		{Entry: Entry{Path: "usr/bin/link2", Mode: ModeRegular | 0o4755, HardlinkTo: "usr/bin/sudo"}},
+		{Entry: Entry{Path: "usr/bin/link2", Mode: ModeRegular | 0o4755, HardlinkTo: "usr/bin/link"}},
 		{Entry: Entry{Path: "bin", Mode: ModeSymlink | 0o777, LinkTarget: "usr/bin"}},
 		{Entry: Entry{Path: "dev/null", Mode: ModeChar | 0o666}},
 		{Entry: Entry{Path: "dev/sda", Mode: ModeBlock | 0o660, GID: 6}},
@@ -258,7 +258,7 @@ func TestOpenTarErrors(t *testing.T) {
 		{"link unknown", makeTar(t, link("b", "a")), "tar member b: hard link to a, which is not an earlier regular file"},
 		{"link to dir", makeTar(t, dir("a"), link("b", "a")), "tar member b: hard link to a, which is not"},
 		{"link to replaced", makeTar(t, file("a", ""), dir("a"), link("b", "a")), "tar member b: hard link to a, which is not"},
-		{"link to self", makeTar(t, file("a", ""), link("b", "a"), link("a", "b")), "tar member a: hard link to itself"},
+		{"link to self", makeTar(t, file("a", ""), link("a", "a")), "tar member a: hard link to itself"},
 		{"type", makeTar(t, member{hdr: tar.Header{Name: "d", Typeflag: 'D'}}), "tar member d: unsupported type flag 'D'"},
 		{"uid", makeTar(t, member{hdr: tar.Header{Name: "d", Typeflag: tar.TypeDir, Uid: 1 << 33}}), "tar member d: uid 8589934592 or gid 0 out of range"},
 		{"libarchive base64", makeTar(t, xattr("LIBARCHIVE.xattr.user.x", "!!")), "tar member f: PAX record LIBARCHIVE.xattr.user.x: bad base64"},
@@ -358,27 +358,4 @@ func TestCleanPath(t *testing.T) {
 			t.Errorf("cleanPath(%q) = %q, %v; want %q", tt.in, p, err, tt.want)
 		}
 	}
-}
-
-func FuzzTarReader(f *testing.F) {
-	tb := makeTar(f, allTypes.members...)
-	f.Add(tb)
-	f.Add(gzipData(f, tb))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		src, err := OpenTar(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		defer src.Close()
-		for {
-			e, err := src.Next()
-			if err != nil {
-				return
-			}
-			if e.Content != nil {
-				// Bounded: a sparse member may claim gigabytes of holes.
-				io.CopyN(io.Discard, e.Content, 1<<20)
-			}
-		}
-	})
 }
