@@ -148,7 +148,7 @@ func formatOf(r io.Reader) string {
 	case *gzip.Reader:
 		return "gzip"
 	case namedReader:
-		return r.format
+		return r.name
 	case *bufio.Reader:
 		return "none"
 	}
@@ -217,23 +217,24 @@ func formatOverrides(o *Overrides) string {
 // entry, on one line.
 func FuzzParseSkipList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text string) {
-		s, err := ParseSkipList(strings.NewReader(text))
+		s, err := ParseSkipList(strings.NewReader(text), "skip")
 		if err != nil {
 			if !errors.Is(err, bufio.ErrTooLong) {
-				checkLineError(t, err, text, "line ", ":")
+				checkLineError(t, err, text, "skip:", ":")
 			}
 			return
 		}
-		if s.Skip(".") {
+		skip := func(p string) bool { _, ok := s.Match(p); return ok }
+		if skip(".") {
 			t.Fatalf("skip list %q skips the root", text)
 		}
 		for p := range s.paths {
-			if !s.Skip(p) || !s.Skip(p+"/x") {
+			if !skip(p) || !skip(p+"/x") {
 				t.Fatalf("skip list %q does not skip %s and what is below", text, p)
 			}
 		}
 		formatted := formatSkipList(s)
-		s2, err := ParseSkipList(strings.NewReader(formatted))
+		s2, err := ParseSkipList(strings.NewReader(formatted), "skip")
 		if err != nil || formatSkipList(s2) != formatted {
 			t.Fatalf("skip list %q formats as %q, which parses to %v (%v)", text, formatted, s2, err)
 		}
