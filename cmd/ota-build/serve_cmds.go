@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -134,7 +135,43 @@ func (h repoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Setting the type keeps ServeContent from sniffing it from the content.
 	w.Header().Set("Content-Type", repoContentType(name))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if rh := r.Header.Get("Range"); rh != "" {
+		if fixed := satisfiableRanges(rh, fi.Size()); fixed != rh {
+			r = r.Clone(r.Context())
+			r.Header.Set("Range", fixed)
+		}
+	}
 	http.ServeContent(w, r, name, fi.ModTime(), f)
+}
+
+// satisfiableRanges removes from a Range header the suffix ranges ("-N") that select no
+// byte: N = 0, or any N of an empty file. net/http answers those with 206 and an invalid
+// Content-Range ("bytes SIZE-SIZE-1/SIZE"); RFC 9110 calls them unsatisfiable. When none
+// is left it asks for the first byte past the end instead, which net/http answers as the
+// RFC requires: 416 with "Content-Range: bytes */SIZE" (an empty file it serves whole, as
+// for any range of it). If-Range still applies as usual.
+func satisfiableRanges(h string, size int64) string {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		return h
+	}
+	parts := strings.Split(spec, ",")
+	var keep []string
+	for _, ra := range parts {
+		if n, suffix := strings.CutPrefix(strings.TrimSpace(ra), "-"); suffix {
+			if v, err := strconv.ParseInt(n, 10, 64); err == nil && (v == 0 || size == 0) {
+				continue
+			}
+		}
+		keep = append(keep, ra)
+	}
+	switch len(keep) {
+	case len(parts):
+		return h
+	case 0:
+		return fmt.Sprintf("bytes=%d-", size)
+	}
+	return "bytes=" + strings.Join(keep, ",")
 }
 
 // repoContentType returns the content type of a repository file: refs and the config are
