@@ -25,6 +25,7 @@ import (
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/rootfs"
+	"github.com/otakit/ota/internal/scratch"
 	"github.com/otakit/ota/internal/sign"
 )
 
@@ -135,6 +136,13 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	// Taking the lock removes what a killed run left in the repository's tmp/, which a
+	// rerun that finds everything made would not otherwise touch.
+	unlock, err := p.repo.Lock()
+	if err != nil {
+		return nil, err
+	}
+	unlock()
 	var cs ostree.Checksum
 	var data []byte
 	rep.Commit = CommitReport{Branch: m.Commit.Branch, Version: m.Commit.Version}
@@ -554,7 +562,7 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(stampFile, append(stamp, js...), 0o644); err != nil {
+	if err := scratch.WriteFile(stampFile, append(stamp, js...)); err != nil {
 		return nil, err
 	}
 	return &ImageReport{Result: res, New: true}, nil

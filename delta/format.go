@@ -12,6 +12,8 @@ import (
 	"io"
 	"math/bits"
 	"os/exec"
+	"runtime"
+	"syscall"
 
 	"github.com/ulikunitz/xz"
 
@@ -300,7 +302,7 @@ func compressXZ(raw []byte, patches bool) ([]byte, error) {
 		var out, stderr bytes.Buffer
 		out.WriteByte(CompressionXZ)
 		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := cmd.Run(); err != nil {
+		if err := runTied(cmd); err != nil {
 			return nil, fmt.Errorf("%s: %v: %s", xzPath, err, bytes.TrimSpace(stderr.Bytes()))
 		}
 		return out.Bytes(), nil
@@ -318,6 +320,20 @@ func compressXZ(raw []byte, patches bool) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// runTied runs cmd as a child that the kernel kills when this process dies, however it
+// dies (SIGKILL included): a killed ota-build leaves no compressor running. The parent
+// death signal fires when the thread that started the child exits, so the goroutine keeps
+// its thread for the child's lifetime (see https://go.dev/issue/27505).
+func runTied(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Run()
 }
 
 // putUvarint appends an LEB128 varint.

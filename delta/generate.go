@@ -22,6 +22,7 @@ import (
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/scratch"
 	"github.com/otakit/ota/internal/sign"
 )
 
@@ -52,7 +53,8 @@ type Options struct {
 	// Workers bounds the goroutines diffing and compressing (default: one per CPU).
 	Workers int
 	// Output, when set, names a file to write a self-contained delta (a bundle) to instead
-	// of the repository's deltas directory; parts are then always inline.
+	// of the repository's deltas directory; parts are then always inline. It is replaced
+	// atomically and gets mode 0666 less the umask.
 	Output string
 	// Progress receives progress reports (default: none).
 	Progress progress.Reporter
@@ -129,7 +131,8 @@ func treeObjects(repo *ostree.Repo, commit ostree.Checksum) ([]object, map[strin
 
 // Generate writes the static delta described by opts into repo's deltas directory,
 // replacing any delta with the same name. The parts and the superblock are written to a
-// temporary directory first and renamed into place, so readers never see half a delta.
+// temporary directory first and renamed into place, so readers never see half a delta; a
+// temporary directory or file left by a killed run is removed by the next one.
 func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, error) {
 	if opts.MaxPartSize == 0 {
 		opts.MaxPartSize = DefaultMaxPartSize
@@ -191,11 +194,14 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	}
 	files = append(patchable, files...)
 
-	tmp, err := tempDir(repo)
+	// Parts are written to a directory in the repository's tmp/ that the next generation
+	// removes if this one is killed.
+	work, err := scratch.MkdirTemp(filepath.Join(repo.Path, "tmp"), ostree.ScratchPrefix, 0o755)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	defer work.RemoveAll()
+	tmp := work.Path
 	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
 		diffMemory: budget{limit: diffMemoryLimit}}
 	opts.Progress.Stage("delta", int64(len(files)))
@@ -241,50 +247,12 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	res.Size += int64(len(sbBytes))
 	if opts.Output != "" {
 		res.Dir = opts.Output
-		return res, writeFileAtomic(opts.Output, sbBytes)
+		return res, scratch.WriteFile(opts.Output, sbBytes)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "superblock"), sbBytes, 0o644); err != nil {
 		return nil, err
 	}
 	return res, placeDelta(repo, tmp, dir)
-}
-
-// writeFileAtomic writes data to a temporary file beside name and renames it into place,
-// so a failure leaves no partial file.
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
-
-// tempDir makes a directory in the repository's tmp/ to build a delta in.
-func tempDir(repo *ostree.Repo) (string, error) {
-	f, err := repo.CreateTemp(0o644)
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	f.Close()
-	os.Remove(name)
-	return name, os.Mkdir(name, 0o755)
 }
 
 // placeDelta makes the finished delta in tmp durable and renames it into place, replacing

@@ -32,6 +32,7 @@ import (
 	"github.com/otakit/ota/image/fat"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/scratch"
 	"github.com/otakit/ota/internal/sysroot"
 )
 
@@ -50,7 +51,10 @@ type Options struct {
 	Layout Layout
 	// BootFiles is the directory holding the files the layout names.
 	BootFiles string
-	// Output is the image file to write; it is replaced only when the build succeeds.
+	// Output is the image file to write, with mode 0666 less the umask; it is replaced
+	// only when the build succeeds. The files are made in a directory beside it,
+	// .NAME.ota-tmp-PID-RANDOM, which the next build of the same Output removes if this
+	// one is killed.
 	Output string
 	// Size is the image size; zero sizes the image to its contents (see Partition.Size).
 	Size int64
@@ -63,7 +67,9 @@ type Options struct {
 	Progress progress.Reporter
 	// TempDir is where the sysroot is staged: its metadata, /etc, kernel, initramfs and
 	// device trees, a few megabytes (the other files go from the repository straight into
-	// the image). Default: $TMPDIR if set, else /dev/shm if writable, else /tmp.
+	// the image). Default: $TMPDIR if set, else /dev/shm if writable, else /tmp. The
+	// staging directory, ota-image-PID-RANDOM, is removed by the next build if this one
+	// is killed.
 	TempDir string
 }
 
@@ -131,13 +137,20 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	outDir := filepath.Dir(opts.Output)
-	stage, err := os.MkdirTemp(stagingDir(opts.TempDir), "ota-image-*")
+	// The staging tree and the new files go to directories that a later build removes if
+	// this one is killed (see package scratch); the outputs are renamed into place at the
+	// end, so an interrupted build leaves none of them.
+	stage, err := scratch.MkdirTemp(stagingDir(opts.TempDir), "ota-image-", 0o700)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(stage)
-	root := filepath.Join(stage, "sysroot")
+	defer stage.RemoveAll()
+	work, err := scratch.MkdirTemp(filepath.Dir(opts.Output), "."+filepath.Base(opts.Output)+".ota-tmp-", 0o700)
+	if err != nil {
+		return nil, err
+	}
+	defer work.RemoveAll()
+	root := filepath.Join(stage.Path, "sysroot")
 	kargs := mergeKargs(append([]string{"root=PARTUUID=" + ids.partUUID(l.Table, sysIdx), "rw", "rootwait"}, l.Kargs...), opts.Kargs)
 	attrs, sparse := map[string]ostree.DirMeta{}, &sysroot.Sparse{}
 	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec,
@@ -168,16 +181,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		res.Partitions[i].UUID = ids.partUUID(l.Table, i)
 	}
 
-	tmp, err := os.CreateTemp(outDir, "."+filepath.Base(opts.Output)+".*.tmp")
+	// Mode 0666 less the umask, as for any file a command creates.
+	tmp, err := os.OpenFile(filepath.Join(work.Path, "image"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
 		return nil, err
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			os.Remove(tmp.Name())
-		}
-	}()
 	err = tmp.Truncate(res.Size)
 	if err == nil {
 		err = writeTable(tmp, l, res, ids)
@@ -226,19 +234,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	// The block map and the compressed copy are made from the temporary image, and all
-	// files are renamed into place at the end: an interrupted build leaves none of them.
+	// files are renamed into place at the end.
 	var side [][2]string // temporary, final
-	defer func() {
-		if !keep {
-			for _, f := range side {
-				os.Remove(f[0])
-			}
-		}
-	}()
 	if opts.Bmap {
 		p.Stage("writing the block map", 0)
 		res.Bmap = opts.Output + ".bmap"
-		f, err := os.CreateTemp(outDir, "."+filepath.Base(res.Bmap)+".*.tmp")
+		f, err := os.OpenFile(filepath.Join(work.Path, "bmap"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
 		if err != nil {
 			return nil, err
 		}
@@ -254,8 +255,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Zstd && ctx.Err() == nil {
 		p.Stage("compressing", 0)
 		res.Zstd = opts.Output + ".zst"
-		side = append(side, [2]string{tmp.Name() + ".zst", res.Zstd})
-		if err := bmap.CompressZstd(tmp.Name()+".zst", tmp.Name()); err != nil {
+		zst := filepath.Join(work.Path, "zst")
+		side = append(side, [2]string{zst, res.Zstd})
+		if err := bmap.CompressZstd(zst, tmp.Name()); err != nil {
 			return nil, err
 		}
 	}
@@ -270,7 +272,6 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	keep = true
 	return res, nil
 }
 
@@ -306,7 +307,7 @@ func BootFiles(l Layout, dir string) ([]string, error) {
 // stagingDir returns where to stage a sysroot (see Options.TempDir).
 func stagingDir(dir string) string {
 	if dir != "" || os.Getenv("TMPDIR") != "" {
-		return dir // os.MkdirTemp uses $TMPDIR for ""
+		return dir // scratch.MkdirTemp uses $TMPDIR for ""
 	}
 	if unix.Access("/dev/shm", unix.W_OK|unix.X_OK) == nil {
 		return "/dev/shm"

@@ -135,6 +135,51 @@ func crashCommitFile(repo, c string) string {
 	return filepath.Join(repo, "objects", c[:2], c[2:]+".commit")
 }
 
+// crashKill starts cmd and SIGKILLs it after delay or, when trigger is set, as soon as
+// trigger reports true (busy polling: the last steps of a command take well under a
+// millisecond), unless it exits first. It reports whether the command was killed and
+// returns its standard output; a command that fails on its own fails the test.
+func crashKill(t *testing.T, cmd *exec.Cmd, delay time.Duration, trigger func() bool) (bool, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	exited := false
+	if trigger == nil {
+		select {
+		case err = <-done:
+			exited = true
+		case <-time.After(delay):
+		}
+	} else {
+	poll:
+		for !trigger() {
+			select {
+			case err = <-done:
+				exited = true
+				break poll
+			default:
+			}
+		}
+	}
+	if !exited {
+		cmd.Process.Signal(syscall.SIGKILL)
+		err = <-done
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() {
+		return true, stdout.String()
+	} else if err != nil {
+		t.Fatalf("%s failed on its own: %v\n%s", strings.Join(cmd.Args, " "), err, stderr.String())
+	}
+	return false, stdout.String()
+}
+
 // TestCrashKilledCommitLeavesValidRepo is acceptance 7. For a fresh repository and for one
 // whose branch already has a commit, it measures how long the commit takes, then starts the
 // same commit in a fresh copy of the repository and SIGKILLs it: after 10 delays from 1% to
@@ -229,43 +274,13 @@ func TestCrashKilledCommitLeavesValidRepo(t *testing.T) {
 				crashCopy(t, sc.base, repo)
 				syscall.Sync() // so the commit's syncfs flushes its own writes, not earlier tests'
 
-				cmd := exec.Command(otaBuild, args(repo)...)
-				var stdout, stderr bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &stdout, &stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
+				var trigger func() bool
+				if kp.trigger != nil {
+					trigger = func() bool { return kp.trigger(repo) }
 				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				var err error
-				exited := false
-				if kp.trigger == nil {
-					select {
-					case err = <-done:
-						exited = true
-					case <-time.After(kp.delay):
-					}
-				} else {
-				poll:
-					for !kp.trigger(repo) {
-						select { // busy polling: the last steps take well under a millisecond
-						case err = <-done:
-							exited = true
-							break poll
-						default:
-						}
-					}
-				}
-				if !exited {
-					cmd.Process.Signal(syscall.SIGKILL)
-					err = <-done
-				}
-				var ee *exec.ExitError
-				wasKilled := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled()
+				wasKilled, stdout := crashKill(t, exec.Command(otaBuild, args(repo)...), kp.delay, trigger)
 				if wasKilled {
 					killed++
-				} else if err != nil {
-					t.Fatalf("kill %d: commit failed on its own: %v\n%s", i, err, stderr.String())
 				}
 
 				head := crashRef(t, repo)
@@ -274,7 +289,7 @@ func TestCrashKilledCommitLeavesValidRepo(t *testing.T) {
 					map[bool]string{true: "unchanged", false: "moved to " + head}[head == sc.prev])
 				switch {
 				case !wasKilled && head != want:
-					t.Errorf("kill %d: commit completed (stdout %q) but main is %q, want %s", i, stdout.String(), head, want)
+					t.Errorf("kill %d: commit completed (stdout %q) but main is %q, want %s", i, stdout, head, want)
 				case head != sc.prev && head != want:
 					t.Errorf("kill %d: main is %q, want %q (unchanged) or %s (the new commit)", i, head, sc.prev, want)
 				}

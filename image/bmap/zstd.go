@@ -6,19 +6,23 @@ import (
 	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/otakit/ota/internal/scratch"
 )
 
 // CompressZstd writes src, zstd-compressed at the default level with a
-// multi-threaded encoder, to dst. It streams with bounded memory and writes
-// to a temporary file in dst's directory that is renamed into place only on
-// success, so no partial dst is left behind on error.
+// multi-threaded encoder, to dst, with mode 0666 less the umask. It streams with
+// bounded memory and writes to a temporary file in dst's directory that is
+// renamed into place only on success, so no partial dst is left behind on error;
+// a temporary file left by a killed process is removed by the next call for the
+// same dst (see package scratch).
 func CompressZstd(dst, src string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	tmp, err := scratch.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".ota-tmp-")
 	if err != nil {
 		return err
 	}
@@ -39,14 +43,11 @@ func CompressZstd(dst, src string) (err error) {
 	if err = enc.Close(); err != nil {
 		return err
 	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
 	if err = tmp.Sync(); err != nil {
 		return err
 	}
-	if err = tmp.Close(); err != nil {
+	if err = os.Rename(tmp.Name(), dst); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), dst)
+	return tmp.Close()
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/internal/gvariant"
+	"github.com/otakit/ota/internal/scratch"
 )
 
 // Mode is a repository mode: how objects are stored on disk.
@@ -324,6 +325,11 @@ func rename(from, to string) error {
 // TempPrefix starts the names of this package's temporary files in the repository's tmp/.
 const TempPrefix = "ota-tmp-"
 
+// ScratchPrefix starts the names of the scratch directories (see package scratch) that
+// writers not holding the lock, such as static delta generation, make in the repository's
+// tmp/. Lock removes those that killed processes left.
+const ScratchPrefix = "ota-scratch-"
+
 // CreateTemp creates a new temporary file in the repository's tmp directory.
 func (r *Repo) CreateTemp(perm os.FileMode) (*os.File, error) {
 	var b [12]byte
@@ -362,8 +368,8 @@ func (r *Repo) Sync() error {
 
 // Lock takes the repository lock exclusively, waiting for other holders (including the
 // ostree tools, which use the same open-file-description lock on .lock), and removes
-// temporary files that interrupted writers of this package left behind. The returned
-// function releases the lock.
+// temporary files that interrupted writers of this package left behind, and abandoned
+// scratch directories (see ScratchPrefix). The returned function releases the lock.
 func (r *Repo) Lock() (func(), error) {
 	f, err := os.OpenFile(filepath.Join(r.Path, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -384,6 +390,7 @@ func (r *Repo) Lock() (func(), error) {
 	for _, p := range stale {
 		os.Remove(p)
 	}
+	scratch.Clean(filepath.Join(r.Path, "tmp"), ScratchPrefix)
 	return func() { f.Close() }, nil
 }
 
