@@ -219,6 +219,9 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		if m.Deltas.Bundle.From == "previous" {
 			from = p.previous(cs)
 		}
+		if err := os.MkdirAll(filepath.Dir(m.path(m.Deltas.Bundle.Output)), 0o755); err != nil {
+			return nil, err
+		}
 		b, err := p.delta(ctx, from, cs, m.path(m.Deltas.Bundle.Output), pr)
 		if err != nil {
 			return nil, err
@@ -337,6 +340,20 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 		if _, err := image.BootFiles(p.layout, m.path(cmpOr(im.BootFiles, "."))); err != nil {
 			return nil, m.errorAt(err.Error(), "image", "boot-files")
 		}
+		// The sysroot's own size is known only once deployed, but the layout's is now.
+		if err := image.CheckSize(p.layout, imageSize(im)); err != nil {
+			return nil, m.errorAt("image.size: "+err.Error(), "image", "size")
+		}
+	}
+	// A rootfs that is no tree or tarball fails here rather than after the repository
+	// is created.
+	src, err := rootfs.Open(m.path(c.Rootfs))
+	if err == nil {
+		_, err = src.Next()
+		src.Close()
+	}
+	if err != nil && err != io.EOF {
+		return nil, m.errorAt("commit.rootfs: "+err.Error(), "commit", "rootfs")
 	}
 
 	// The repository's history of the branch, if there is one.
@@ -369,7 +386,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	}
 	// The version exists: the rootfs must still give its tree (checked without writing).
 	existing := p.history[i].c
-	src, err := rootfs.Open(m.path(c.Rootfs))
+	src, err = rootfs.Open(m.path(c.Rootfs))
 	if err != nil {
 		return nil, err
 	}
@@ -531,12 +548,12 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 		BootFiles: p.m.path(cmpOr(im.BootFiles, ".")), Output: out, Kargs: im.Kargs,
 		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zst"), Progress: pr,
 	}
-	if im.Size != "" && im.Size != "auto" {
-		s, _ := image.ParseSize(im.Size)
-		opts.Size = int64(s)
-	}
+	opts.Size = imageSize(im)
 	stamp, err := imageStamp(opts, outputs)
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return nil, err
 	}
 	// The stamp holds the inputs' digest, then the report of the build that made the image.
@@ -568,6 +585,15 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 	return &ImageReport{Result: res, New: true}, nil
 }
 
+// imageSize returns the image size the manifest gives (checked by Load), 0 for auto.
+func imageSize(im *ImageSpec) int64 {
+	if im.Size == "" || im.Size == "auto" {
+		return 0
+	}
+	s, _ := image.ParseSize(im.Size)
+	return int64(s)
+}
+
 // imageStamp identifies an image's inputs: the commit, the layout, the options and the
 // names, sizes and times of the boot files the layout uses.
 func imageStamp(o image.Options, outputs []string) ([]byte, error) {
@@ -592,10 +618,12 @@ func imageStamp(o image.Options, outputs []string) ([]byte, error) {
 }
 
 // loadKeys opens the signing keys named by key references (see sign.Open), relative
-// paths being relative to the manifest's directory; errors point at the key path.
+// paths being relative to the manifest's directory; errors name the line of the list item
+// at path.
 func loadKeys(ctx context.Context, m *Manifest, refs []string, path ...string) ([]*sign.Signer, error) {
 	var out []*sign.Signer
-	for _, ref := range refs {
+	for i, ref := range refs {
+		path := append(slices.Clip(path), strconv.Itoa(i))
 		s, err := sign.Open(ctx, ref, filepath.Dir(m.file))
 		if err != nil {
 			return nil, m.errorAt(err.Error(), path...)

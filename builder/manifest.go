@@ -8,16 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/image"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/sysroot"
 )
 
 // Manifest is an ota.yaml file. Every relative path in it is relative to the manifest's
@@ -266,7 +270,8 @@ func expand(n *yaml.Node, file string, vars map[string]string) error {
 }
 
 // errorAt returns an error located at the value of the key path (e.g. "commit",
-// "rootfs"), or at the deepest part of it the file has.
+// "rootfs"; an index such as "1" names an item of a list), or at the deepest part of it
+// the file has.
 func (m *Manifest) errorAt(msg string, path ...string) error {
 	e := &Error{File: m.file, Msg: msg}
 	n := m.root
@@ -274,15 +279,24 @@ func (m *Manifest) errorAt(msg string, path ...string) error {
 		n = n.Content[0]
 	}
 	for _, key := range path {
-		if n == nil || n.Kind != yaml.MappingNode {
-			break
-		}
 		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				e.Line = n.Content[i].Line
-				next = n.Content[i+1]
+		switch {
+		case n == nil:
+		case n.Kind == yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					e.Line = n.Content[i].Line
+					next = n.Content[i+1]
+				}
 			}
+		case n.Kind == yaml.SequenceNode:
+			if i, err := strconv.Atoi(key); err == nil && 0 <= i && i < len(n.Content) {
+				next = n.Content[i]
+				e.Line = next.Line
+			}
+		}
+		if next == nil {
+			break
 		}
 		n = next
 	}
@@ -297,7 +311,9 @@ func (m *Manifest) path(p string) string {
 	return filepath.Join(filepath.Dir(m.file), p)
 }
 
-// check validates what needs no filesystem access beyond the manifest's own inputs.
+// check validates every field on its own (prepare checks what needs the keys, the
+// layout, the boot files or the repository): each error names the field's line, and
+// comes before anything is written.
 func (m *Manifest) check() error {
 	if m.Repo.Path == "" {
 		return m.errorAt("repo.path is required", "repo")
@@ -318,7 +334,21 @@ func (m *Manifest) check() error {
 		return m.errorAt("commit.branch is required", "commit")
 	}
 	if !ostree.ValidRef(c.Branch) {
-		return m.errorAt(fmt.Sprintf("commit.branch %q is not a valid ref name", c.Branch), "commit", "branch")
+		return m.errorAt(fmt.Sprintf("commit.branch: invalid ref name %q (want names such as myos/arm64/stable: letters, digits, '.', '_' and '-' between slashes)", c.Branch), "commit", "branch")
+	}
+	if m.OS != "" && !sysroot.ValidOSName(m.OS) {
+		return m.errorAt(fmt.Sprintf("os: invalid stateroot name %q (one path component: no '/', spaces, '.' or '..')", m.OS), "os")
+	}
+	if c.KernelVersion != "" && c.Bootable != nil && !*c.Bootable {
+		return m.errorAt("commit.kernel-version needs bootable: true", "commit", "kernel-version")
+	}
+	for k := range c.Metadata {
+		if k == "" {
+			return m.errorAt("commit.metadata: empty key", "commit", "metadata")
+		}
+	}
+	if m.Summary.Sign && len(m.Summary.SignKeys) == 0 && len(c.SignKeys) == 0 {
+		return m.errorAt("summary.sign: true signs with commit.sign-keys, and there are none", "summary", "sign")
 	}
 	for _, f := range []struct{ key, path string }{{"overrides", c.Overrides}, {"skip-list", c.SkipList}} {
 		if f.path != "" {
@@ -338,6 +368,9 @@ func (m *Manifest) check() error {
 			if b.From != "" && b.From != "scratch" && b.From != "previous" {
 				return m.errorAt(fmt.Sprintf("deltas.bundle.from %q is not scratch or previous", b.From), "deltas", "bundle", "from")
 			}
+			if err := outputDir(m.path(b.Output)); err != nil {
+				return m.errorAt("deltas.bundle.output: "+err.Error(), "deltas", "bundle", "output")
+			}
 		}
 	}
 	if im := m.Image; im != nil {
@@ -347,16 +380,62 @@ func (m *Manifest) check() error {
 		if im.Output == "" {
 			return m.errorAt("image.output is required", "image")
 		}
+		if err := outputDir(m.path(im.Output)); err != nil {
+			return m.errorAt("image.output: "+err.Error(), "image", "output")
+		}
+		if b := m.bundle(); b != "" {
+			out := m.path(im.Output)
+			if slices.Contains([]string{out, out + ".bmap", out + ".zst", out + ".stamp"}, b) {
+				return m.errorAt(fmt.Sprintf("deltas.bundle.output: %s is also written by the image", b), "deltas", "bundle", "output")
+			}
+		}
 		if im.Size != "" && im.Size != "auto" {
 			if _, err := image.ParseSize(im.Size); err != nil {
 				return m.errorAt("image.size: "+err.Error(), "image", "size")
 			}
 		}
-		for _, o := range im.Outputs {
+		for i, o := range im.Outputs {
 			if o != "raw" && o != "bmap" && o != "zst" {
-				return m.errorAt(fmt.Sprintf("image.outputs: %q is not raw, bmap or zst", o), "image", "outputs")
+				return m.errorAt(fmt.Sprintf("image.outputs: %q is not raw, bmap or zst", o), "image", "outputs", strconv.Itoa(i))
+			}
+		}
+		for i, a := range im.Kargs {
+			if err := image.CheckKarg(a); err != nil {
+				return m.errorAt("image.kargs: "+err.Error(), "image", "kargs", strconv.Itoa(i))
 			}
 		}
 	}
 	return nil
+}
+
+// bundle returns the bundle's path, or "" when the manifest makes none.
+func (m *Manifest) bundle() string {
+	if m.Deltas == nil || m.Deltas.Bundle == nil {
+		return ""
+	}
+	return m.path(m.Deltas.Bundle.Output)
+}
+
+// outputDir checks that the output file p can be made: it is not a directory, and its
+// directory exists or can be created (the nearest existing ancestor is a directory).
+func outputDir(p string) error {
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory", p)
+	}
+	for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+		st, err := os.Stat(dir)
+		switch {
+		case err == nil && st.IsDir():
+			if unix.Access(dir, unix.W_OK|unix.X_OK) != nil {
+				return fmt.Errorf("%s is not writable", dir)
+			}
+			return nil
+		case err == nil:
+			return fmt.Errorf("%s is not a directory", dir)
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTDIR):
+			return err
+		case dir == filepath.Dir(dir):
+			return err
+		}
+	}
 }

@@ -59,6 +59,7 @@ func TestManifestDocs(t *testing.T) {
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "rootfs"), 0o755)
+	os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644)
 	t.Setenv("OTA_TEST_BRANCH", "t/stable")
 	for _, tc := range []struct {
 		name, yaml, err string
@@ -78,6 +79,18 @@ func TestLoad(t *testing.T) {
 		{name: "bad output kind", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  outputs: [raw, vhd]\n", err: `ota.yaml:6: image.outputs: "vhd"`},
 		{name: "board and layout", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  layout: l.yaml\n  output: x.img\n", err: "ota.yaml:3: image: give board or layout"},
 		{name: "bad bundle base", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  bundle: {output: b.bundle, from: last}\n", err: `ota.yaml:4: deltas.bundle.from "last"`},
+		// Issue 9, item 10: every field whose validity is known before writing, with its line.
+		{name: "branch escapes", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: \"../../evil\"\n", err: `ota.yaml:4: commit.branch: invalid ref name "../../evil"`},
+		{name: "branch with a space", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: my os\n", err: `ota.yaml:4: commit.branch: invalid ref name "my os"`},
+		{name: "stateroot with a slash", yaml: "os: my/os\nrepo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\n", err: `ota.yaml:1: os: invalid stateroot name "my/os"`},
+		{name: "kernel version of a plain commit", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: b\n  bootable: false\n  kernel-version: 6.1.0\n", err: "ota.yaml:6: commit.kernel-version needs bootable: true"},
+		{name: "empty metadata key", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: b\n  metadata: {\"\": x}\n", err: "ota.yaml:5: commit.metadata: empty key"},
+		{name: "signed summary without keys", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nsummary:\n  sign: true\n", err: "ota.yaml:4: summary.sign: true signs with commit.sign-keys, and there are none"},
+		{name: "bundle below a file", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  bundle:\n    output: afile/sub/b.bundle\n", err: "ota.yaml:5: deltas.bundle.output: " + filepath.Join(dir, "afile") + " is not a directory"},
+		{name: "image output is a directory", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: rootfs\n", err: "ota.yaml:5: image.output: " + filepath.Join(dir, "rootfs") + " is a directory"},
+		{name: "bundle over the block map", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  bundle:\n    output: x.img.bmap\nimage:\n  board: imx8mm\n  output: x.img\n", err: "ota.yaml:5: deltas.bundle.output: " + filepath.Join(dir, "x.img.bmap") + " is also written by the image"},
+		{name: "karg with a newline", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs:\n    - quiet\n    - \"a\\nbootcmd=x\"\n", err: `ota.yaml:8: image.kargs: kernel argument "a\nbootcmd=x" holds the control character '\n'`},
+		{name: "empty karg", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs: [\"\"]\n", err: "ota.yaml:6: image.kargs: empty kernel argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, "ota.yaml")

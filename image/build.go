@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -125,7 +126,16 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			opts.OSName = first
 		}
 	}
-	// Everything the layout names must exist before anything is written.
+	// Everything the layout names must exist, the kernel arguments be well-formed and a
+	// given size hold the layout, before anything is written.
+	for _, a := range opts.Kargs {
+		if err := CheckKarg(a); err != nil {
+			return nil, err
+		}
+	}
+	if err := CheckSize(l, opts.Size); err != nil {
+		return nil, err
+	}
 	ids := newIdentity(opts.Commit, l)
 	sysIdx := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.FS == "sysroot" })
 	fatFiles, err := resolveFiles(opts.BootFiles, l, sysIdx)
@@ -315,6 +325,19 @@ func stagingDir(dir string) string {
 	return ""
 }
 
+// CheckKarg checks a kernel argument given by the user: it must not be empty, and must not
+// hold control characters, which would break the boot loader entries and uEnv.txt it is
+// written to (a newline would start a line of its own).
+func CheckKarg(a string) error {
+	if a == "" {
+		return errors.New("empty kernel argument")
+	}
+	if i := strings.IndexFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("kernel argument %q holds the control character %q", a, a[i])
+	}
+	return nil
+}
+
 // mergeKargs appends extra to base, an argument of extra replacing those of base with
 // the same key.
 func mergeKargs(base, extra []string) []string {
@@ -364,6 +387,18 @@ func (id identity) partUUID(table string, i int) string {
 
 func (id identity) fsUUID() string { return uuidString(id.bytes("ext4")) }
 
+// CheckSize checks that an image of size bytes (0: sized to its contents) holds the
+// layout's partitions and tables with room for at least an empty sysroot: what can be
+// known before the sysroot is deployed and its real size known.
+func CheckSize(l Layout, size int64) error {
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("layout: %w", err)
+	}
+	sysIdx := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.FS == "sysroot" })
+	_, _, err := place(l, sysIdx, ext4.WriteSize(&ext4.Inode{Mode: ostree.ModeDir | 0o755}), size)
+	return err
+}
+
 // place computes the partitions' extents and the image size.
 func place(l Layout, sysIdx int, need, imageSize int64) ([]Extent, int64, error) {
 	align := l.align()
@@ -386,6 +421,14 @@ func place(l Layout, sysIdx int, need, imageSize int64) ([]Extent, int64, error)
 			case size > 0:
 			case imageSize > 0 && i == len(l.Partitions)-1:
 				size = (imageSize - tail - start) &^ 4095
+				if size < need {
+					left := "no room"
+					if size > 0 {
+						left = humanSize(size)
+					}
+					return nil, 0, fmt.Errorf("image size %s leaves %s for partition %s, which starts at %s: too small for the sysroot, which needs %s",
+						humanSize(imageSize), left, p.Name, humanSize(start), humanSize(need))
+				}
 			default:
 				// Room for an update as large as the system itself.
 				size = roundUp(2*need+64<<20, align)

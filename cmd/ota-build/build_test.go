@@ -184,10 +184,18 @@ func TestBuildManifestErrors(t *testing.T) {
 		{"unknown key", base + "imgae:\n  board: qemu-aarch64\n", "1.1", `ota.yaml:10: unknown key "imgae"`},
 		{"wrong type", strings.Replace(base, "owner: {uid: 0, gid: 0}", "owner: {uid: root, gid: 0}", 1), "1.1", "ota.yaml:7: cannot unmarshal !!str `root` into uint32"},
 		{"missing rootfs", strings.Replace(base, "rootfs: rootfs", "rootfs: nowhere", 1), "1.1", "ota.yaml:4: commit.rootfs: stat " + filepath.Join(dir, "nowhere") + ": no such file or directory"},
-		{"bad key file", strings.Replace(base, "- key.key", "- bad.key", 1), "1.1", "ota.yaml:8: " + filepath.Join(dir, "bad.key")},
+		{"bad key file", strings.Replace(base, "- key.key", "- bad.key", 1), "1.1", "ota.yaml:9: " + filepath.Join(dir, "bad.key")},
 		{"version exists with another tree", base, "1.0", `ota.yaml:6: version "1.0" already exists on t/stable`},
 		{"unset variable", strings.Replace(base, "path: repo", "path: ${NO_SUCH_VARIABLE}", 1), "1.1", "ota.yaml:2: ${NO_SUCH_VARIABLE} is not set"},
 		{"unknown board", base + "image:\n  board: nope\n  output: x.img\n", "1.1", `ota.yaml:11: unknown board "nope"`},
+		// Issue 9, item 10: found before the commit, deltas, summary and bundle are written.
+		{"image smaller than the layout", base + "deltas:\n  from-last: 1\n  bundle: {output: b.bundle}\nimage:\n  board: qemu-aarch64\n  output: x.img\n  size: 1MiB\n",
+			"1.1", "ota.yaml:16: image.size: image size 1.0 MiB leaves no room for partition root, which starts at 68.0 MiB"},
+		{"branch escapes", strings.Replace(base, "branch: t/stable", `branch: "../../evil"`, 1), "1.1", `ota.yaml:5: commit.branch: invalid ref name "../../evil"`},
+		{"rootfs not a tarball", strings.Replace(base, "rootfs: rootfs", "rootfs: bad.key", 1), "1.1", "ota.yaml:4: commit.rootfs: " + filepath.Join(dir, "bad.key")},
+		{"second key bad", strings.Replace(base, "- key.key", "- key.key\n    - bad.key", 1), "1.1", "ota.yaml:10: " + filepath.Join(dir, "bad.key")},
+		{"karg with a newline", base + "image:\n  board: qemu-aarch64\n  output: x.img\n  kargs: [\"quiet\\nbootcmd=x\"]\n", "1.1", "ota.yaml:13: image.kargs: kernel argument"},
+		{"bundle below a file", base + "deltas:\n  bundle: {output: bad.key/b.bundle}\n", "1.1", "ota.yaml:11: deltas.bundle.output: " + filepath.Join(dir, "bad.key") + " is not a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			write(tc.manifest)

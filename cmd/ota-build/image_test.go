@@ -489,6 +489,8 @@ func TestImageErrors(t *testing.T) {
 		{"unknown board", []string{"--board", "beaglebone"}, `unknown board "beaglebone" (known: imx6,`},
 		{"unknown layout key", []string{"--layout", unknownKey}, "typo.yaml: line 3: field ofset not found"},
 		{"bad size", []string{"--board", "qemu-aarch64", "--size", "big"}, `--size: invalid size "big"`},
+		{"smaller than the layout", []string{"--board", "qemu-aarch64", "--size", "1MiB"}, "image size 1.0 MiB leaves no room for partition root, which starts at 68.0 MiB"},
+		{"karg with a newline", []string{"--board", "qemu-aarch64", "--karg", "quiet\nbootcmd=x"}, `kernel argument "quiet\nbootcmd=x" holds the control character`},
 		{"not bootable", []string{"--board", "qemu-aarch64", "--ref", "plain"}, "kernel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,8 +59,14 @@ type Options struct {
 	NoSync bool
 }
 
+// ValidOSName reports whether name can be a stateroot: one path component without
+// whitespace, as ostree admin os-init accepts.
+func ValidOSName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/ \t\n")
+}
+
 func (o *Options) check() error {
-	if o.OSName == "" || strings.ContainsAny(o.OSName, "/ \t\n") || o.OSName == "." || o.OSName == ".." {
+	if !ValidOSName(o.OSName) {
 		return fmt.Errorf("sysroot: invalid OS name %q", o.OSName)
 	}
 	switch o.Bootloader {
