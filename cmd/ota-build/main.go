@@ -51,7 +51,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			initCommand(), commitCommand(), summaryCommand(), deltaCommand(), bundleCommand(),
 			keygenCommand(), signCommand(), verifyCommand(),
-			logCommand(), lsCommand(), fsckCommand(), imageCommand(), buildCommand(), serveCommand(),
+			logCommand(), lsCommand(), fsckCommand(), pruneCommand(), imageCommand(), buildCommand(), serveCommand(),
 		},
 	}
 }

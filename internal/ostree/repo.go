@@ -370,7 +370,11 @@ func (r *Repo) Sync() error {
 // ostree tools, which use the same open-file-description lock on .lock), and removes
 // temporary files that interrupted writers of this package left behind, and abandoned
 // scratch directories (see ScratchPrefix). The returned function releases the lock.
-func (r *Repo) Lock() (func(), error) {
+func (r *Repo) Lock() (func(), error) { return r.lock(true) }
+
+// lock takes the repository lock, removing what interrupted writers left when clean is
+// set.
+func (r *Repo) lock(clean bool) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(r.Path, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("locking repository: %w", err)
@@ -386,11 +390,13 @@ func (r *Repo) Lock() (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("locking repository %s: %w", r.Path, err)
 	}
-	stale, _ := filepath.Glob(filepath.Join(r.Path, "tmp", TempPrefix+"*"))
-	for _, p := range stale {
-		os.Remove(p)
+	if clean {
+		stale, _ := filepath.Glob(filepath.Join(r.Path, "tmp", TempPrefix+"*"))
+		for _, p := range stale {
+			os.Remove(p)
+		}
+		scratch.Clean(filepath.Join(r.Path, "tmp"), ScratchPrefix)
 	}
-	scratch.Clean(filepath.Join(r.Path, "tmp"), ScratchPrefix)
 	return func() { f.Close() }, nil
 }
 
