@@ -98,9 +98,9 @@ func crashImage(t *testing.T, label, img string, required bool) {
 			t.Errorf("%s: %s %s: exit %d\n%s%s", label, name, strings.Join(args, " "), r.code, r.stdout, r.stderr)
 		}
 	}
-	if !exists(img) {
+	if !crashExists(img) {
 		for _, p := range []string{img, img + ".bmap", img + ".zst"} {
-			if required || exists(p) {
+			if required || crashExists(p) {
 				t.Errorf("%s: %s is missing", label, p)
 			}
 		}
@@ -116,10 +116,10 @@ func crashImage(t *testing.T, label, img string, required bool) {
 	boot, root := pt.PartitionTable.Partitions[0], pt.PartitionTable.Partitions[1]
 	run("fsck.vfat", "-n", extract(t, img, boot.Start*512, boot.Size*512))
 	run("e2fsck", "-fn", extract(t, img, root.Start*512, root.Size*512))
-	if required || exists(img+".bmap") {
+	if required || crashExists(img+".bmap") {
 		run("bmaptool", "copy", "--bmap", img+".bmap", img, filepath.Join(t.TempDir(), "copy.img"))
 	}
-	if required || exists(img+".zst") {
+	if required || crashExists(img+".zst") {
 		run("sh", "-c", `zstd -q -d -c "$1" | cmp - "$2"`, "sh", img+".zst", img)
 	}
 }
@@ -156,7 +156,8 @@ func crashPoints(d time.Duration, seeds []uint64, n int, triggers ...crashPoint)
 	return append(out, triggers...)
 }
 
-func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+// crashExists reports whether anything exists at p.
+func crashExists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 // TestCrashKilledImage kills `ota-build image` at random points and as soon as it has
 // created the image file, written the block map and started compressing; staging
@@ -322,8 +323,8 @@ func TestCrashKilledBuild(t *testing.T) {
 			data, _ := os.ReadFile(filepath.Join(out, "repo", "refs", "heads", "crash", "stable"))
 			return strings.TrimSpace(string(data)) == want
 		}},
-		crashPoint{name: "bundle written", trigger: func(out string) bool { return exists(filepath.Join(out, "crash-2.0.bundle")) }},
-		crashPoint{name: "image renamed into place", trigger: func(out string) bool { return exists(filepath.Join(out, "crash-2.0.img")) }},
+		crashPoint{name: "bundle written", trigger: func(out string) bool { return crashExists(filepath.Join(out, "crash-2.0.bundle")) }},
+		crashPoint{name: "image renamed into place", trigger: func(out string) bool { return crashExists(filepath.Join(out, "crash-2.0.img")) }},
 	)
 	killed := 0
 	for i, kp := range points {

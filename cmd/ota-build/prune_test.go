@@ -71,8 +71,8 @@ func runPrune(t *testing.T, repo string, args ...string) pruneReport {
 	return rep
 }
 
-// minus returns the elements of a not in b.
-func minus(a, b []string) []string {
+// pruneMinus returns the elements of a not in b.
+func pruneMinus(a, b []string) []string {
 	return slices.DeleteFunc(slices.Clone(a), func(s string) bool { return slices.Contains(b, s) })
 }
 
@@ -91,14 +91,14 @@ func prunedLikeOstree(t *testing.T, repo string) []string {
 	copyRepo := filepath.Join(t.TempDir(), "copy")
 	must(t, "cp", "-a", repo, copyRepo)
 	must(t, "ostree", "prune", "--repo="+copyRepo, "--refs-only")
-	want := minus(before, pruneFiles(t, copyRepo))
+	want := pruneMinus(before, pruneFiles(t, copyRepo))
 
 	dry := runPrune(t, repo, "--dry-run")
 	if got := pruneFiles(t, repo); !slices.Equal(got, before) {
-		t.Fatalf("prune --dry-run removed %v", minus(before, got))
+		t.Fatalf("prune --dry-run removed %v", pruneMinus(before, got))
 	}
 	rep := runPrune(t, repo)
-	got := minus(before, pruneFiles(t, repo))
+	got := pruneMinus(before, pruneFiles(t, repo))
 	if !slices.Equal(got, want) {
 		t.Errorf("ota-build prune removed\n\t%s\nostree prune --refs-only removed\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
 	}
@@ -183,7 +183,7 @@ func TestPruneAfterRefusedOperations(t *testing.T) {
 			if head := strings.TrimSpace(must(t, "ostree", "rev-parse", "--repo="+repo, "main").stdout); head != good {
 				t.Fatalf("main moved to %s", head)
 			}
-			left := minus(pruneFiles(t, repo), before)
+			left := pruneMinus(pruneFiles(t, repo), before)
 			if len(left) == 0 {
 				t.Fatal("the refused operation left no object behind: nothing to prune")
 			}
@@ -277,7 +277,7 @@ func TestPruneErrorsAndLock(t *testing.T) {
 	before := pruneFiles(t, repo)
 	accOneLineError(t, runCmd(t, nil, nil, otaBuild, "prune", "--repo", repo), "prune: ref heads/broken", missing)
 	if got := pruneFiles(t, repo); !slices.Equal(got, before) {
-		t.Errorf("a failed prune removed %v", minus(before, got))
+		t.Errorf("a failed prune removed %v", pruneMinus(before, got))
 	}
 	accOneLineError(t, runCmd(t, nil, nil, otaBuild, "prune", "--repo", filepath.Join(dir, "nowhere")), "nowhere")
 	os.Remove(filepath.Join(repo, "refs/heads/broken"))
