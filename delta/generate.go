@@ -47,7 +47,7 @@ type Options struct {
 	// deltas reproducible.
 	Timestamp time.Time
 	// Signers, when set, wrap the superblock in a signed OSTSGNDT envelope (which ostree
-	// 2022.7 pull cannot read: use only for deltas applied by ota-client or offline).
+	// 2022.7 pull cannot read: use only for bundles and deltas applied by Apply).
 	Signers []*Signer
 	// Workers bounds the goroutines diffing and compressing (default: one per CPU).
 	Workers int
@@ -58,8 +58,9 @@ type Options struct {
 	Progress progress.Reporter
 }
 
-// Signer is the one signer of commits, summaries, deltas and bundles: an ed25519 key in
-// memory or behind any crypto.Signer (a hardware token, a KMS).
+// Signer is commit.Signer, the one signer of commits, summaries, deltas and bundles: an
+// ed25519 key in memory or behind any crypto.Signer (a hardware token, a KMS).
+// commit.OpenSigner and commit.NewSigner return one.
 type Signer = sign.Signer
 
 // Defaults of Options, as ostree static-delta generate uses them.
@@ -130,6 +131,8 @@ func treeObjects(repo *ostree.Repo, commit ostree.Checksum) ([]object, map[strin
 // Generate writes the static delta described by opts into repo's deltas directory,
 // replacing any delta with the same name. The parts and the superblock are written to a
 // temporary directory first and renamed into place, so readers never see half a delta.
+// repo is a commit.Repo, opts.From and opts.To are commit.Checksums and opts.Progress is a
+// commit.Reporter (the same types under their public names).
 func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, error) {
 	if opts.MaxPartSize == 0 {
 		opts.MaxPartSize = DefaultMaxPartSize
