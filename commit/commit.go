@@ -234,9 +234,10 @@ func commitMetadata(opts Options) []gvariant.DictEntry {
 
 // AddSignatures signs the commit c, whose object's bytes are commitBytes, with each of
 // signers whose key has no signature in its detached metadata (key ostree.sign.ed25519)
-// yet, keeping the signatures it has (see [sign.Merge]: one signature per key, so signing
-// again changes nothing). It returns how many signatures it added and rewrites the
-// detached metadata only when its signature list changed.
+// yet, keeping the signatures it has: one signature per key, so signing again changes
+// nothing (docs/format.md, "Detached metadata and signatures"). It returns how many
+// signatures it added and rewrites the detached metadata only when its signature list
+// changed.
 func AddSignatures(repo *Repo, c Checksum, commitBytes []byte, signers []*Signer) (int, error) {
 	if len(signers) == 0 {
 		return 0, nil
