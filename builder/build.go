@@ -84,7 +84,7 @@ type Options struct {
 	// Log receives one line per stage (nil: quiet).
 	Log io.Writer
 	// Progress receives the progress of long stages (nil: none).
-	Progress progress.Reporter
+	Progress commit.Reporter
 }
 
 // plan is everything a run needs, gathered and checked before anything is written.
@@ -635,7 +635,7 @@ func loadKeys(ctx context.Context, m *Manifest, refs []string, path ...string) (
 
 // UpdateSummary regenerates a repository's summary, signed by signers when there are any;
 // its timestamp is SOURCE_DATE_EPOCH when set, for reproducible builds.
-func UpdateSummary(repo *ostree.Repo, signers []*sign.Signer) error {
+func UpdateSummary(repo *commit.Repo, signers []*commit.Signer) error {
 	unlock, err := repo.Lock()
 	if err != nil {
 		return err

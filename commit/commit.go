@@ -5,6 +5,12 @@
 // A commit is crash safe: objects are written to temporary files and renamed into place,
 // the repository is synced before the commit object is written and again before the branch
 // moves, so a killed or failed commit leaves the repository valid with the branch unchanged.
+//
+// This package also names the types that it and the packages delta, image and builder take:
+// Repo, Checksum, Source, Overrides, SkipList, Reporter and Signer, re-exported from the
+// module's internal packages, with the functions that make values of them (OpenRepo,
+// InitRepo, ParseChecksum, OpenTree, OpenTar, ParseOverrides, ParseSkipList, OpenSigner,
+// NewSigner). The formats are described in docs/format.md.
 package commit
 
 import (
@@ -20,13 +26,13 @@ import (
 
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
-	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/rootfs"
 	"github.com/otakit/ota/internal/sign"
 )
 
 // Signer is the one signer of commits, summaries, deltas and bundles: an ed25519 key in
-// memory or behind any crypto.Signer (a hardware token, a KMS).
+// memory or behind any crypto.Signer (a hardware token, a KMS). OpenSigner and NewSigner
+// return one.
 type Signer = sign.Signer
 
 // Options describes a commit.
@@ -41,16 +47,16 @@ type Options struct {
 	Metadata []KeyValue
 	// Parent is the parent commit. When nil the branch's current commit is used, unless
 	// NoParent is set.
-	Parent   *ostree.Checksum
+	Parent   *Checksum
 	NoParent bool
 	// Timestamp is the commit time.
 	Timestamp time.Time
 	// OwnerUID and OwnerGID, when set, replace every entry's owner (before Overrides).
 	OwnerUID, OwnerGID *uint32
 	// Overrides adjusts per-path ownership, modes and xattrs.
-	Overrides *rootfs.Overrides
+	Overrides *Overrides
 	// SkipList names paths left out of the commit.
-	SkipList *rootfs.SkipList
+	SkipList *SkipList
 	// SkipSpecial leaves device nodes, FIFOs and sockets out instead of failing.
 	SkipSpecial bool
 	// Strict fails the commit, before its tree and commit objects are written, when a line
@@ -64,7 +70,7 @@ type Options struct {
 	// Workers is the number of hashing and compressing goroutines (default: one per CPU).
 	Workers int
 	// Progress receives progress reports (default: none).
-	Progress progress.Reporter
+	Progress Reporter
 	// Bootable converts a plain root filesystem to the layout `ostree admin deploy` boots
 	// (kernel in /usr/lib/modules/<kver>, /etc in /usr/etc, /var recreated by tmpfiles.d;
 	// see bootable.go) and marks the commit ostree.bootable.
@@ -86,15 +92,15 @@ type KeyValue struct{ Key, Value string }
 
 // Result describes a finished commit.
 type Result struct {
-	Commit ostree.Checksum
+	Commit Checksum
 	// Parent is the commit's parent, if it has one.
-	Parent *ostree.Checksum
+	Parent *Checksum
 	// Files counts the regular files and symlinks in the tree; FilesWritten how many new
 	// content objects were stored; Bytes the content bytes read.
 	Files, FilesWritten int64
 	Bytes               int64
 	// RootTree and RootMeta are the checksums of the root directory's dirtree and dirmeta.
-	RootTree, RootMeta ostree.Checksum
+	RootTree, RootMeta Checksum
 	// Unchanged reports that SkipIfUnchanged found the parent's tree, so no commit was
 	// written.
 	Unchanged bool
@@ -119,7 +125,7 @@ func (e *SpecialFileError) Error() string {
 
 // Commit stores the tree read from src in repo and points opts.Branch at the new commit.
 // The repository lock is held throughout.
-func Commit(ctx context.Context, repo *ostree.Repo, src rootfs.Source, opts Options) (Result, error) {
+func Commit(ctx context.Context, repo *Repo, src Source, opts Options) (Result, error) {
 	var res Result
 	if !ostree.ValidRef(opts.Branch) {
 		return res, fmt.Errorf("invalid branch name %q", opts.Branch)
@@ -228,10 +234,11 @@ func commitMetadata(opts Options) []gvariant.DictEntry {
 
 // AddSignatures signs the commit c, whose object's bytes are commitBytes, with each of
 // signers whose key has no signature in its detached metadata (key ostree.sign.ed25519)
-// yet, keeping the signatures it has (see [sign.Merge]: one signature per key, so signing
-// again changes nothing). It returns how many signatures it added and rewrites the
-// detached metadata only when its signature list changed.
-func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, signers []*Signer) (int, error) {
+// yet, keeping the signatures it has: one signature per key, so signing again changes
+// nothing (docs/format.md, "Detached metadata and signatures"). It returns how many
+// signatures it added and rewrites the detached metadata only when its signature list
+// changed.
+func AddSignatures(repo *Repo, c Checksum, commitBytes []byte, signers []*Signer) (int, error) {
 	if len(signers) == 0 {
 		return 0, nil
 	}
@@ -264,7 +271,7 @@ func AddSignatures(repo *ostree.Repo, c ostree.Checksum, commitBytes []byte, sig
 }
 
 // Signatures returns the ed25519 signatures in a commit's detached metadata.
-func Signatures(repo *ostree.Repo, c ostree.Checksum) ([][]byte, error) {
+func Signatures(repo *Repo, c Checksum) ([][]byte, error) {
 	meta, err := repo.ReadDetachedMetadata(c)
 	if err != nil {
 		return nil, err

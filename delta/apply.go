@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
@@ -86,7 +87,7 @@ func signatureList(m []gvariant.DictEntry) [][]byte {
 
 // CommitMeta returns the detached metadata (signatures) the superblock carries for the
 // target commit, nil when it carries none.
-func (s *Superblock) CommitMeta() []gvariant.DictEntry {
+func (s *Superblock) CommitMeta() []DictEntry {
 	for _, e := range s.Metadata {
 		if k := e.Key.(string); strings.HasPrefix(k, "deltas/") && strings.HasSuffix(k, "/commitmeta") {
 			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "a{sv}" {
@@ -119,7 +120,8 @@ type ApplyOptions struct {
 	// that never stands in for the commit's own signature.
 	Keys []ed25519.PublicKey
 	// Ref, when set, is the local branch Apply points at the target commit. A commit older
-	// than the one Ref points to is refused (see [release.CheckUpgrade]) unless
+	// than the one Ref points to (an earlier timestamp, or a lower version when both
+	// commits have one, versions compared as dpkg compares them) is refused unless
 	// AllowDowngrade is set.
 	Ref            string
 	AllowDowngrade bool
@@ -130,7 +132,7 @@ type ApplyOptions struct {
 // after every object it needs, and the ref after it, so an interrupted apply leaves no
 // commit behind and running it again finishes the job. The signature and downgrade checks
 // come first: a delta they refuse writes nothing.
-func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions) error {
+func Apply(ctx context.Context, repo *commit.Repo, d *Loaded, opts ApplyOptions) error {
 	unlock, err := repo.Lock()
 	if err != nil {
 		return err

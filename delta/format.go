@@ -1,7 +1,11 @@
 // Package delta generates and applies OSTree static deltas (format of ostree 2022.7): a
 // superblock that embeds the target commit, plus parts whose operation streams rebuild every
 // object the target has and the source lacks, whole or as bsdiff patches against objects
-// of the source.
+// of the source. docs/format.md, "Static deltas", describes the format as this package
+// writes and reads it.
+//
+// The repository, checksum, progress and signer types are those of package commit
+// (commit.Repo, commit.Checksum, commit.Reporter, commit.Signer).
 package delta
 
 import (
@@ -17,6 +21,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 )
@@ -46,14 +51,14 @@ const (
 
 // ObjectRef names one object a part produces.
 type ObjectRef struct {
-	Type     ostree.ObjectType
-	Checksum ostree.Checksum
+	Type     ObjectType
+	Checksum commit.Checksum
 }
 
 // PartHeader describes one part in the superblock.
 type PartHeader struct {
 	// Checksum is the SHA-256 of the part file, compression byte included.
-	Checksum ostree.Checksum
+	Checksum commit.Checksum
 	// Size is the part file's size; USize the total size of the objects it produces.
 	Size, USize uint64
 	Objects     []ObjectRef
@@ -61,18 +66,18 @@ type PartHeader struct {
 
 // Fallback is a content object a client fetches on its own rather than from a part.
 type Fallback struct {
-	Checksum              ostree.Checksum
+	Checksum              commit.Checksum
 	CompressedSize, USize uint64
 }
 
 // Superblock is the index of a delta.
 type Superblock struct {
 	// Metadata holds the delta's a{sv} metadata: endianness, inline parts, commitmeta.
-	Metadata  []gvariant.DictEntry
+	Metadata  []DictEntry
 	Timestamp uint64
 	// From is nil for a delta from scratch.
-	From *ostree.Checksum
-	To   ostree.Checksum
+	From *commit.Checksum
+	To   commit.Checksum
 	// Commit is the serialised target commit object.
 	Commit    []byte
 	Parts     []PartHeader
@@ -95,7 +100,7 @@ func swap32(v uint32, big bool) uint32 {
 
 // Marshal serialises the superblock in normal form, little-endian.
 func (s *Superblock) Marshal() ([]byte, error) {
-	commit, err := gvariant.Decode(ostree.CommitType, s.Commit)
+	cm, err := gvariant.Decode(ostree.CommitType, s.Commit)
 	if err != nil {
 		return nil, fmt.Errorf("target commit: %w", err)
 	}
@@ -120,7 +125,7 @@ func (s *Superblock) Marshal() ([]byte, error) {
 		meta = []gvariant.DictEntry{}
 	}
 	return gvariant.Encode(superblockType, []any{meta, bits.ReverseBytes64(s.Timestamp), from, s.To[:],
-		commit, []byte{}, parts, fbs})
+		cm, []byte{}, parts, fbs})
 }
 
 // ParseSuperblock parses an unsigned superblock. Integers of part headers and fallbacks are

@@ -18,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 
+	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
@@ -29,8 +30,8 @@ import (
 // Options controls Generate.
 type Options struct {
 	// From is the base commit; nil makes a delta from scratch.
-	From *ostree.Checksum
-	To   ostree.Checksum
+	From *commit.Checksum
+	To   commit.Checksum
 	// Inline puts the parts inside the superblock.
 	Inline bool
 	// MaxPartSize bounds the uncompressed payload of a part (default 32 MB).
@@ -48,7 +49,7 @@ type Options struct {
 	// deltas reproducible.
 	Timestamp time.Time
 	// Signers, when set, wrap the superblock in a signed OSTSGNDT envelope (which ostree
-	// 2022.7 pull cannot read: use only for deltas applied by ota-client or offline).
+	// 2022.7 pull cannot read: use only for bundles and deltas applied by Apply).
 	Signers []*Signer
 	// Workers bounds the goroutines diffing and compressing (default: one per CPU).
 	Workers int
@@ -57,11 +58,12 @@ type Options struct {
 	// atomically and gets mode 0666 less the umask.
 	Output string
 	// Progress receives progress reports (default: none).
-	Progress progress.Reporter
+	Progress commit.Reporter
 }
 
-// Signer is the one signer of commits, summaries, deltas and bundles: an ed25519 key in
-// memory or behind any crypto.Signer (a hardware token, a KMS).
+// Signer is commit.Signer, the one signer of commits, summaries, deltas and bundles: an
+// ed25519 key in memory or behind any crypto.Signer (a hardware token, a KMS).
+// commit.OpenSigner and commit.NewSigner return one.
 type Signer = sign.Signer
 
 // Defaults of Options, as ostree static-delta generate uses them.
@@ -133,7 +135,7 @@ func treeObjects(repo *ostree.Repo, commit ostree.Checksum) ([]object, map[strin
 // replacing any delta with the same name. The parts and the superblock are written to a
 // temporary directory first and renamed into place, so readers never see half a delta; a
 // temporary directory or file left by a killed run is removed by the next one.
-func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, error) {
+func Generate(ctx context.Context, repo *commit.Repo, opts Options) (*Result, error) {
 	if opts.MaxPartSize == 0 {
 		opts.MaxPartSize = DefaultMaxPartSize
 	}

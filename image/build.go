@@ -27,6 +27,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/mbr"
 	"golang.org/x/sys/unix"
 
+	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/image/bmap"
 	"github.com/otakit/ota/image/bootscript"
 	"github.com/otakit/ota/image/ext4"
@@ -40,10 +41,11 @@ import (
 // Options describe an image to build.
 type Options struct {
 	// Repo and Commit are the commit to deploy.
-	Repo   *ostree.Repo
-	Commit ostree.Checksum
-	// Refspec is recorded as the deployment's origin, which the device client follows
-	// for updates (e.g. "myos/stable"; default: the commit checksum).
+	Repo   *commit.Repo
+	Commit commit.Checksum
+	// Refspec is recorded as the deployment's origin, the ref `ostree admin upgrade` (and
+	// the planned device client) follows for updates (e.g. "myos/stable"; default: the
+	// commit checksum).
 	Refspec string
 	// OSName is the stateroot (default: the first component of a Refspec such as
 	// myos/stable, else "os").
@@ -65,7 +67,7 @@ type Options struct {
 	// Bmap writes Output+".bmap"; Zstd writes Output+".zst".
 	Bmap, Zstd bool
 	// Progress receives the stages; nil is quiet.
-	Progress progress.Reporter
+	Progress commit.Reporter
 	// TempDir is where the sysroot is staged: its metadata, /etc, kernel, initramfs and
 	// device trees, a few megabytes (the other files go from the repository straight into
 	// the image). Default: $TMPDIR if set, else /dev/shm if writable, else /tmp. The

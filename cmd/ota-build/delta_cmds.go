@@ -103,7 +103,7 @@ func deltaCommand() *cli.Command {
 		Usage:     "generate a static delta between two commits (and apply or show deltas)",
 		ArgsUsage: " ",
 		Description: "Writes deltas/…/superblock and parts into the repository and updates the summary and\n" +
-			"delta index, so `ostree pull` and ota-client use it. Run `ota-build summary --sign-key` again\n" +
+			"delta index, so `ostree pull` uses it. Run `ota-build summary --sign-key` again\n" +
 			"afterwards if the summary is signed.",
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
@@ -259,8 +259,8 @@ func bundleCommand() *cli.Command {
 		Usage:     "write a self-contained, signed update file for USB or offline updates",
 		ArgsUsage: " ",
 		Description: "The bundle is a static delta with its parts inline and the commit's signatures,\n" +
-			"wrapped in a signed envelope when --sign-key is given; `ota-build delta apply` and\n" +
-			"ota-client apply it.\n" + bundleRule + "\n" + trustRule,
+			"wrapped in a signed envelope when --sign-key is given; `ota-build delta apply`\n" +
+			"applies it.\n" + bundleRule + "\n" + trustRule,
 		Flags: append(deltaFlags(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle `FILE` to write", Required: true},
 			signKeyFlag,

@@ -41,7 +41,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "ota-build",
 		Usage: "build signed OSTree commits, static deltas and flash-ready images for OTA updates of embedded Linux devices",
-		Description: "ota-build writes OSTree repositories that the ostree tools and the ota-client read:\n" +
+		Description: "ota-build writes OSTree repositories that the ostree tools read:\n" +
 			"commits from a root filesystem directory or tarball, ed25519 signatures, the summary,\n" +
 			"static deltas and offline bundles, and disk images with the commit deployed. `build`\n" +
 			"runs all of it from an ota.yaml manifest; `serve` serves a repository over HTTP.",

@@ -31,7 +31,7 @@ func serveCommand() *cli.Command {
 		Usage:     "serve an archive repository over HTTP for development",
 		ArgsUsage: " ",
 		Description: "Serves the files of an archive repository (objects, refs, summary, deltas) so that\n" +
-			"ostree pull and the ota-client can fetch from it: GET and HEAD with Range requests, no\n" +
+			"ostree pull can fetch from it: GET and HEAD with Range requests, no\n" +
 			"directory listings, nothing outside the repository (symlinks that leave it are not followed).\n" +
 			"Prints \"serving DIR at http://ADDR/\" with the bound address (--addr 127.0.0.1:0 picks a free\n" +
 			"port) and logs a line per request to standard error. Stops on SIGINT or SIGTERM.\n" +

@@ -13,7 +13,8 @@
 // position in the old file forward by x+z; z may be negative. The integers
 // are little-endian sign-magnitude: the low 63 bits hold the magnitude, the
 // top bit of the last byte the sign. The stream ends when the new file is
-// complete; its size is stored elsewhere (in the delta's part header).
+// complete; its size is stored elsewhere (in a delta, by the open operation
+// before the patch).
 //
 // Diff implements Colin Percival's bsdiff algorithm with the heuristics of
 // that library, so its patches are byte for byte the ones OSTree produces,

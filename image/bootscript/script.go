@@ -57,14 +57,15 @@ type ScriptOptions struct {
 //     ${fdtdir}/${fdtfile} if both are set, else U-Boot's own control
 //     device tree (${fdtcontroladdr}).
 //
-// Contract with the device client: StateFile is a U-Boot text environment,
-// lines of name=value, of which only bootcount is read. Its value is
-// hexadecimal without a 0x prefix, as setexpr writes it, and the file
-// written by U-Boot may end with a NUL byte. After a successful boot the
-// client must rewrite the file as "bootcount=0\n". If the system came up
-// from the rollback entry (its /proc/cmdline is bootargs2), the client must
-// first make the rollback permanent, because resetting the counter sends the
-// next boot to the default entry again.
+// Contract with whatever decides that a boot succeeded (the planned device
+// client; docs/format.md, "Boot script and boot counter"): StateFile is a
+// U-Boot text environment, lines of name=value, of which only bootcount is
+// read. Its value is hexadecimal without a 0x prefix, as setexpr writes it,
+// and the file written by U-Boot may end with a NUL byte. After a successful
+// boot it must rewrite the file as "bootcount=0\n". If the system came up
+// from the rollback entry (its /proc/cmdline is bootargs2), it must first
+// make the rollback permanent, because resetting the counter sends the next
+// boot to the default entry again.
 func Script(opts ScriptOptions) []byte {
 	if opts.BootLimit <= 0 {
 		opts.BootLimit = 3
@@ -121,7 +122,7 @@ else
 	echo "ota: cannot write {{.StateFile}}; boot counting is not persistent"
 fi
 
-# Import the boot entries written by the OTA client.
+# Import the boot entries of the deployments (written with each deployment).
 if load {{.Root}} ${loadaddr} /boot/loader/uEnv.txt; then
 	env import -t ${loadaddr} ${filesize}
 else

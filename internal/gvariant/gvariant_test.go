@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// Vectors verified byte for byte against GLib (spec §1.10, §1.6, §1.8).
+// Vectors verified byte for byte against GLib's serialisation (docs/format.md, "GVariant",
+// states the rules they exercise: alignment, framing offset widths, dictionaries).
 var vectors = []struct {
 	sig  string
 	val  any

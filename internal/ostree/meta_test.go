@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Checksums from the format reference (§2), confirmed with ostree 2022.7.
+// Checksums confirmed with ostree 2022.7; docs/format.md, "Content objects", lists them.
 func TestKnownChecksums(t *testing.T) {
 	file := FileHeader{Mode: ModeRegular | 0o644, Xattrs: []Xattr{{"user.foo", []byte("bar")}}}
 	link := FileHeader{Mode: ModeSymlink | 0o777, LinkTarget: "a.txt"}

@@ -18,7 +18,8 @@ import (
 	"github.com/otakit/ota/internal/ostree"
 )
 
-// kernel describes the boot files of a deployment (modules layout, §8.2).
+// kernel describes the boot files of a deployment (modules layout; docs/format.md, "Kernel
+// and boot checksum").
 type kernel struct {
 	kver                           string
 	vmlinuz, initramfs, devicetree string // paths in the deployment, "" when absent
@@ -196,7 +197,8 @@ func (e *entry) bls() string {
 	return b.String()
 }
 
-// uEnv renders boot/loader.N/uEnv.txt for U-Boot (§8.7).
+// uEnv renders boot/loader.N/uEnv.txt for U-Boot (docs/format.md, "U-Boot environment
+// (uEnv.txt)").
 func uEnv(entries []entry) string {
 	var lines []string
 	for i, e := range entries {
@@ -251,7 +253,8 @@ func osTitle(dir string) string {
 }
 
 // writeBootConfig writes the boot configuration of list at the other bootversion, swaps
-// boot/loader to it and removes what the old configuration alone used (§8.10 steps 5-10).
+// boot/loader to it and removes what the old configuration alone used (docs/format.md,
+// "Boot versions and the swap").
 func writeBootConfig(ctx context.Context, w *attrWriter, repo *ostree.Repo, bootversion int, list []deployment, uboot bool) error {
 	sysroot := w.root
 	nb := 1 - bootversion

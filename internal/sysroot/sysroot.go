@@ -1,7 +1,7 @@
 // Package sysroot creates and updates OSTree sysroots (the device's physical root: the bare
 // repository, the deployments and the boot configuration) without the ostree binary, laid
-// out exactly as `ostree admin init-fs`, `os-init` and `deploy` (2022.7) do; see §8 of the
-// format notes.
+// out exactly as `ostree admin init-fs`, `os-init` and `deploy` (2022.7) do; see
+// docs/format.md, "Sysroot".
 package sysroot
 
 import (
@@ -296,8 +296,8 @@ func parseEntry(s string) map[string]string {
 }
 
 // Deploy deploys commit from src as the new default deployment of the stateroot
-// opts.OSName in the sysroot at sysroot (created by Init or by `ostree admin`), following
-// the checklist of §8.10:
+// opts.OSName in the sysroot at sysroot (created by Init or by `ostree admin`), in the
+// steps docs/format.md describes in "Deployments" and "Boot versions and the swap":
 //
 //   - every object of the commit, the commit and its detached metadata are copied into
 //     ostree/repo (objects already present are skipped; the commit is written last);
