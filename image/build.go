@@ -164,9 +164,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	defer work.RemoveAll()
 	root := filepath.Join(stage.Path, "sysroot")
 	kargs := mergeKargs(append([]string{"root=PARTUUID=" + ids.partUUID(l.Table, sysIdx), "rw", "rootwait"}, l.Kargs...), opts.Kargs)
-	attrs, sparse := map[string]ostree.DirMeta{}, &sysroot.Sparse{}
+	staged := &sysroot.Sparse{}
 	so := sysroot.Options{OSName: opts.OSName, Kargs: kargs, Bootloader: "uboot", Refspec: opts.Refspec,
-		Attrs: attrs, Sparse: sparse, NoSync: true}
+		Attrs: staged, NoSync: true}
 	p.Stage("deploying the sysroot", 0)
 	if err := sysroot.Init(root, so); err != nil {
 		return nil, err
@@ -174,7 +174,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err := sysroot.Deploy(ctx, root, opts.Repo, opts.Commit, so); err != nil {
 		return nil, err
 	}
-	tree, err := stagedTree(root, attrs, sparse, opts.Repo)
+	tree, err := stagedTree(root, staged.Attrs, staged, opts.Repo)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 
 // stagedTree describes for ext4.Write the sysroot staged at root together with the
 // objects Deploy left out of it: owners, modes and xattrs of staged files come from attrs
-// (see sysroot.Options.Attrs), and the objects in sparse (see sysroot.Options.Sparse) are
+// (see sysroot.Record), and the objects in sparse (see sysroot.Sparse) are
 // added at their paths and hard links, their data decompressed from the source repository
 // as the image is written.
 func stagedTree(root string, attrs map[string]ostree.DirMeta, sparse *sysroot.Sparse, src *ostree.Repo) (*ext4.Inode, error) {

@@ -91,19 +91,37 @@ func bareUserMeta(h *FileHeader) []byte {
 // WriteContent stores a content object whose checksum the caller has computed, taking
 // content (ignored for symlinks) of the given size, and reports whether it stored it: an
 // object already present is not rewritten. level is the deflate level for archive
-// repositories. In bare mode the process must be allowed to chown and set xattrs, unless
-// DeferOwnership is set.
+// repositories. In bare mode the process must be allowed to chown and set xattrs (see
+// WriteContentUnowned).
 func (r *Repo) WriteContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) (bool, error) {
+	return r.writeContent(c, h, content, size, level, true)
+}
+
+// WriteContentUnowned is WriteContent for a bare repository written without the privileges
+// ownership needs: the object keeps the writer's owner, gets no extended attributes and
+// gets its permission bits plus u+rw (so the writer can read it back). The caller keeps
+// h's owner, mode and xattrs and applies them elsewhere: image builders do, inside the
+// filesystem they write.
+func (r *Repo) WriteContentUnowned(c Checksum, h *FileHeader, content io.Reader, size int64) (bool, error) {
+	if r.Mode != ModeBare {
+		return false, fmt.Errorf("object %s: unowned writes are for bare repositories, not %s", c, r.Mode)
+	}
+	return r.writeContent(c, h, content, size, 0, false)
+}
+
+// writeContent is WriteContent, or WriteContentUnowned when owned is false.
+func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int, owned bool) (bool, error) {
 	if err := h.Validate(); err != nil {
 		return false, fmt.Errorf("object %s: %w", c, err)
 	}
 	if r.HasObject(c, ObjFile) {
 		return false, nil
 	}
-	return true, r.writeContent(c, h, content, size, level)
+	return true, r.storeContent(c, h, content, size, level, owned)
 }
 
-func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int) error {
+// storeContent writes a validated content object the repository lacks.
+func (r *Repo) storeContent(c Checksum, h *FileHeader, content io.Reader, size int64, level int, owned bool) error {
 	if h.IsSymlink() {
 		size, content = 0, nil
 	}
@@ -134,19 +152,15 @@ func (r *Repo) writeContent(c Checksum, h *FileHeader, content io.Reader, size i
 		})
 	case ModeBare, ModeBareUserOnly:
 		if h.IsSymlink() {
-			return r.placeSymlink(c, h)
+			return r.placeSymlink(c, h, owned)
 		}
 		perm := h.Mode & ModePermMask
 		if r.Mode == ModeBareUserOnly && perm&0o7002 != 0 {
 			return fmt.Errorf("object %s: mode %04o cannot be stored in a bare-user-only repository", c, perm)
 		}
-		if r.Mode == ModeBare && r.DeferOwnership != nil {
+		if !owned {
 			return r.placeObject(c, ObjFile, func(f *os.File) error {
-				if err := writeBareFile(f, content, perm|0o600); err != nil {
-					return err
-				}
-				r.DeferOwnership(r.objectRel(c, ObjFile), h)
-				return nil
+				return writeBareFile(f, content, perm|0o600)
 			})
 		}
 		return r.placeObject(c, ObjFile, func(f *os.File) error {
@@ -192,8 +206,9 @@ func writeBareFile(f *os.File, content io.Reader, perm uint32) error {
 	return unix.UtimesNanoAt(unix.AT_FDCWD, procFD(int(f.Fd())), []unix.Timespec{{}, {}}, 0)
 }
 
-// placeSymlink stores a symlink object of a bare or bare-user-only repository.
-func (r *Repo) placeSymlink(c Checksum, h *FileHeader) error {
+// placeSymlink stores a symlink object of a bare or bare-user-only repository, with h's
+// owner and xattrs in bare mode when owned.
+func (r *Repo) placeSymlink(c Checksum, h *FileHeader, owned bool) error {
 	rel := r.objectRel(c, ObjFile)
 	if err := os.MkdirAll(filepath.Dir(filepath.Join(r.Path, rel)), 0o755); err != nil {
 		return err
@@ -206,9 +221,7 @@ func (r *Repo) placeSymlink(c Checksum, h *FileHeader) error {
 	f.Close()
 	os.Remove(tmp)
 	err = os.Symlink(h.LinkTarget, tmp)
-	if err == nil && r.Mode == ModeBare && r.DeferOwnership != nil {
-		r.DeferOwnership(rel, h)
-	} else if err == nil && r.Mode == ModeBare {
+	if err == nil && r.Mode == ModeBare && owned {
 		err = os.Lchown(tmp, int(h.UID), int(h.GID))
 		for _, x := range h.Xattrs {
 			if err == nil {

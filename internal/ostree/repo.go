@@ -61,14 +61,6 @@ type Repo struct {
 	// Config holds the config file's keys as "section.key" (e.g. "core.mode").
 	Config map[string]string
 
-	// DeferOwnership, when set on a bare repository, makes content writes record what
-	// needs privileges instead of applying it: objects keep the writer's owner, get no
-	// extended attributes and get their permission bits plus u+rw (so the writer can read
-	// them back), and DeferOwnership receives each new object's path relative to Path
-	// with its header. Image builders set it to apply owners inside the filesystem image
-	// they write (see image/ext4), so no root is needed.
-	DeferOwnership func(rel string, h *FileHeader)
-
 	madeDirs sync.Map // object subdirectories known to exist
 }
 

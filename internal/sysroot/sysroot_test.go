@@ -321,19 +321,20 @@ func TestDeployUpdateUBoot(t *testing.T) {
 	}
 }
 
-// TestDeployRecordsAttrs deploys with Options.Attrs: nothing is chowned on disk, and the map
+// TestDeployRecordsAttrs deploys with a Record: nothing is chowned on disk, and the map
 // holds the owners and modes the deployment must have, for the objects and their checkout.
 func TestDeployRecordsAttrs(t *testing.T) {
 	f := newFixture(t)
 	s := newSysrootDir(t)
-	attrs := map[string]ostree.DirMeta{}
-	opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: attrs}
+	rec := &Record{}
+	opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: rec}
 	if err := Init(s, opts); err != nil {
 		t.Fatal(err)
 	}
 	if err := Deploy(context.Background(), s, f.src, f.c1, opts); err != nil {
 		t.Fatal(err)
 	}
+	attrs := rec.Attrs
 	dep := "ostree/deploy/myos/deploy/" + f.c1.String() + ".0"
 	p := filepath.Join(s, dep, "usr/share/app/data")
 	var st syscall.Stat_t
@@ -370,13 +371,13 @@ func TestDeployRecordsAttrs(t *testing.T) {
 	}
 }
 
-// TestDeploySparse: with Options.Sparse, only what Deploy reads is on disk; the other
+// TestDeploySparse: with a Sparse, only what Deploy reads is on disk; the other
 // objects are listed with their checkout paths.
 func TestDeploySparse(t *testing.T) {
 	f := newFixture(t)
 	s := newSysrootDir(t)
 	sparse := &Sparse{}
-	opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: map[string]ostree.DirMeta{}, Sparse: sparse}
+	opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: sparse}
 	if err := Init(s, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -424,9 +425,9 @@ func TestDeploySparseReadsEveryBootFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var boots []string
-	for _, sparse := range []*Sparse{nil, {}} {
+	for _, attrs := range []Attrs{&Record{}, &Sparse{}} {
 		s := newSysrootDir(t)
-		opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: map[string]ostree.DirMeta{}, Sparse: sparse}
+		opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}, Attrs: attrs}
 		if err := Init(s, opts); err != nil {
 			t.Fatal(err)
 		}

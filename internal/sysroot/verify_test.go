@@ -80,7 +80,7 @@ func TestDeployRefusesCorruptObject(t *testing.T) {
 			s := newSysrootDir(t)
 			opts := Options{OSName: "myos", Bootloader: "uboot", Kargs: []string{"rw"}}
 			if tc.sparse {
-				opts.Attrs, opts.Sparse = map[string]ostree.DirMeta{}, &Sparse{}
+				opts.Attrs = &Sparse{}
 			}
 			if err := Init(s, opts); err != nil {
 				t.Fatal(err)
