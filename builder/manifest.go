@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/image"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/sysroot"
@@ -101,6 +102,10 @@ type DeltaSpec struct {
 	FromScratch bool `yaml:"from-scratch"`
 	// Bundle writes a self-contained update file for offline updates.
 	Bundle *BundleSpec `yaml:"bundle"`
+	// XZ chooses the xz encoder of the deltas and the bundle (delta.Options.XZ): auto
+	// (default), builtin, or an xz command; a path with a slash is relative to the
+	// manifest's directory, a bare name is looked up in $PATH.
+	XZ string `yaml:"xz"`
 }
 
 // BundleSpec describes the offline bundle.
@@ -231,6 +236,9 @@ func (m *Manifest) check() error {
 		if d.FromLast < 0 {
 			return m.errorAt("deltas.from-last must not be negative", "deltas", "from-last")
 		}
+		if _, err := delta.LookXZ(m.xz()); err != nil {
+			return m.errorAt("deltas.xz: "+err.Error(), "deltas", "xz")
+		}
 		if b := d.Bundle; b != nil {
 			if b.Output == "" {
 				return m.errorAt("deltas.bundle.output is required", "deltas", "bundle")
@@ -276,6 +284,18 @@ func (m *Manifest) check() error {
 		}
 	}
 	return nil
+}
+
+// xz returns the deltas' xz encoder choice, a path resolved against the manifest's
+// directory.
+func (m *Manifest) xz() string {
+	if m.Deltas == nil {
+		return ""
+	}
+	if strings.Contains(m.Deltas.XZ, "/") {
+		return m.path(m.Deltas.XZ)
+	}
+	return m.Deltas.XZ
 }
 
 // bundle returns the bundle's path, or "" when the manifest makes none.

@@ -91,6 +91,12 @@ func TestLoad(t *testing.T) {
 		{name: "bundle over the block map", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  bundle:\n    output: x.img.bmap\nimage:\n  board: imx8mm\n  output: x.img\n", err: "ota.yaml:5: deltas.bundle.output: " + filepath.Join(dir, "x.img.bmap") + " is also written by the image"},
 		{name: "karg with a newline", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs:\n    - quiet\n    - \"a\\nbootcmd=x\"\n", err: `ota.yaml:8: image.kargs: kernel argument "a\nbootcmd=x" holds the control character '\n'`},
 		{name: "empty karg", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs: [\"\"]\n", err: "ota.yaml:6: image.kargs: empty kernel argument"},
+		// Issue 10: the deltas' xz encoder.
+		{name: "missing xz command", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: 1\n  xz: tools/xz\n", err: `ota.yaml:5: deltas.xz: xz encoder "` + filepath.Join(dir, "tools/xz") + `": no such file or directory`},
+		{name: "xz command not in PATH", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: no-such-xz}\n", err: `ota.yaml:3: deltas.xz: xz encoder "no-such-xz": executable file not found in $PATH`},
+		{name: "xz relative to the manifest", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: ./afile}\n", err: `ota.yaml:3: deltas.xz: xz encoder "` + filepath.Join(dir, "afile") + `": permission denied`},
+		{name: "built-in xz", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: builtin}\n",
+			check: func(m *Manifest) bool { return m.xz() == "builtin" }},
 		// Issue 10: lines come from the node tree, aliases and merge keys (<<) followed.
 		{name: "tag that does not fit", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: !!int x\n", err: "ota.yaml:4: cannot decode !!str `x` as a !!int"},
 		{name: "bad base64", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: b\n  subject: !!binary x\n", err: "ota.yaml:5: !!binary value contains invalid base64 data"},
