@@ -71,6 +71,8 @@ type DeltaReport struct {
 	Path  string `json:"path"`
 	Bytes int64  `json:"bytes"`
 	New   bool   `json:"new"`
+	// Encoder names the xz encoder of a delta this run wrote (delta.Result.Encoder).
+	Encoder string `json:"encoder,omitempty"`
 }
 
 // ImageReport describes the image.
@@ -85,6 +87,8 @@ type Options struct {
 	Log io.Writer
 	// Progress receives the progress of long stages (nil: none).
 	Progress commit.Reporter
+	// XZ, when set, replaces the manifest's deltas.xz (delta.Options.XZ).
+	XZ string
 }
 
 // plan is everything a run needs, gathered and checked before anything is written.
@@ -99,6 +103,7 @@ type plan struct {
 	reuse        *ostree.Checksum // an existing commit of the same version and tree
 	warnings     []string         // of the dry run that found reuse
 	deltaVersion []ostree.Checksum
+	xz           string // delta.Options.XZ
 }
 
 type historyEntry struct {
@@ -122,6 +127,12 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	p, err := prepare(ctx, m, pr)
 	if err != nil {
 		return nil, err
+	}
+	if opts.XZ != "" {
+		if _, err := delta.LookXZ(opts.XZ); err != nil {
+			return nil, err
+		}
+		p.xz = opts.XZ
 	}
 	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]float64{}, Warnings: p.warnings}
 	stage := func(name string, start time.Time) {
@@ -259,7 +270,7 @@ func cmpOr(a, b string) string {
 
 // prepare loads every input and checks the version rule, writing nothing.
 func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, error) {
-	p := &plan{m: m}
+	p := &plan{m: m, xz: m.xz()}
 	c := &m.Commit
 	var err error
 	if p.signers, err = loadKeys(ctx, m, c.SignKeys, "commit", "sign-keys"); err != nil {
@@ -483,7 +494,7 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 	if output != "" {
 		existing = output
 	}
-	opts := delta.Options{From: from, To: to, Output: output, Progress: pr}
+	opts := delta.Options{From: from, To: to, Output: output, XZ: p.xz, Progress: pr}
 	var pubs []ed25519.PublicKey
 	if output != "" {
 		for _, s := range p.signers {
@@ -503,7 +514,7 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 	if err != nil {
 		return nil, fmt.Errorf("delta %s: %w", r.From+"-"+r.To, err)
 	}
-	r.Path, r.Bytes, r.New = existing, res.Size, true
+	r.Path, r.Bytes, r.New, r.Encoder = existing, res.Size, true, res.Encoder
 	return r, nil
 }
 

@@ -4,14 +4,11 @@
 package builder
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/image"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/sysroot"
@@ -104,6 +102,10 @@ type DeltaSpec struct {
 	FromScratch bool `yaml:"from-scratch"`
 	// Bundle writes a self-contained update file for offline updates.
 	Bundle *BundleSpec `yaml:"bundle"`
+	// XZ chooses the xz encoder of the deltas and the bundle (delta.Options.XZ): auto
+	// (default), builtin, or an xz command; a path with a slash is relative to the
+	// manifest's directory, a bare name is looked up in $PATH.
+	XZ string `yaml:"xz"`
 }
 
 // BundleSpec describes the offline bundle.
@@ -167,140 +169,13 @@ func Load(file string, vars map[string]string) (*Manifest, error) {
 		return nil, err
 	}
 	m := &Manifest{file: file}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, m.yamlError(err)
-	}
-	if root.Kind == 0 {
-		return nil, &Error{File: file, Msg: "empty manifest"}
-	}
-	// Unknown keys: the yaml package checks them only when decoding bytes, so the file is
-	// decoded strictly once before expansion (unknown keys do not depend on it).
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var strict Manifest
-	if err := dec.Decode(&strict); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, msg := range te.Errors {
-				if strings.Contains(msg, " not found in type ") {
-					return nil, m.yamlError(errors.New(msg))
-				}
-			}
-		}
-	}
-	if err := expand(&root, file, vars); err != nil {
+	if err := parseManifest(m, data, vars); err != nil {
 		return nil, err
-	}
-	m.root = &root
-	if err := root.Decode(m); err != nil {
-		return nil, m.yamlError(err)
 	}
 	if err := m.check(); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-var (
-	lineRE    = regexp.MustCompile(`(?s)^(?:yaml: )?line (\d+): (.*)$`)
-	unknownRE = regexp.MustCompile(`^field (\S+) not found in type`)
-)
-
-// yamlError turns the yaml package's errors into file:line errors.
-func (m *Manifest) yamlError(err error) error {
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
-	}
-	out := &Error{File: m.file}
-	for _, s := range msgs {
-		if g := lineRE.FindStringSubmatch(s); g != nil {
-			n, _ := strconv.Atoi(g[1])
-			s = g[2]
-			if f := unknownRE.FindStringSubmatch(s); f != nil {
-				s = fmt.Sprintf("unknown key %q", f[1])
-			}
-			if out.Line == 0 {
-				out.Line = n
-			}
-		}
-		s = strings.TrimPrefix(s, "yaml: ")
-		if out.Msg == "" {
-			out.Msg = s
-		}
-	}
-	return out
-}
-
-var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expand replaces ${NAME} in every scalar.
-func expand(n *yaml.Node, file string, vars map[string]string) error {
-	if n.Kind == yaml.ScalarNode {
-		var missing string
-		n.Value = varRE.ReplaceAllStringFunc(n.Value, func(s string) string {
-			name := s[2 : len(s)-1]
-			if v, ok := vars[name]; ok {
-				return v
-			}
-			if v, ok := os.LookupEnv(name); ok {
-				return v
-			}
-			missing = name
-			return s
-		})
-		if missing != "" {
-			hint := ""
-			if missing == "VERSION" {
-				hint = " (give --version)"
-			}
-			return &Error{File: file, Line: n.Line, Msg: fmt.Sprintf("${%s} is not set%s", missing, hint)}
-		}
-	}
-	for _, c := range n.Content {
-		if err := expand(c, file, vars); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// errorAt returns an error located at the value of the key path (e.g. "commit",
-// "rootfs"; an index such as "1" names an item of a list), or at the deepest part of it
-// the file has.
-func (m *Manifest) errorAt(msg string, path ...string) error {
-	e := &Error{File: m.file, Msg: msg}
-	n := m.root
-	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for _, key := range path {
-		var next *yaml.Node
-		switch {
-		case n == nil:
-		case n.Kind == yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == key {
-					e.Line = n.Content[i].Line
-					next = n.Content[i+1]
-				}
-			}
-		case n.Kind == yaml.SequenceNode:
-			if i, err := strconv.Atoi(key); err == nil && 0 <= i && i < len(n.Content) {
-				next = n.Content[i]
-				e.Line = next.Line
-			}
-		}
-		if next == nil {
-			break
-		}
-		n = next
-	}
-	return e
 }
 
 // path resolves a manifest path relative to the manifest's directory.
@@ -361,6 +236,9 @@ func (m *Manifest) check() error {
 		if d.FromLast < 0 {
 			return m.errorAt("deltas.from-last must not be negative", "deltas", "from-last")
 		}
+		if _, err := delta.LookXZ(m.xz()); err != nil {
+			return m.errorAt("deltas.xz: "+err.Error(), "deltas", "xz")
+		}
 		if b := d.Bundle; b != nil {
 			if b.Output == "" {
 				return m.errorAt("deltas.bundle.output is required", "deltas", "bundle")
@@ -406,6 +284,18 @@ func (m *Manifest) check() error {
 		}
 	}
 	return nil
+}
+
+// xz returns the deltas' xz encoder choice, a path resolved against the manifest's
+// directory.
+func (m *Manifest) xz() string {
+	if m.Deltas == nil {
+		return ""
+	}
+	if strings.Contains(m.Deltas.XZ, "/") {
+		return m.path(m.Deltas.XZ)
+	}
+	return m.Deltas.XZ
 }
 
 // bundle returns the bundle's path, or "" when the manifest makes none.

@@ -91,6 +91,26 @@ func TestLoad(t *testing.T) {
 		{name: "bundle over the block map", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  bundle:\n    output: x.img.bmap\nimage:\n  board: imx8mm\n  output: x.img\n", err: "ota.yaml:5: deltas.bundle.output: " + filepath.Join(dir, "x.img.bmap") + " is also written by the image"},
 		{name: "karg with a newline", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs:\n    - quiet\n    - \"a\\nbootcmd=x\"\n", err: `ota.yaml:8: image.kargs: kernel argument "a\nbootcmd=x" holds the control character '\n'`},
 		{name: "empty karg", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs: [\"\"]\n", err: "ota.yaml:6: image.kargs: empty kernel argument"},
+		// Issue 10: the deltas' xz encoder.
+		{name: "missing xz command", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: 1\n  xz: tools/xz\n", err: `ota.yaml:5: deltas.xz: xz encoder "` + filepath.Join(dir, "tools/xz") + `": no such file or directory`},
+		{name: "xz command not in PATH", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: no-such-xz}\n", err: `ota.yaml:3: deltas.xz: xz encoder "no-such-xz": executable file not found in $PATH`},
+		{name: "xz relative to the manifest", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: ./afile}\n", err: `ota.yaml:3: deltas.xz: xz encoder "` + filepath.Join(dir, "afile") + `": permission denied`},
+		{name: "built-in xz", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: builtin}\n",
+			check: func(m *Manifest) bool { return m.xz() == "builtin" }},
+		// Issue 10: lines come from the node tree, aliases and merge keys (<<) followed.
+		{name: "tag that does not fit", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: !!int x\n", err: "ota.yaml:4: cannot decode !!str `x` as a !!int"},
+		{name: "bad base64", yaml: "repo: {path: r}\ncommit:\n  rootfs: rootfs\n  branch: b\n  subject: !!binary x\n", err: "ota.yaml:5: !!binary value contains invalid base64 data"},
+		{name: "merge of a scalar", yaml: "repo: {path: r}\ncommit:\n  branch: b\n  <<: 3\n", err: "ota.yaml:4: map merge requires map or sequence of maps as the value"},
+		{name: "merge into itself", yaml: "repo: {path: r}\ncommit: &c\n  branch: b\n  <<: *c\n", err: `ota.yaml:4: anchor "c" value contains itself`},
+		{name: "unknown key in a merged mapping", yaml: "repo: {path: r}\ncommit:\n  branch: b\n  <<:\n    rootfs: rootfs\n    sign-key: k\n", err: `ota.yaml:6: unknown key "sign-key"`},
+		{name: "null key", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\n~: x\n", err: `ota.yaml:3: unknown key "~"`},
+		{name: "wrong type through an alias", yaml: "repo: {path: r}\ncommit:\n  rootfs: &r rootfs\n  branch: b\n  owner: *r\n", err: "ota.yaml:5: cannot unmarshal !!str `rootfs` into builder.Owner"},
+		{name: "checked value in a merged mapping", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  <<:\n    output: rootfs\n", err: "ota.yaml:6: image.output: " + filepath.Join(dir, "rootfs") + " is a directory"},
+		{name: "list index past a null item", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\nimage:\n  board: imx8mm\n  output: x.img\n  kargs:\n    - ~\n    - \"\"\n", err: "ota.yaml:8: image.kargs: empty kernel argument"},
+		{name: "merged and aliased values", yaml: "repo: {path: r}\ncommit:\n  <<: {rootfs: rootfs, branch: x}\n  branch: t/stable\n  sign-keys: &k [a.key]\nsummary: {sign-keys: *k}\n",
+			check: func(m *Manifest) bool {
+				return m.Commit.Rootfs == "rootfs" && m.Commit.Branch == "t/stable" && reflect.DeepEqual(m.Summary.SignKeys, []string{"a.key"})
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, "ota.yaml")

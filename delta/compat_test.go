@@ -60,6 +60,8 @@ func TestOstreeAppliesOurDeltas(t *testing.T) {
 		scratch bool
 	}{
 		{name: "bsdiff xz"},
+		{name: "built-in xz encoder", opts: Options{XZ: XZBuiltin}},
+		{name: "xz command", opts: Options{XZ: "xz"}},
 		{name: "inline", opts: Options{Inline: true}},
 		// ostree 2022.7 reads uncompressed part files with mmap at offset 1, which fails
 		// (EINVAL) for parts over 16 KiB; inline uncompressed parts avoid that path.
@@ -72,7 +74,13 @@ func TestOstreeAppliesOurDeltas(t *testing.T) {
 			if c.scratch {
 				base = nil
 			}
+			if _, err := exec.LookPath(c.opts.XZ); c.opts.XZ == "xz" && err != nil && os.Getenv("OTA_REQUIRE_TOOLS") != "1" {
+				t.Skip("xz not installed")
+			}
 			res := generate(t, src, c.opts, base, to)
+			if want := map[string]string{XZBuiltin: "builtin (", "xz": "xz "}[c.opts.XZ]; !strings.HasPrefix(res.Encoder, want) {
+				t.Errorf("encoder %q, want one starting %q", res.Encoder, want)
+			}
 			var dst string
 			if c.scratch {
 				dst = filepath.Join(t.TempDir(), "target")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -274,24 +275,58 @@ func TestApplyResumes(t *testing.T) {
 	}
 }
 
-// Without the xz command, parts are compressed by the pure-Go encoder, and decode alike.
-func TestXZWithoutCommand(t *testing.T) {
+// Options.XZ chooses the encoder: auto takes the xz command when $PATH has one and the
+// built-in encoder otherwise, an explicit command must exist and be xz, and every encoder's
+// parts decode alike.
+func TestXZEncoders(t *testing.T) {
+	ctx := context.Background()
 	p := newPart()
 	p.add([]byte(strings.Repeat("compressible ", 10_000)))
-	withCmd, err := encodePart(&p.payload, CompressionXZ)
-	if err != nil {
-		t.Fatal(err)
+	encoders := []*xzEncoder{{name: "builtin"}}
+	if xzPath, err := exec.LookPath("xz"); err == nil {
+		enc, err := newXZEncoder(ctx, xzPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(enc.name, "xz ") || !strings.HasSuffix(enc.name, " ("+xzPath+")") {
+			t.Errorf("xz command named %q, want \"xz VERSION (%s)\"", enc.name, xzPath)
+		}
+		encoders = append(encoders, enc)
 	}
-	t.Setenv("PATH", t.TempDir())
-	withoutCmd, err := encodePart(&p.payload, CompressionXZ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, part := range [][]byte{withCmd, withoutCmd} {
+	for _, enc := range encoders {
+		part, err := encodePart(ctx, &p.payload, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
 		got, err := decodePart(part, 1<<20)
 		if err != nil || !bytes.Equal(got.blob, p.blob) {
-			t.Fatalf("round trip: %v", err)
+			t.Fatalf("%s: round trip: %v", enc.name, err)
 		}
+	}
+
+	dir := t.TempDir()
+	missing, gzip := filepath.Join(dir, "no-xz"), filepath.Join(dir, "gzip")
+	if err := os.WriteFile(gzip, []byte("#!/bin/sh\necho gzip 1.12\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ choice, err string }{
+		{missing, `xz encoder "` + missing + `": no such file or directory`},
+		{dir, `xz encoder "` + dir + `": is a directory`},
+		{gzip, "xz encoder " + gzip + ` is not xz: --version printed "gzip 1.12"`},
+	} {
+		if _, err := newXZEncoder(ctx, tc.choice); err == nil || err.Error() != tc.err {
+			t.Errorf("XZ %q: error %v, want %q", tc.choice, err, tc.err)
+		}
+	}
+	t.Setenv("PATH", t.TempDir())
+	for _, choice := range []string{"", XZAuto, XZBuiltin} {
+		enc, err := newXZEncoder(ctx, choice)
+		if err != nil || enc.cmd != "" || !strings.HasPrefix(enc.name, "builtin (github.com/ulikunitz/xz") {
+			t.Errorf("XZ %q without xz in $PATH: %+v, %v; want the built-in encoder", choice, enc, err)
+		}
+	}
+	if _, err := newXZEncoder(ctx, "xz"); err == nil || err.Error() != `xz encoder "xz": executable file not found in $PATH` {
+		t.Errorf("XZ \"xz\" without xz in $PATH: error %v", err)
 	}
 }
 

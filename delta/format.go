@@ -10,14 +10,12 @@ package delta
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/bits"
-	"os/exec"
-	"runtime"
-	"syscall"
 
 	"github.com/ulikunitz/xz"
 
@@ -275,70 +273,14 @@ func decodePart(part []byte, maxSize uint64) (*payload, error) {
 	return parsePayload(raw)
 }
 
-// encodePart serialises a payload into a part file with the given compression.
-func encodePart(p *payload, compression byte) ([]byte, error) {
+// encodePart serialises a payload into a part file, compressed by enc (nil: not
+// compressed).
+func encodePart(ctx context.Context, p *payload, enc *xzEncoder) ([]byte, error) {
 	raw := p.marshal()
-	if compression == CompressionNone {
+	if enc == nil {
 		return append([]byte{CompressionNone}, raw...), nil
 	}
-	return compressXZ(raw, p.patches)
-}
-
-// xz presets of the xz command. Preset 6 compresses new files as well as ostree's preset 8
-// with half its memory. bsdiff patches, mostly runs of small differences, compress almost
-// as well at preset 3 in a fraction of the time: on a Debian point release (bench/) the
-// delta stayed smaller than ostree's while generation became twice as fast.
-const (
-	xzPreset        = "-6"
-	xzPresetPatches = "-3"
-)
-
-// compressXZ returns 'x' followed by an .xz stream of raw. It uses the xz command when the
-// build host has it (Yocto and Buildroot always do): liblzma compresses about a fifth
-// smaller than the pure-Go encoder, which remains the fallback.
-func compressXZ(raw []byte, patches bool) ([]byte, error) {
-	if xzPath, err := exec.LookPath("xz"); err == nil {
-		preset := xzPreset
-		if patches {
-			preset = xzPresetPatches
-		}
-		cmd := exec.Command(xzPath, preset, "--check=crc64", "--threads=1", "--stdout", "--quiet")
-		cmd.Stdin = bytes.NewReader(raw)
-		var out, stderr bytes.Buffer
-		out.WriteByte(CompressionXZ)
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := runTied(cmd); err != nil {
-			return nil, fmt.Errorf("%s: %v: %s", xzPath, err, bytes.TrimSpace(stderr.Bytes()))
-		}
-		return out.Bytes(), nil
-	}
-	var buf bytes.Buffer
-	buf.WriteByte(CompressionXZ)
-	w, err := xz.WriterConfig{DictCap: 8 << 20, CheckSum: xz.CRC64}.NewWriter(&buf)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := w.Write(raw); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// runTied runs cmd as a child that the kernel kills when this process dies, however it
-// dies (SIGKILL included): a killed ota-build leaves no compressor running. The parent
-// death signal fires when the thread that started the child exits, so the goroutine keeps
-// its thread for the child's lifetime (see https://go.dev/issue/27505).
-func runTied(cmd *exec.Cmd) error {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	return cmd.Run()
+	return enc.compress(ctx, raw, p.patches)
 }
 
 // putUvarint appends an LEB128 varint.

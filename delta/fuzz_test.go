@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"context"
 	"os"
 	"testing"
 
@@ -43,8 +44,12 @@ func FuzzPart(f *testing.F) {
 	p.op(opBspatch, 0, 3)
 	p.op(opClose)
 	p.op(opUnsetReadSource)
-	for _, compression := range []byte{CompressionNone, CompressionXZ} {
-		part, err := encodePart(&p.payload, compression)
+	xzEnc, err := newXZEncoder(context.Background(), XZAuto)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, enc := range []*xzEncoder{nil, xzEnc} {
+		part, err := encodePart(context.Background(), &p.payload, enc)
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -45,6 +45,12 @@ type Options struct {
 	MinFallbackSize uint64
 	// Uncompressed stores the parts without xz compression.
 	Uncompressed bool
+	// XZ chooses the xz encoder of the parts: XZAuto (the default) the xz command in
+	// $PATH, else the built-in encoder; XZBuiltin the built-in encoder, which compresses
+	// less but alike on every host; or an xz command, by path or by name (see LookXZ).
+	// The encoder changes the delta's bytes, never what it holds; Result.Encoder names
+	// the one used. The command is killed when the context of Generate ends.
+	XZ string
 	// Timestamp is recorded in the superblock; by default the target commit's, which keeps
 	// deltas reproducible.
 	Timestamp time.Time
@@ -79,6 +85,10 @@ type Result struct {
 	Superblock *Superblock
 	// Size is the total size of the superblock and part files.
 	Size int64
+	// Encoder names the xz encoder of the parts and its version, e.g. "xz 5.4.1
+	// (/usr/bin/xz)" or "builtin (github.com/ulikunitz/xz v0.5.17)"; "none" for
+	// uncompressed parts.
+	Encoder string
 }
 
 // object is one object of a commit's tree, with the first path it appears at.
@@ -151,6 +161,15 @@ func Generate(ctx context.Context, repo *commit.Repo, opts Options) (*Result, er
 	if opts.Progress == nil {
 		opts.Progress = progress.Discard
 	}
+	var enc *xzEncoder
+	encoder := "none"
+	if !opts.Uncompressed {
+		var err error
+		if enc, err = newXZEncoder(ctx, opts.XZ); err != nil {
+			return nil, err
+		}
+		encoder = enc.name
+	}
 	toCommit, commitBytes, err := repo.ReadCommit(opts.To)
 	if err != nil {
 		return nil, err
@@ -204,7 +223,7 @@ func Generate(ctx context.Context, repo *commit.Repo, opts Options) (*Result, er
 	}
 	defer work.RemoveAll()
 	tmp := work.Path
-	g := &generator{ctx: ctx, repo: repo, opts: opts, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
+	g := &generator{ctx: ctx, repo: repo, opts: opts, enc: enc, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
 		diffMemory: budget{limit: diffMemoryLimit}}
 	opts.Progress.Stage("delta", int64(len(files)))
 	err = g.run(meta, files)
@@ -217,7 +236,7 @@ func Generate(ctx context.Context, repo *commit.Repo, opts Options) (*Result, er
 	sb := &Superblock{Timestamp: uint64(opts.Timestamp.Unix()), From: opts.From, To: opts.To,
 		Commit: commitBytes, Fallbacks: g.fallbacks,
 		Metadata: []gvariant.DictEntry{{Key: "ostree.endianness", Value: gvariant.Variant{Type: "y", Value: byte('l')}}}}
-	res := &Result{Dir: dir, Superblock: sb}
+	res := &Result{Dir: dir, Superblock: sb, Encoder: encoder}
 	for i, h := range g.headers {
 		sb.Parts = append(sb.Parts, *h)
 		name := filepath.Join(tmp, fmt.Sprint(i))
@@ -278,6 +297,7 @@ type generator struct {
 	ctx      context.Context
 	repo     *ostree.Repo
 	opts     Options
+	enc      *xzEncoder // nil: parts are not compressed
 	oldFiles map[string]ostree.Checksum
 	// oldByName finds a base file for a path the base lacks, by base name or by stem.
 	oldByName map[string]ostree.Checksum
@@ -634,11 +654,7 @@ func (p *packer) flush(items []*item, patches bool) {
 	p.sem <- struct{}{}
 	go func() {
 		defer func() { <-p.sem; p.wg.Done() }()
-		compression := CompressionXZ
-		if p.g.opts.Uncompressed {
-			compression = CompressionNone
-		}
-		data, err := encodePart(&part.payload, compression)
+		data, err := encodePart(p.g.ctx, &part.payload, p.g.enc)
 		if err == nil {
 			err = os.WriteFile(filepath.Join(p.g.tmp, fmt.Sprint(idx)), data, 0o644)
 		}

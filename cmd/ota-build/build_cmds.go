@@ -24,6 +24,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "ota.yaml", Usage: "manifest `FILE`"},
 			&cli.StringFlag{Name: "version", Usage: "release `VERSION`: the value of ${VERSION} in the manifest"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report of everything produced"},
+			&cli.StringFlag{Name: "xz", Usage: xzUsage + " (default: the manifest's deltas.xz, else auto)"},
 		},
 		Action: func(c *cli.Context) error {
 			vars := map[string]string{}
@@ -34,7 +35,7 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			opts := builder.Options{Progress: progress.ForStderr()}
+			opts := builder.Options{Progress: progress.ForStderr(), XZ: c.String("xz")}
 			if progress.IsTerminal(os.Stderr) {
 				opts.Log = os.Stderr
 			}

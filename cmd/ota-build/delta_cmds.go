@@ -32,8 +32,12 @@ func deltaFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-bsdiff-size", Value: delta.DefaultMaxBsdiffSize / 1e6, Usage: "largest old+new file pair to bsdiff, in `MB`"},
 		&cli.BoolFlag{Name: "disable-bsdiff", Usage: "ship changed files whole"},
 		&cli.StringFlag{Name: "compression", Value: "xz", Usage: "part compression: xz or none (ostree 2022.7 apply-offline cannot read uncompressed part files over 16 KiB; inline ones work)"},
+		&cli.StringFlag{Name: "xz", Value: delta.XZAuto, Usage: xzUsage},
 	}
 }
+
+// xzUsage describes --xz of delta, bundle and build.
+const xzUsage = "xz `ENCODER` of the parts: auto (the xz command in $PATH, else the built-in one), builtin (the same bytes on every host), or the path of an xz command; --json names the one used"
 
 // generationMemory is the soft memory limit of delta generation: the garbage collector
 // works harder instead of letting the heap double past the suffix arrays of large diffs.
@@ -67,6 +71,7 @@ func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error)
 		MaxPartSize:   uint64(c.Int("max-part-size")) * 1e6,
 		MaxBsdiffSize: uint64(c.Int("max-bsdiff-size")) * 1e6,
 		DisableBsdiff: c.Bool("disable-bsdiff"),
+		XZ:            c.String("xz"),
 	}
 	switch c.String("compression") {
 	case "xz":
@@ -135,7 +140,7 @@ func printDeltaResult(c *cli.Context, res *delta.Result, start time.Time) error 
 	name := delta.Name(res.Superblock)
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, map[string]any{"delta": name, "path": res.Dir, "parts": len(res.Superblock.Parts),
-			"fallbacks": len(res.Superblock.Fallbacks), "bytes": res.Size, "seconds": time.Since(start).Seconds()})
+			"fallbacks": len(res.Superblock.Fallbacks), "bytes": res.Size, "encoder": res.Encoder, "seconds": time.Since(start).Seconds()})
 	}
 	fmt.Fprintf(c.App.Writer, "%s: %d part(s), %d bytes in %s\n", name, len(res.Superblock.Parts), res.Size, res.Dir)
 	return nil

@@ -1,0 +1,155 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ulikunitz/xz"
+)
+
+// Values of Options.XZ besides the path of an xz command.
+const (
+	// XZAuto uses the xz command found in $PATH, else the built-in encoder.
+	XZAuto = "auto"
+	// XZBuiltin uses the built-in encoder (github.com/ulikunitz/xz).
+	XZBuiltin = "builtin"
+)
+
+// LookXZ returns the xz command an Options.XZ value names: "" for the built-in encoder
+// (XZBuiltin, or XZAuto without xz in $PATH), else the command's path. A value that is
+// neither XZAuto nor XZBuiltin names a command: a path, or a name looked up in $PATH; an
+// error names it when it is missing or not executable.
+func LookXZ(choice string) (string, error) {
+	switch choice {
+	case "", XZAuto:
+		p, _ := exec.LookPath("xz")
+		return p, nil
+	case XZBuiltin:
+		return "", nil
+	}
+	p, err := exec.LookPath(choice)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err // the error names the path once
+	} else if ee := (*exec.Error)(nil); errors.As(err, &ee) {
+		err = ee.Err
+	}
+	if err != nil {
+		return "", fmt.Errorf("xz encoder %q: %w", choice, err)
+	}
+	return p, nil
+}
+
+// xzEncoder compresses part payloads into .xz streams.
+type xzEncoder struct {
+	cmd  string // the xz command, or "" for the built-in encoder
+	name string // what Result.Encoder says
+}
+
+// newXZEncoder returns the encoder Options.XZ chooses. It runs an xz command's --version,
+// which names its version and checks that it is xz.
+func newXZEncoder(ctx context.Context, choice string) (*xzEncoder, error) {
+	cmd, err := LookXZ(choice)
+	if err != nil || cmd == "" {
+		return &xzEncoder{name: builtinXZName()}, err
+	}
+	var out, stderr bytes.Buffer
+	c := exec.CommandContext(ctx, cmd, "--version")
+	c.Stdout, c.Stderr = &out, &stderr
+	if err := runTied(c); err != nil {
+		return nil, fmt.Errorf("xz encoder %s --version: %v: %s", cmd, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	// "xz (XZ Utils) 5.4.1" then "liblzma 5.4.1".
+	first, _, _ := strings.Cut(out.String(), "\n")
+	f := strings.Fields(first)
+	if len(f) < 2 || f[0] != "xz" {
+		return nil, fmt.Errorf("xz encoder %s is not xz: --version printed %q", cmd, first)
+	}
+	return &xzEncoder{cmd: cmd, name: fmt.Sprintf("xz %s (%s)", f[len(f)-1], cmd)}, nil
+}
+
+// builtinXZName names the built-in encoder with its module version, when the binary
+// records it (test binaries do not).
+var builtinXZName = sync.OnceValue(func() string {
+	const mod = "github.com/ulikunitz/xz"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == mod {
+				if d.Replace != nil {
+					d = d.Replace
+				}
+				return fmt.Sprintf("builtin (%s %s)", mod, d.Version)
+			}
+		}
+	}
+	return "builtin (" + mod + ")"
+})
+
+// xz presets of the xz command. Preset 6 compresses new files as well as ostree's preset 8
+// with half its memory. bsdiff patches, mostly runs of small differences, compress almost
+// as well at preset 3 in a fraction of the time: on a Debian point release (bench/) the
+// delta stayed smaller than ostree's while generation became twice as fast.
+const (
+	xzPreset        = "-6"
+	xzPresetPatches = "-3"
+)
+
+// compress returns 'x' followed by an .xz stream of raw. The xz command (liblzma
+// compresses about a fifth smaller than the built-in encoder) is killed when ctx ends.
+func (e *xzEncoder) compress(ctx context.Context, raw []byte, patches bool) ([]byte, error) {
+	var out bytes.Buffer
+	out.WriteByte(CompressionXZ)
+	if e.cmd == "" {
+		w, err := xz.WriterConfig{DictCap: 8 << 20, CheckSum: xz.CRC64}.NewWriter(&out)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(raw); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return out.Bytes(), nil
+	}
+	preset := xzPreset
+	if patches {
+		preset = xzPresetPatches
+	}
+	cmd := exec.CommandContext(ctx, e.cmd, preset, "--check=crc64", "--threads=1", "--stdout", "--quiet")
+	cmd.Stdin = bytes.NewReader(raw)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	// A wrapper script's children may hold the pipes after it is killed.
+	cmd.WaitDelay = time.Second
+	if err := runTied(cmd); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: %v: %s", e.cmd, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out.Bytes(), nil
+}
+
+// runTied runs cmd as a child that the kernel kills when this process dies, however it
+// dies (SIGKILL included): a killed ota-build leaves no compressor running. The parent
+// death signal fires when the thread that started the child exits, so the goroutine keeps
+// its thread for the child's lifetime (see https://go.dev/issue/27505).
+func runTied(cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Run()
+}
