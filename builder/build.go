@@ -29,7 +29,8 @@ import (
 )
 
 // Report lists what a run produced; New marks what this run wrote (the rest was already
-// there).
+// there). The commit, delta, bundle and image commands report their output with the
+// same types.
 type Report struct {
 	Manifest string        `json:"manifest"`
 	Repo     string        `json:"repo"`
@@ -38,8 +39,9 @@ type Report struct {
 	Deltas   []DeltaReport `json:"deltas"`
 	Bundle   *DeltaReport  `json:"bundle,omitempty"`
 	Image    *ImageReport  `json:"image,omitempty"`
-	// Seconds is the time each stage took.
-	Seconds map[string]float64 `json:"seconds"`
+	// Seconds is the time the run took; StageSeconds the time of each stage.
+	Seconds      float64            `json:"seconds"`
+	StageSeconds map[string]float64 `json:"stage_seconds"`
 	// Warnings are problems that did not stop the run, one line each (see
 	// commit.Result.Warnings).
 	Warnings []string `json:"warnings,omitempty"`
@@ -47,11 +49,37 @@ type Report struct {
 
 // CommitReport describes the commit.
 type CommitReport struct {
-	Checksum   string `json:"checksum"`
-	Branch     string `json:"branch"`
-	Version    string `json:"version,omitempty"`
-	Signatures int    `json:"signatures"`
-	New        bool   `json:"new"`
+	// Checksum is the commit; empty for a dry run, which writes none.
+	Checksum string `json:"checksum"`
+	// ContentChecksum identifies the tree alone, as `ostree log` shows it: equal trees have
+	// equal content checksums.
+	ContentChecksum string `json:"content_checksum"`
+	Branch          string `json:"branch"`
+	Version         string `json:"version,omitempty"`
+	Parent          string `json:"parent,omitempty"`
+	Signatures      int    `json:"signatures"`
+	New             bool   `json:"new"`
+	DryRun          bool   `json:"dry_run,omitempty"`
+	// Files counts the tree's regular files and symlinks, FilesWritten the content objects
+	// stored, Bytes the content bytes read (see commit.Result).
+	Files        int64 `json:"files"`
+	FilesWritten int64 `json:"files_written"`
+	Bytes        int64 `json:"bytes"`
+}
+
+// NewCommitReport describes the commit (or dry run) res reports; New is set unless res
+// is a dry run or an unchanged tree.
+func NewCommitReport(res commit.Result, branch, version string) CommitReport {
+	tree := ostree.Commit{RootTree: res.RootTree, RootMeta: res.RootMeta}
+	r := CommitReport{ContentChecksum: tree.ContentDigest().String(), Branch: branch, Version: version,
+		Files: res.Files, FilesWritten: res.FilesWritten, Bytes: res.Bytes}
+	if res.Commit != (ostree.Checksum{}) {
+		r.Checksum, r.New = res.Commit.String(), !res.Unchanged
+	}
+	if res.Parent != nil {
+		r.Parent = res.Parent.String()
+	}
+	return r
 }
 
 // SummaryReport describes the summary.
@@ -63,13 +91,29 @@ type SummaryReport struct {
 
 // DeltaReport describes a static delta or bundle.
 type DeltaReport struct {
+	// Name is the delta's name as ostree prints it: FROM-TO, or TO from scratch.
+	Name string `json:"name"`
 	// From is the base commit, empty for a delta from scratch.
 	From string `json:"from,omitempty"`
 	To   string `json:"to"`
 	// Path is the delta's directory or the bundle file.
-	Path  string `json:"path"`
-	Bytes int64  `json:"bytes"`
-	New   bool   `json:"new"`
+	Path string `json:"path"`
+	// Bytes is the size of the superblock and part files; Parts and Fallbacks count the
+	// parts and the objects left for clients to fetch.
+	Bytes     int64 `json:"bytes"`
+	Parts     int   `json:"parts"`
+	Fallbacks int   `json:"fallbacks"`
+	New       bool  `json:"new"`
+}
+
+// NewDeltaReport describes the delta or bundle at path whose superblock is sb.
+func NewDeltaReport(sb *delta.Superblock, path string, size int64) DeltaReport {
+	r := DeltaReport{Name: delta.Name(sb), To: sb.To.String(), Path: path, Bytes: size,
+		Parts: len(sb.Parts), Fallbacks: len(sb.Fallbacks)}
+	if sb.From != nil {
+		r.From = sb.From.String()
+	}
+	return r
 }
 
 // ImageReport describes the image.
@@ -96,6 +140,7 @@ type plan struct {
 	repo         *ostree.Repo // nil until created
 	history      []historyEntry
 	reuse        *ostree.Checksum // an existing commit of the same version and tree
+	reuseRes     commit.Result    // the dry run that found reuse
 	warnings     []string         // of the dry run that found reuse
 	deltaVersion []ostree.Checksum
 }
@@ -122,10 +167,10 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]float64{}, Warnings: p.warnings}
-	stage := func(name string, start time.Time) {
-		rep.Seconds[name] = float64(time.Since(start).Milliseconds()) / 1000
-	}
+	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), StageSeconds: map[string]float64{}, Warnings: p.warnings}
+	seconds := func(start time.Time) float64 { return float64(time.Since(start).Milliseconds()) / 1000 }
+	stage := func(name string, start time.Time) { rep.StageSeconds[name] = seconds(start) }
+	runStart := time.Now()
 
 	// Commit.
 	start := time.Now()
@@ -137,9 +182,10 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	}
 	var cs ostree.Checksum
 	var data []byte
-	rep.Commit = CommitReport{Branch: m.Commit.Branch, Version: m.Commit.Version}
 	if p.reuse != nil {
 		cs = *p.reuse
+		rep.Commit = NewCommitReport(p.reuseRes, m.Commit.Branch, m.Commit.Version)
+		rep.Commit.Checksum = cs.String()
 	} else {
 		src, err := rootfs.Open(m.path(m.Commit.Rootfs))
 		if err != nil {
@@ -150,13 +196,16 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
-		cs, rep.Commit.New = res.Commit, !res.Unchanged
+		cs, rep.Commit = res.Commit, NewCommitReport(res, m.Commit.Branch, m.Commit.Version)
 		rep.Warnings = append(rep.Warnings, res.Warnings...)
 	}
-	if _, data, err = p.repo.ReadCommit(cs); err != nil {
+	var cm ostree.Commit
+	if cm, data, err = p.repo.ReadCommit(cs); err != nil {
 		return nil, err
 	}
-	rep.Commit.Checksum = cs.String()
+	if cm.HasParent {
+		rep.Commit.Parent = cm.Parent.String()
+	}
 	// A commit made earlier (or by a run with other keys) gets the missing signatures.
 	added, err := commit.AddSignatures(p.repo, cs, data, p.commitOpts.Signers)
 	if err != nil {
@@ -229,6 +278,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		log("image    %s (%s)", rep.Image.Image, newOr(rep.Image.New, "kept"))
 		stage("image", start)
 	}
+	rep.Seconds = seconds(runStart)
 	return rep, nil
 }
 
@@ -372,7 +422,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	p.warnings = res.Warnings
+	p.warnings, p.reuseRes = res.Warnings, res
 	cm, _, err := p.repo.ReadCommit(existing)
 	if err != nil {
 		return nil, err
@@ -450,10 +500,6 @@ func (p *plan) deltaBases(c ostree.Checksum) []*ostree.Checksum {
 
 // delta generates the delta from..to (into output, a bundle, when set) unless it exists.
 func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Checksum, output string, pr progress.Reporter) (*DeltaReport, error) {
-	r := &DeltaReport{To: to.String()}
-	if from != nil {
-		r.From = from.String()
-	}
 	existing := filepath.Join(p.repo.Path, ostree.DeltaDir(from, to))
 	if output != "" {
 		existing = output
@@ -471,15 +517,16 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 		return nil, err
 	}
 	if d, err := delta.Load(existing, pubs); err == nil && sameDelta(d, from, to, len(pubs) > 0, meta) {
-		r.Path, r.Bytes = existing, dirSize(existing)
-		return r, nil
+		r := NewDeltaReport(d.Superblock, existing, dirSize(existing))
+		return &r, nil
 	}
 	res, err := delta.Generate(ctx, p.repo, opts)
 	if err != nil {
-		return nil, fmt.Errorf("delta %s: %w", r.From+"-"+r.To, err)
+		return nil, fmt.Errorf("delta %s: %w", ostree.Delta{From: from, To: to}.Name(), err)
 	}
-	r.Path, r.Bytes, r.New = existing, res.Size, true
-	return r, nil
+	r := NewDeltaReport(res.Superblock, existing, res.Size)
+	r.New = true
+	return &r, nil
 }
 
 // sameDelta reports whether d, an existing delta, is the delta from..to that Generate would
@@ -521,7 +568,7 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 	opts := image.Options{
 		Repo: p.repo, Commit: c, Refspec: p.m.Commit.Branch, OSName: p.m.OS, Layout: p.layout,
 		BootFiles: p.m.path(cmpOr(im.BootFiles, ".")), Output: out, Kargs: im.Kargs,
-		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zst"), Progress: pr,
+		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zstd"), Progress: pr,
 	}
 	if im.Size != "" && im.Size != "auto" {
 		s, _ := image.ParseSize(im.Size)

@@ -129,7 +129,8 @@ type ImageSpec struct {
 	Size string `yaml:"size"`
 	// Output is the raw image file.
 	Output string `yaml:"output"`
-	// Outputs lists what to keep: raw, bmap, zst (default raw and bmap).
+	// Outputs lists what to keep: raw, bmap, zstd (the image compressed, FILE.zst); default
+	// raw and bmap, as the image command.
 	Outputs []string `yaml:"outputs"`
 	// Kargs are extra kernel arguments.
 	Kargs []string `yaml:"kargs"`
@@ -344,8 +345,8 @@ func (m *Manifest) check() error {
 			}
 		}
 		for _, o := range im.Outputs {
-			if o != "raw" && o != "bmap" && o != "zst" {
-				return m.errorAt(fmt.Sprintf("image.outputs: %q is not raw, bmap or zst", o), "image", "outputs")
+			if o != "raw" && o != "bmap" && o != "zstd" {
+				return m.errorAt(fmt.Sprintf("image.outputs: %q is not raw, bmap or zstd", o), "image", "outputs")
 			}
 		}
 	}
