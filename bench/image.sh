@@ -283,8 +283,8 @@ ours_once() {
 	log "ours: run $i/$RUNS"
 	if ! timed ours setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups \
 		env ${OTA_TMPDIR:+TMPDIR="$OURS_TMP"} HOME="$OURS_TMP" \
-		"$OTA" image --repo "$REPO" --ref "$BRANCH" --board "$BOARD" --boot-files "$OURS/boot-files" \
-		-o "$OURS/out/ours.img" --size "$OTA_SIZE" --os "$OS_NAME"; then
+		"$OTA" image --repo "$REPO" --board "$BOARD" --boot-files "$OURS/boot-files" \
+		-o "$OURS/out/ours.img" --size "$OTA_SIZE" --os "$OS_NAME" --bmap=false "$BRANCH"; then
 		fail_run ours "$i"
 		return
 	fi

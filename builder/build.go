@@ -29,58 +29,6 @@ import (
 	"github.com/otakit/ota/internal/sign"
 )
 
-// Report lists what a run produced; New marks what this run wrote (the rest was already
-// there).
-type Report struct {
-	Manifest string        `json:"manifest"`
-	Repo     string        `json:"repo"`
-	Commit   CommitReport  `json:"commit"`
-	Summary  SummaryReport `json:"summary"`
-	Deltas   []DeltaReport `json:"deltas"`
-	Bundle   *DeltaReport  `json:"bundle,omitempty"`
-	Image    *ImageReport  `json:"image,omitempty"`
-	// Seconds is the time each stage took.
-	Seconds map[string]float64 `json:"seconds"`
-	// Warnings are problems that did not stop the run, one line each (see
-	// commit.Result.Warnings).
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-// CommitReport describes the commit.
-type CommitReport struct {
-	Checksum   string `json:"checksum"`
-	Branch     string `json:"branch"`
-	Version    string `json:"version,omitempty"`
-	Signatures int    `json:"signatures"`
-	New        bool   `json:"new"`
-}
-
-// SummaryReport describes the summary.
-type SummaryReport struct {
-	Path   string `json:"path"`
-	Signed bool   `json:"signed"`
-	New    bool   `json:"new"`
-}
-
-// DeltaReport describes a static delta or bundle.
-type DeltaReport struct {
-	// From is the base commit, empty for a delta from scratch.
-	From string `json:"from,omitempty"`
-	To   string `json:"to"`
-	// Path is the delta's directory or the bundle file.
-	Path  string `json:"path"`
-	Bytes int64  `json:"bytes"`
-	New   bool   `json:"new"`
-	// Encoder names the xz encoder of a delta this run wrote (delta.Result.Encoder).
-	Encoder string `json:"encoder,omitempty"`
-}
-
-// ImageReport describes the image.
-type ImageReport struct {
-	*image.Result
-	New bool `json:"new"`
-}
-
 // Options tune a run.
 type Options struct {
 	// Log receives one line per stage (nil: quiet).
@@ -101,6 +49,7 @@ type plan struct {
 	repo         *ostree.Repo // nil until created
 	history      []historyEntry
 	reuse        *ostree.Checksum // an existing commit of the same version and tree
+	reuseRes     commit.Result    // the dry run that found reuse
 	warnings     []string         // of the dry run that found reuse
 	deltaVersion []ostree.Checksum
 	xz           string // delta.Options.XZ
@@ -134,10 +83,10 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		}
 		p.xz = opts.XZ
 	}
-	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), Seconds: map[string]float64{}, Warnings: p.warnings}
-	stage := func(name string, start time.Time) {
-		rep.Seconds[name] = float64(time.Since(start).Milliseconds()) / 1000
-	}
+	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), StageSeconds: map[string]float64{}, Warnings: p.warnings}
+	seconds := func(start time.Time) float64 { return float64(time.Since(start).Milliseconds()) / 1000 }
+	stage := func(name string, start time.Time) { rep.StageSeconds[name] = seconds(start) }
+	runStart := time.Now()
 
 	// Commit.
 	start := time.Now()
@@ -156,9 +105,10 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	unlock()
 	var cs ostree.Checksum
 	var data []byte
-	rep.Commit = CommitReport{Branch: m.Commit.Branch, Version: m.Commit.Version}
 	if p.reuse != nil {
 		cs = *p.reuse
+		rep.Commit = NewCommitReport(p.reuseRes, m.Commit.Branch, m.Commit.Version)
+		rep.Commit.Checksum = cs.String()
 	} else {
 		src, err := rootfs.Open(m.path(m.Commit.Rootfs))
 		if err != nil {
@@ -169,13 +119,16 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
-		cs, rep.Commit.New = res.Commit, !res.Unchanged
+		cs, rep.Commit = res.Commit, NewCommitReport(res, m.Commit.Branch, m.Commit.Version)
 		rep.Warnings = append(rep.Warnings, res.Warnings...)
 	}
-	if _, data, err = p.repo.ReadCommit(cs); err != nil {
+	var cm ostree.Commit
+	if cm, data, err = p.repo.ReadCommit(cs); err != nil {
 		return nil, err
 	}
-	rep.Commit.Checksum = cs.String()
+	if cm.HasParent {
+		rep.Commit.Parent = cm.Parent.String()
+	}
 	// A commit made earlier (or by a run with other keys) gets the missing signatures.
 	added, err := commit.AddSignatures(p.repo, cs, data, p.commitOpts.Signers)
 	if err != nil {
@@ -251,6 +204,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		log("image    %s (%s)", rep.Image.Image, newOr(rep.Image.New, "kept"))
 		stage("image", start)
 	}
+	rep.Seconds = seconds(runStart)
 	return rep, nil
 }
 
@@ -408,7 +362,7 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	p.warnings = res.Warnings
+	p.warnings, p.reuseRes = res.Warnings, res
 	cm, _, err := p.repo.ReadCommit(existing)
 	if err != nil {
 		return nil, err
@@ -486,10 +440,6 @@ func (p *plan) deltaBases(c ostree.Checksum) []*ostree.Checksum {
 
 // delta generates the delta from..to (into output, a bundle, when set) unless it exists.
 func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Checksum, output string, pr progress.Reporter) (*DeltaReport, error) {
-	r := &DeltaReport{To: to.String()}
-	if from != nil {
-		r.From = from.String()
-	}
 	existing := filepath.Join(p.repo.Path, ostree.DeltaDir(from, to))
 	if output != "" {
 		existing = output
@@ -507,15 +457,16 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 		return nil, err
 	}
 	if d, err := delta.Load(existing, pubs); err == nil && sameDelta(d, from, to, len(pubs) > 0, meta) {
-		r.Path, r.Bytes = existing, dirSize(existing)
-		return r, nil
+		r := NewDeltaReport(d.Superblock, existing, dirSize(existing))
+		return &r, nil
 	}
 	res, err := delta.Generate(ctx, p.repo, opts)
 	if err != nil {
-		return nil, fmt.Errorf("delta %s: %w", r.From+"-"+r.To, err)
+		return nil, fmt.Errorf("delta %s: %w", ostree.Delta{From: from, To: to}.Name(), err)
 	}
-	r.Path, r.Bytes, r.New, r.Encoder = existing, res.Size, true, res.Encoder
-	return r, nil
+	r := NewDeltaReport(res.Superblock, existing, res.Size)
+	r.New, r.Encoder = true, res.Encoder
+	return &r, nil
 }
 
 // sameDelta reports whether d, an existing delta, is the delta from..to that Generate would
@@ -557,7 +508,7 @@ func (p *plan) image(ctx context.Context, c ostree.Checksum, pr progress.Reporte
 	opts := image.Options{
 		Repo: p.repo, Commit: c, Refspec: p.m.Commit.Branch, OSName: p.m.OS, Layout: p.layout,
 		BootFiles: p.m.path(cmpOr(im.BootFiles, ".")), Output: out, Kargs: im.Kargs,
-		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zst"), Progress: pr,
+		Bmap: slices.Contains(outputs, "bmap"), Zstd: slices.Contains(outputs, "zstd"), Progress: pr,
 	}
 	opts.Size = imageSize(im)
 	stamp, err := imageStamp(opts, outputs)

@@ -43,7 +43,7 @@ var exampleCases = []exampleCase{
 	{
 		dir: "quickstart", env: []string{"OUT"},
 		rootfs: "OUT/rootfs", key: "OUT/release.key", doc: "run.sh",
-		board: "qemu-aarch64", branch: "quickstart/aarch64/stable", outputs: []string{"raw", "bmap", "zst"},
+		board: "qemu-aarch64", branch: "quickstart/aarch64/stable", outputs: []string{"raw", "bmap", "zstd"},
 		deltas: DeltaSpec{FromLast: 1, FromScratch: true},
 	},
 	{
@@ -53,7 +53,7 @@ var exampleCases = []exampleCase{
 		bootDir: "OTA_OUT/boot-files",
 		bootFiles: []string{"start4.elf", "start4x.elf", "fixup4.dat", "fixup4x.dat", "config.txt",
 			"u-boot.bin", "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb", "overlays/vc4-kms-v3d.dtbo"},
-		board: "raspberrypi4-64", branch: "myos/raspberrypi4-64/stable", outputs: []string{"raw", "bmap", "zst"},
+		board: "raspberrypi4-64", branch: "myos/raspberrypi4-64/stable", outputs: []string{"raw", "bmap", "zstd"},
 		size: "4GiB", kargs: []string{"console=ttyS0,115200", "8250.nr_uarts=1"},
 		deltas: DeltaSpec{FromLast: 2, FromScratch: true},
 	},
@@ -61,7 +61,7 @@ var exampleCases = []exampleCase{
 		dir: "imx8mm", env: []string{"BINARIES_DIR", "OTA_OUT", "OTA_KEY"},
 		rootfs: "BINARIES_DIR/rootfs.tar", key: "OTA_KEY", doc: "README.md",
 		bootDir: "BINARIES_DIR", bootFiles: []string{"flash.bin", "imx8mm-evk.dtb", "Image"},
-		board: "imx8mm", branch: "myos/imx8mm-evk/stable", outputs: []string{"raw", "bmap", "zst"},
+		board: "imx8mm", branch: "myos/imx8mm-evk/stable", outputs: []string{"raw", "bmap", "zstd"},
 		size: "2GiB", kargs: []string{"console=ttymxc1,115200"},
 		deltas: DeltaSpec{FromLast: 2, FromScratch: true},
 	},

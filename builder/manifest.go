@@ -136,7 +136,8 @@ type ImageSpec struct {
 	Size string `yaml:"size"`
 	// Output is the raw image file.
 	Output string `yaml:"output"`
-	// Outputs lists what to keep: raw, bmap, zst (default raw and bmap).
+	// Outputs lists what to keep: raw, bmap, zstd (the image compressed, FILE.zst); default
+	// raw and bmap, as the image command.
 	Outputs []string `yaml:"outputs"`
 	// Kargs are extra kernel arguments.
 	Kargs []string `yaml:"kargs"`
@@ -273,8 +274,8 @@ func (m *Manifest) check() error {
 			}
 		}
 		for i, o := range im.Outputs {
-			if o != "raw" && o != "bmap" && o != "zst" {
-				return m.errorAt(fmt.Sprintf("image.outputs: %q is not raw, bmap or zst", o), "image", "outputs", strconv.Itoa(i))
+			if o != "raw" && o != "bmap" && o != "zstd" {
+				return m.errorAt(fmt.Sprintf("image.outputs: %q is not raw, bmap or zstd", o), "image", "outputs", strconv.Itoa(i))
 			}
 		}
 		for i, a := range im.Kargs {

@@ -18,44 +18,89 @@ func Name(s *Superblock) string {
 	return ostree.Delta{From: s.From, To: s.To}.Name()
 }
 
-// Describe prints a delta's commits, parts, sizes and operation counts.
-func Describe(w io.Writer, d *Loaded) error {
-	fmt.Fprintf(w, "Delta: %s\n", Name(d.Superblock))
-	fmt.Fprintf(w, "Timestamp: %s\n", time.Unix(int64(d.Timestamp), 0).UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "Signed: %v\n", d.Signed)
-	fmt.Fprintf(w, "Commit metadata: %v\n", d.CommitMeta() != nil)
-	var total, utotal uint64
+// Description is what Describe prints about a delta, and `ota-build delta show --json`.
+type Description struct {
+	Name       string            `json:"name"`
+	From       string            `json:"from,omitempty"`
+	To         string            `json:"to"`
+	Timestamp  time.Time         `json:"timestamp"`
+	Signed     bool              `json:"signed"`
+	CommitMeta bool              `json:"commit_meta"`
+	Parts      []PartDescription `json:"parts"`
+	// Bytes and UncompressedBytes total the parts.
+	Bytes             uint64 `json:"bytes"`
+	UncompressedBytes uint64 `json:"uncompressed_bytes"`
+	Fallbacks         int    `json:"fallbacks"`
+	FallbackBytes     uint64 `json:"fallback_bytes"`
+}
+
+// PartDescription describes one part of a delta.
+type PartDescription struct {
+	Inline bool `json:"inline"`
+	// Compression is the part's compression byte: "x" (xz) or "0" (none).
+	Compression       string `json:"compression"`
+	Objects           int    `json:"objects"`
+	Bytes             uint64 `json:"bytes"`
+	UncompressedBytes uint64 `json:"uncompressed_bytes"`
+	// Operations counts the part's opcodes by their letter, e.g. "B:1 S:12 c:1 o:1".
+	Operations string `json:"operations"`
+}
+
+// Inspect reads a delta's parts and describes it.
+func Inspect(d *Loaded) (*Description, error) {
+	out := &Description{Name: Name(d.Superblock), To: d.To.String(),
+		Timestamp: time.Unix(int64(d.Timestamp), 0).UTC(), Signed: d.Signed, CommitMeta: d.CommitMeta() != nil,
+		Parts: []PartDescription{}, Fallbacks: len(d.Fallbacks)}
+	if d.From != nil {
+		out.From = d.From.String()
+	}
 	for i, h := range d.Parts {
 		part, inline := d.inlinePart(i)
 		if !inline {
 			var err error
 			if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
-				return fmt.Errorf("part %d: %w", i, err)
+				return nil, fmt.Errorf("part %d: %w", i, err)
 			}
 		}
 		p, err := decodePart(part, 4*h.USize+64<<20)
 		if err != nil {
-			return fmt.Errorf("part %d: %w", i, err)
+			return nil, fmt.Errorf("part %d: %w", i, err)
 		}
 		counts, err := countOps(p.ops, h.Objects)
 		if err != nil {
-			return fmt.Errorf("part %d: %w", i, err)
+			return nil, fmt.Errorf("part %d: %w", i, err)
 		}
+		out.Parts = append(out.Parts, PartDescription{Inline: inline, Compression: string(part[:1]),
+			Objects: len(h.Objects), Bytes: h.Size, UncompressedBytes: h.USize, Operations: counts})
+		out.Bytes += h.Size
+		out.UncompressedBytes += h.USize
+	}
+	for _, f := range d.Fallbacks {
+		out.FallbackBytes += f.CompressedSize
+	}
+	return out, nil
+}
+
+// Describe prints a delta's commits, parts, sizes and operation counts.
+func Describe(w io.Writer, d *Loaded) error {
+	desc, err := Inspect(d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Delta: %s\n", desc.Name)
+	fmt.Fprintf(w, "Timestamp: %s\n", desc.Timestamp.Format(time.RFC3339))
+	fmt.Fprintf(w, "Signed: %v\n", desc.Signed)
+	fmt.Fprintf(w, "Commit metadata: %v\n", desc.CommitMeta)
+	for i, p := range desc.Parts {
 		where := "file"
-		if inline {
+		if p.Inline {
 			where = "inline"
 		}
 		fmt.Fprintf(w, "Part %d (%s, compression %q): %d objects, %d bytes, %d uncompressed; ops %s\n",
-			i, where, part[0], len(h.Objects), h.Size, h.USize, counts)
-		total += h.Size
-		utotal += h.USize
+			i, where, p.Compression[0], p.Objects, p.Bytes, p.UncompressedBytes, p.Operations)
 	}
-	fmt.Fprintf(w, "Parts: %d, %d bytes, %d uncompressed\n", len(d.Parts), total, utotal)
-	var fb uint64
-	for _, f := range d.Fallbacks {
-		fb += f.CompressedSize
-	}
-	fmt.Fprintf(w, "Fallback objects: %d, %d bytes\n", len(d.Fallbacks), fb)
+	fmt.Fprintf(w, "Parts: %d, %d bytes, %d uncompressed\n", len(desc.Parts), desc.Bytes, desc.UncompressedBytes)
+	fmt.Fprintf(w, "Fallback objects: %d, %d bytes\n", desc.Fallbacks, desc.FallbackBytes)
 	return nil
 }
 

@@ -178,6 +178,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	files, fileBytes := dataFiles(tree)
+	p.Add(files, fileBytes)
+	p.Done()
 	need := ext4.WriteSize(tree)
 	res := &Result{Image: opts.Output, Kargs: kargs}
 	if res.Partitions, res.Size, err = place(l, sysIdx, need, opts.Size); err != nil {
@@ -217,7 +220,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		e := res.Partitions[i]
 		switch part.FS {
 		case "fat", "fat16", "fat32":
-			p.Stage("writing FAT partition "+e.Name, 0)
+			p.Stage("writing FAT partition "+e.Name, int64(len(fatFiles[i])))
 			t := map[string]fat.Type{"fat": fat.Auto, "fat16": fat.FAT16, "fat32": fat.FAT32}[part.FS]
 			label := part.Label
 			if label == "" {
@@ -226,8 +229,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			if err := fat.Create(tmp.Name(), e.Start, e.Size, fatFiles[i], fat.Options{Label: label, Type: t, Reproducible: true}); err != nil {
 				return nil, fmt.Errorf("partition %s: %w", e.Name, err)
 			}
+			p.Add(int64(len(fatFiles[i])), fatBytes(fatFiles[i]))
+			p.Done()
 		case "sysroot":
-			p.Stage("writing the sysroot partition", 0)
+			p.Stage("writing the sysroot partition", files)
 			label := part.Label
 			if label == "" {
 				label = part.Name
@@ -243,6 +248,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 				}
 				return nil, fmt.Errorf("partition %s: %w", e.Name, err)
 			}
+			p.Done()
 		}
 	}
 	// The block map and the compressed copy are made from the temporary image, and all
@@ -263,15 +269,19 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("writing %s: %w", res.Bmap, err)
 		}
+		p.Add(1, res.Size)
+		p.Done()
 	}
 	if opts.Zstd && ctx.Err() == nil {
-		p.Stage("compressing", 0)
+		p.Stage("compressing", 1)
 		res.Zstd = opts.Output + ".zst"
 		zst := filepath.Join(work.Path, "zst")
 		side = append(side, [2]string{zst, res.Zstd})
 		if err := bmap.CompressZstd(zst, tmp.Name()); err != nil {
 			return nil, err
 		}
+		p.Add(1, res.Size)
+		p.Done()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/otakit/ota/builder"
+	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/progress"
 )
 
@@ -23,7 +23,7 @@ func buildCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Value: "ota.yaml", Usage: "manifest `FILE`"},
 			&cli.StringFlag{Name: "version", Usage: "release `VERSION`: the value of ${VERSION} in the manifest"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report of everything produced"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report of everything produced (see docs/json.md)"},
 			&cli.StringFlag{Name: "xz", Usage: xzUsage + " (default: the manifest's deltas.xz, else auto)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -35,17 +35,15 @@ func buildCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			opts := builder.Options{Progress: progress.ForStderr(), XZ: c.String("xz")}
-			if progress.IsTerminal(os.Stderr) {
-				opts.Log = os.Stderr
-			}
+			pr := otacli.Progress(c)
+			opts := builder.Options{Progress: pr, Log: progress.LogWriter(pr), XZ: c.String("xz")}
 			rep, err := builder.Run(c.Context, m, opts)
 			if err != nil {
 				return err
 			}
-			warn(c, rep.Warnings)
+			otacli.Warn(c, rep.Warnings)
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, rep)
+				return otacli.PrintJSON(c.App.Writer, rep)
 			}
 			fmt.Fprintln(c.App.Writer, rep.Commit.Checksum)
 			return nil

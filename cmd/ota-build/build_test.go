@@ -164,7 +164,7 @@ func TestBuildManifestErrors(t *testing.T) {
 		os.MkdirAll(filepath.Dir(filepath.Join(rootfs, p)), 0o755)
 		os.WriteFile(filepath.Join(rootfs, p), []byte(body), 0o644)
 	}
-	ota(t, "keygen", "--out", filepath.Join(dir, "key"))
+	ota(t, "keygen", "--output", filepath.Join(dir, "key"))
 	os.WriteFile(filepath.Join(dir, "bad.key"), []byte("not a key\n"), 0o600)
 	base := "repo:\n  path: repo\ncommit:\n  rootfs: rootfs\n  branch: t/stable\n  version: ${VERSION}\n  owner: {uid: 0, gid: 0}\n  sign-keys:\n    - key.key\n"
 	manifest := filepath.Join(dir, "ota.yaml")

@@ -14,8 +14,8 @@ import (
 
 	"github.com/otakit/ota/builder"
 	"github.com/otakit/ota/delta"
+	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
-	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/release"
 	"github.com/otakit/ota/internal/sign"
 )
@@ -51,7 +51,7 @@ func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
 	}
 	for _, f := range []string{"repo", "to"} {
 		if c.String(f) == "" {
-			return nil, delta.Options{}, fmt.Errorf("%s: --%s is required", c.Command.Name, f)
+			return nil, delta.Options{}, otacli.Usagef("--%s is required", f)
 		}
 	}
 	repo, err := ostree.Open(c.String("repo"))
@@ -67,7 +67,7 @@ func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
 
 func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error) {
 	opts := delta.Options{
-		Progress:      progress.ForStderr(),
+		Progress:      otacli.Progress(c),
 		MaxPartSize:   uint64(c.Int("max-part-size")) * 1e6,
 		MaxBsdiffSize: uint64(c.Int("max-bsdiff-size")) * 1e6,
 		DisableBsdiff: c.Bool("disable-bsdiff"),
@@ -78,7 +78,7 @@ func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error)
 	case "none":
 		opts.Uncompressed = true
 	default:
-		return opts, fmt.Errorf("--compression %q: want xz or none", c.String("compression"))
+		return opts, otacli.Usagef("--compression %q: want xz or none", c.String("compression"))
 	}
 	var err error
 	if opts.To, err = repo.Resolve(c.String("to")); err != nil {
@@ -105,7 +105,7 @@ func generationOptions(c *cli.Context, repo *ostree.Repo) (delta.Options, error)
 func deltaCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "delta",
-		Usage:     "generate a static delta between two commits (and apply or show deltas)",
+		Usage:     "generate a static delta between two commits (and apply, show or list deltas)",
 		ArgsUsage: " ",
 		Description: "Writes deltas/…/superblock and parts into the repository and updates the summary and\n" +
 			"delta index, so `ostree pull` uses it. Run `ota-build summary --sign-key` again\n" +
@@ -114,8 +114,8 @@ func deltaCommand() *cli.Command {
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
 			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this ed25519 `KEY` (as commit --sign-key), whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
-		Subcommands: []*cli.Command{deltaApplyCommand(), deltaShowCommand()},
+			jsonFlag()),
+		Subcommands: []*cli.Command{deltaApplyCommand(), deltaShowCommand(), deltaListCommand()},
 		Action: func(c *cli.Context) error {
 			repo, opts, err := deltaOptions(c)
 			if err != nil {
@@ -131,18 +131,27 @@ func deltaCommand() *cli.Command {
 			if err := builder.UpdateSummary(repo, nil); err != nil {
 				return fmt.Errorf("delta written, but updating the summary failed: %w", err)
 			}
-			return printDeltaResult(c, res, start)
+			return printDeltaResult(c, repo, res, filepath.Join(repo.Path, res.Dir), start)
 		},
 	}
 }
 
-func printDeltaResult(c *cli.Context, res *delta.Result, start time.Time) error {
-	name := delta.Name(res.Superblock)
+// deltaJSON is the report of delta --json and bundle --json: the delta as build reports it.
+type deltaJSON struct {
+	Repo string `json:"repo"`
+	builder.DeltaReport
+	Seconds float64 `json:"seconds"`
+}
+
+// printDeltaResult prints the report of the delta or bundle res, written to path.
+func printDeltaResult(c *cli.Context, repo *ostree.Repo, res *delta.Result, path string, start time.Time) error {
+	rep := builder.NewDeltaReport(res.Superblock, path, res.Size)
+	rep.New, rep.Encoder = true, res.Encoder
 	if c.Bool("json") {
-		return printJSON(c.App.Writer, map[string]any{"delta": name, "path": res.Dir, "parts": len(res.Superblock.Parts),
-			"fallbacks": len(res.Superblock.Fallbacks), "bytes": res.Size, "encoder": res.Encoder, "seconds": time.Since(start).Seconds()})
+		return otacli.PrintJSON(c.App.Writer, deltaJSON{Repo: repo.Path, DeltaReport: rep,
+			Seconds: float64(time.Since(start).Milliseconds()) / 1000})
 	}
-	fmt.Fprintf(c.App.Writer, "%s: %d part(s), %d bytes in %s\n", name, len(res.Superblock.Parts), res.Size, res.Dir)
+	fmt.Fprintf(c.App.Writer, "%s: %d part(s), %d bytes in %s\n", rep.Name, rep.Parts, rep.Bytes, res.Dir)
 	return nil
 }
 
@@ -167,7 +176,7 @@ const (
 		"signature by a trusted key (in the detached metadata the delta or bundle carries); a signed\n" +
 		"superblock (a bundle's envelope) must verify with a trusted key too, an additional check that\n" +
 		"never replaces the commit's signature."
-	downgradeRule = "`delta apply --ref REF` refuses a commit older than the one REF points to (an earlier\n" +
+	downgradeRule = "`delta apply --branch REF` refuses a commit older than the one REF points to (an earlier\n" +
 		"timestamp, or a lower version when both commits have one; versions compare like dpkg's:\n" +
 		"1.9 < 1.10 < 1.10.1, 1.0~rc1 < 1.0 < 1.0-rc1) unless --allow-downgrade is given."
 )
@@ -181,11 +190,11 @@ func deltaApplyCommand() *cli.Command {
 			"A delta refused by either rule writes nothing: no object, no ref.",
 		Flags: []cli.Flag{repoFlag,
 			&cli.StringSliceFlag{Name: "pubkey", Usage: "trusted public key `FILE` (PEM, or OSTree base64 lines); repeatable"},
-			&cli.StringFlag{Name: "ref", Usage: "point local branch `REF` at the applied commit"},
-			&cli.BoolFlag{Name: "allow-downgrade", Usage: "let --ref move to a commit older than the one it points to"}},
+			&cli.StringFlag{Name: "branch", Aliases: []string{"b"}, Usage: "point local branch `REF` at the applied commit"},
+			&cli.BoolFlag{Name: "allow-downgrade", Usage: "let --branch move to a commit older than the one it points to"}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return fmt.Errorf("delta apply: want one FILE or DIR argument")
+				return otacli.Usagef("want one FILE or DIR argument")
 			}
 			repo, err := ostree.Open(c.String("repo"))
 			if err != nil {
@@ -199,7 +208,7 @@ func deltaApplyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			opts := delta.ApplyOptions{Keys: keys, Ref: c.String("ref"), AllowDowngrade: c.Bool("allow-downgrade")}
+			opts := delta.ApplyOptions{Keys: keys, Ref: c.String("branch"), AllowDowngrade: c.Bool("allow-downgrade")}
 			if err := delta.Apply(c.Context, repo, d, opts); err != nil {
 				if errors.Is(err, release.ErrDowngrade) {
 					return fmt.Errorf("%w; --allow-downgrade applies it anyway", err)
@@ -217,10 +226,11 @@ func deltaShowCommand() *cli.Command {
 		Name:      "show",
 		Usage:     "describe a delta: commits, parts, sizes and operations",
 		ArgsUsage: "NAME|FILE|DIR",
-		Flags:     []cli.Flag{&cli.StringFlag{Name: "repo", Usage: "repository `DIR` holding delta NAME (FROM-TO or TO)"}},
+		Flags: []cli.Flag{&cli.StringFlag{Name: "repo", Usage: "repository `DIR` holding delta NAME (FROM-TO or TO)"},
+			jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return fmt.Errorf("delta show: want one NAME, FILE or DIR argument")
+				return otacli.Usagef("want one NAME, FILE or DIR argument")
 			}
 			p := c.Args().First()
 			if _, err := os.Stat(p); err != nil && c.String("repo") != "" {
@@ -232,9 +242,90 @@ func deltaShowCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return delta.Describe(c.App.Writer, d)
+			if !c.Bool("json") {
+				return delta.Describe(c.App.Writer, d)
+			}
+			desc, err := delta.Inspect(d)
+			if err != nil {
+				return err
+			}
+			return otacli.PrintJSON(c.App.Writer, desc)
 		},
 	}
+}
+
+// deltaListJSON is the report of delta list --json.
+type deltaListJSON struct {
+	Repo   string           `json:"repo"`
+	Deltas []deltaListEntry `json:"deltas"`
+}
+
+// deltaListEntry is a delta of delta list --json, with the keys of build's delta reports.
+type deltaListEntry struct {
+	Name  string `json:"name"`
+	From  string `json:"from,omitempty"`
+	To    string `json:"to"`
+	Path  string `json:"path"`
+	Bytes int64  `json:"bytes"`
+}
+
+func deltaListCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list the static deltas of a repository, one FROM-TO (or TO) name a line, as ostree static-delta list",
+		ArgsUsage: " ",
+		Flags:     []cli.Flag{repoFlag, jsonFlag()},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return otacli.Usagef("unexpected argument %q", c.Args().First())
+			}
+			repo, err := ostree.Open(c.String("repo"))
+			if err != nil {
+				return err
+			}
+			deltas, err := repo.ListDeltas()
+			if err != nil {
+				return err
+			}
+			rep := deltaListJSON{Repo: repo.Path, Deltas: []deltaListEntry{}}
+			for _, d := range deltas {
+				e := deltaListEntry{Name: d.Name(), To: d.To.String(), Path: filepath.Join(repo.Path, ostree.DeltaDir(d.From, d.To))}
+				if d.From != nil {
+					e.From = d.From.String()
+				}
+				if e.Bytes, err = deltaSize(e.Path); err != nil {
+					return err
+				}
+				rep.Deltas = append(rep.Deltas, e)
+			}
+			if c.Bool("json") {
+				return otacli.PrintJSON(c.App.Writer, rep)
+			}
+			for _, e := range rep.Deltas {
+				fmt.Fprintln(c.App.Writer, e.Name)
+			}
+			return nil
+		},
+	}
+}
+
+// deltaSize returns the size of a delta's files: the superblock and the parts.
+func deltaSize(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			return 0, err
+		}
+		if info.Mode().IsRegular() {
+			n += info.Size()
+		}
+	}
+	return n, nil
 }
 
 // deltaPath finds a delta named FROM-TO or TO (hex) in a repository.
@@ -269,7 +360,7 @@ func bundleCommand() *cli.Command {
 		Flags: append(deltaFlags(),
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "bundle `FILE` to write", Required: true},
 			signKeyFlag,
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"}),
+			jsonFlag()),
 		Action: func(c *cli.Context) error {
 			repo, opts, err := deltaOptions(c)
 			if err != nil {
@@ -281,7 +372,7 @@ func bundleCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return printDeltaResult(c, res, start)
+			return printDeltaResult(c, repo, res, opts.Output, start)
 		},
 	}
 }

@@ -32,8 +32,8 @@ func TestDeltaCommands(t *testing.T) {
 		}
 	}
 
-	ota(t, "keygen", "--out", filepath.Join(dir, "k"))
-	ota(t, "keygen", "--out", filepath.Join(dir, "other"))
+	ota(t, "keygen", "--output", filepath.Join(dir, "k"))
+	ota(t, "keygen", "--output", filepath.Join(dir, "other"))
 	ota(t, "sign", "--repo", repo, "--sign-key", filepath.Join(dir, "k.key"), "main")
 	bundle := filepath.Join(dir, "update.bundle")
 	ota(t, "bundle", "--repo", repo, "--from", "main^", "--to", "main", "-o", bundle, "--sign-key", filepath.Join(dir, "k.key"))
@@ -42,7 +42,7 @@ func TestDeltaCommands(t *testing.T) {
 	if r.code == 0 || !strings.HasPrefix(r.stderr, "ota-build: ") || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("bundle under the wrong key: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if got := ota(t, "delta", "apply", "--repo", client, "--pubkey", filepath.Join(dir, "k.pub"), "--ref", "main", bundle).lastLine(); got != next {
+	if got := ota(t, "delta", "apply", "--repo", client, "--pubkey", filepath.Join(dir, "k.pub"), "--branch", "main", bundle).lastLine(); got != next {
 		t.Fatalf("delta apply printed %q, want %s", got, next)
 	}
 	ota(t, "fsck", "--repo", client)

@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	otacli "github.com/otakit/ota/internal/cli"
 )
 
-var updateDocs = flag.Bool("update", false, "rewrite docs/cli.md from the command definitions")
+var updateDocs = flag.Bool("update", false, "rewrite docs/cli.md and docs/ota-build.1 from the command definitions")
 
 // cliReference renders the command-line reference from the urfave/cli definitions.
 func cliReference(app *cli.App) string {
@@ -18,10 +20,26 @@ func cliReference(app *cli.App) string {
 	fmt.Fprintf(&b, "# `%s` command reference\n\n", app.Name)
 	b.WriteString("<!-- Generated from cmd/ota-build by `go test ./cmd/ota-build -run TestCLIReference -update`; do not edit. -->\n\n")
 	fmt.Fprintf(&b, "%s.\n\n%s\n\n", app.Usage, app.Description)
-	for _, c := range app.Commands {
+	app.Setup() // the help and version flags
+	b.WriteString("## Global options\n\nGiven before the command: `ota-build [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGUMENTS]`.\n\n")
+	writeFlags(&b, app.VisibleFlags())
+	for _, c := range app.VisibleCommands() {
 		writeCommand(&b, c, app.Name)
 	}
 	return b.String()
+}
+
+func writeFlags(b *strings.Builder, flags []cli.Flag) {
+	b.WriteString("| option | meaning |\n|---|---|\n")
+	for _, f := range flags {
+		line := strings.SplitN(f.String(), "\t", 2)
+		usage := ""
+		if len(line) == 2 {
+			usage = line[1]
+		}
+		fmt.Fprintf(b, "| `%s` | %s |\n", strings.TrimSpace(line[0]), strings.ReplaceAll(usage, "|", "\\|"))
+	}
+	b.WriteString("\n")
 }
 
 func writeCommand(b *strings.Builder, c *cli.Command, parent string) {
@@ -31,16 +49,7 @@ func writeCommand(b *strings.Builder, c *cli.Command, parent string) {
 		fmt.Fprintf(b, "%s\n\n", c.Description)
 	}
 	if len(c.Flags) > 0 {
-		b.WriteString("| option | meaning |\n|---|---|\n")
-		for _, f := range c.Flags {
-			line := strings.SplitN(f.String(), "\t", 2)
-			usage := ""
-			if len(line) == 2 {
-				usage = line[1]
-			}
-			fmt.Fprintf(b, "| `%s` | %s |\n", strings.TrimSpace(line[0]), strings.ReplaceAll(usage, "|", "\\|"))
-		}
-		b.WriteString("\n")
+		writeFlags(b, c.Flags)
 	}
 	for _, sub := range c.Subcommands {
 		writeCommand(b, sub, name)
@@ -49,8 +58,28 @@ func writeCommand(b *strings.Builder, c *cli.Command, parent string) {
 
 // TestCLIReference keeps docs/cli.md in sync with the command definitions.
 func TestCLIReference(t *testing.T) {
-	want := cliReference(newApp())
-	const file = "../../docs/cli.md"
+	docsInSync(t, "../../docs/cli.md", cliReference(newApp()), "TestCLIReference")
+}
+
+// TestManPage keeps docs/ota-build.1 in sync with the command definitions, and checks that
+// `ota-build man` prints it.
+func TestManPage(t *testing.T) {
+	want, err := otacli.Man(newApp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(want, ".nh\n.TH ota-build 1") || !strings.Contains(want, "delta list") {
+		t.Fatalf("man page does not look like section 1 of ota-build:\n%.300s", want)
+	}
+	docsInSync(t, "../../docs/ota-build.1", want, "TestManPage")
+	if got := ota(t, "man").stdout; got != want {
+		t.Errorf("ota-build man prints another page than docs/ota-build.1")
+	}
+}
+
+// docsInSync fails the test unless file holds want; -update writes it first.
+func docsInSync(t *testing.T, file, want, test string) {
+	t.Helper()
 	if *updateDocs {
 		if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
@@ -61,6 +90,6 @@ func TestCLIReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != want {
-		t.Errorf("docs/cli.md is out of date: run go test ./cmd/ota-build -run TestCLIReference -update")
+		t.Errorf("%s is out of date: run go test ./cmd/ota-build -run %s -update", file, test)
 	}
 }

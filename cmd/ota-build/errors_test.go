@@ -378,7 +378,7 @@ func TestCommitBadInputOneLineErrorRepoUnchanged(t *testing.T) {
 		}},
 		{"wrong key passphrase", func(t *testing.T, dir, repo string) setup {
 			prefix := filepath.Join(dir, "enc")
-			r := runCmd(t, []string{"OTA_SIGN_PASSPHRASE=correct horse"}, nil, otaBuild, "keygen", "--out", prefix, "--encrypt")
+			r := runCmd(t, []string{"OTA_SIGN_PASSPHRASE=correct horse"}, nil, otaBuild, "keygen", "--output", prefix, "--encrypt")
 			if r.code != 0 {
 				t.Fatalf("keygen --encrypt: exit %d: %s", r.code, r.stderr)
 			}
@@ -565,7 +565,7 @@ func TestExitStatusErrorsHavePrefix(t *testing.T) {
 	dir := t.TempDir()
 	repo, c := accRepo(t, dir)
 	prefix := filepath.Join(dir, "k")
-	ota(t, "keygen", "--out", prefix)
+	ota(t, "keygen", "--output", prefix)
 
 	t.Run("verify unsigned commit", func(t *testing.T) {
 		r := runCmd(t, nil, nil, otaBuild, "verify", "--repo", repo, "--pubkey", prefix+".pub", "main")

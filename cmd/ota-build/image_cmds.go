@@ -6,16 +6,16 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/otakit/ota/builder"
 	"github.com/otakit/ota/image"
-	"github.com/otakit/ota/internal/ostree"
-	"github.com/otakit/ota/internal/progress"
+	otacli "github.com/otakit/ota/internal/cli"
 )
 
 func imageCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "image",
 		Usage:     "write a flash-ready disk image with a commit deployed",
-		ArgsUsage: " ",
+		ArgsUsage: "REF|CHECKSUM",
 		Description: "Deploys a bootable commit into a fresh OSTree sysroot and writes a sparse disk image for\n" +
 			"a board: partition table, FAT boot partition with the board's firmware and a U-Boot boot\n" +
 			"script (boot counting, rollback), ext4 sysroot partition, raw bootloader blobs. Runs as an\n" +
@@ -23,17 +23,16 @@ func imageCommand() *cli.Command {
 			"A --layout YAML file can start from a board (board: NAME) and replace any of its fields.",
 		Flags: []cli.Flag{
 			repoFlag,
-			&cli.StringFlag{Name: "ref", Usage: "the commit to deploy: `REV` (ref, checksum or REF^)", Required: true},
 			&cli.StringFlag{Name: "board", Usage: "board preset `NAME`"},
 			&cli.StringFlag{Name: "layout", Usage: "YAML layout `FILE` (instead of or on top of --board)"},
 			&cli.StringFlag{Name: "boot-files", Value: ".", Usage: "`DIR` holding the firmware and bootloader files the board needs (Yocto: tmp/deploy/images/MACHINE; Buildroot: output/images)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "image `FILE` to write", Required: true},
 			&cli.StringFlag{Name: "size", Value: "auto", Usage: "image `SIZE` (e.g. 4GiB; the sysroot partition fills it), or auto: twice the sysroot plus 64 MiB"},
-			&cli.BoolFlag{Name: "bmap", Usage: "also write FILE.bmap for bmaptool"},
+			&cli.BoolFlag{Name: "bmap", Value: true, Usage: "also write FILE.bmap for bmaptool (--bmap=false: not)"},
 			&cli.BoolFlag{Name: "zstd", Usage: "also write FILE.zst"},
-			&cli.StringFlag{Name: "os", Usage: "stateroot `NAME` (default: the first component of --ref, e.g. myos for myos/stable)"},
+			&cli.StringFlag{Name: "os", Usage: "stateroot `NAME` (default: the first component of the ref, e.g. myos for myos/stable)"},
 			&cli.StringSliceFlag{Name: "karg", Usage: "kernel argument `ARG` (repeatable); replaces a default with the same key, e.g. root=/dev/mmcblk0p2"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report (see docs/json.md)"},
 		},
 		Action: func(c *cli.Context) error {
 			opts, err := imageOptions(c)
@@ -45,7 +44,7 @@ func imageCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, res)
+				return otacli.PrintJSON(c.App.Writer, builder.ImageReport{Result: res, New: true})
 			}
 			fmt.Fprintf(c.App.Writer, "%s: %d bytes (%d on disk)", res.Image, res.Size, res.Allocated)
 			for _, p := range []string{res.Bmap, res.Zstd} {
@@ -65,13 +64,15 @@ func imageOptions(c *cli.Context) (image.Options, error) {
 	switch board, layout := c.String("board"), c.String("layout"); {
 	case layout != "":
 		if board != "" {
-			return opts, fmt.Errorf("image: give --board or --layout (a layout file names its board with board: %s)", board)
+			return opts, otacli.Usagef("give --board or --layout (a layout file names its board with board: %s)", board)
 		}
 		opts.Layout, err = image.LoadLayout(layout)
 	case board != "":
-		opts.Layout, err = image.Preset(board)
+		if opts.Layout, err = image.Preset(board); err != nil {
+			return opts, otacli.Usagef("--board: %w", err)
+		}
 	default:
-		return opts, fmt.Errorf("image: --board or --layout is required (boards: %s)", strings.Join(image.Boards(), ", "))
+		return opts, otacli.Usagef("--board or --layout is required (boards: %s)", strings.Join(image.Boards(), ", "))
 	}
 	if err != nil {
 		return opts, err
@@ -79,17 +80,14 @@ func imageOptions(c *cli.Context) (image.Options, error) {
 	if s := c.String("size"); s != "auto" {
 		size, err := image.ParseSize(s)
 		if err != nil {
-			return opts, fmt.Errorf("--size: %w", err)
+			return opts, otacli.Usagef("--size: %w", err)
 		}
 		opts.Size = int64(size)
 	}
-	if opts.Repo, err = ostree.Open(c.String("repo")); err != nil {
+	if opts.Repo, opts.Commit, err = openRev(c); err != nil {
 		return opts, err
 	}
-	ref := c.String("ref")
-	if opts.Commit, err = opts.Repo.Resolve(ref); err != nil {
-		return opts, fmt.Errorf("--ref: %w", err)
-	}
+	ref := c.Args().First()
 	if ref != opts.Commit.String() && !strings.HasSuffix(ref, "^") {
 		opts.Refspec = ref
 	}
@@ -98,6 +96,6 @@ func imageOptions(c *cli.Context) (image.Options, error) {
 	opts.Output = c.String("output")
 	opts.Kargs = c.StringSlice("karg")
 	opts.Bmap, opts.Zstd = c.Bool("bmap"), c.Bool("zstd")
-	opts.Progress = progress.ForStderr()
+	opts.Progress = otacli.Progress(c)
 	return opts, nil
 }

@@ -131,10 +131,10 @@ type imageReport struct {
 	Kargs []string
 }
 
-// buildImage runs ota-build image, as uid 65534 when asNobody, and returns its report.
-func (f imageFixture) buildImage(t *testing.T, asNobody bool, out string, args ...string) imageReport {
+// buildImage runs ota-build image of rev, as uid 65534 when asNobody, and returns its report.
+func (f imageFixture) buildImage(t *testing.T, asNobody bool, out, rev string, args ...string) imageReport {
 	t.Helper()
-	all := append([]string{"image", "--repo", f.repo, "--ref", "myos/stable", "--boot-files", f.bootFiles, "-o", out, "--json"}, args...)
+	all := append(append([]string{"image", "--repo", f.repo, "--boot-files", f.bootFiles, "-o", out, "--json"}, args...), rev)
 	var r result
 	dir := filepath.Dir(out)
 	os.MkdirAll(dir, 0o755)
@@ -232,7 +232,7 @@ func TestImagePresets(t *testing.T) {
 	} {
 		t.Run(tc.board, func(t *testing.T) {
 			out := filepath.Join(f.dir, tc.board, "disk.img")
-			rep := f.buildImage(t, true, out, "--board", tc.board, "--bmap", "--zstd")
+			rep := f.buildImage(t, true, out, "myos/stable", "--board", tc.board, "--bmap", "--zstd")
 			if rep.Allocated >= rep.Size/2 {
 				t.Errorf("image not sparse: %d of %d bytes allocated", rep.Allocated, rep.Size)
 			}
@@ -359,7 +359,7 @@ func TestImageSysrootWithRealOstree(t *testing.T) {
 	// The image deploys the first commit; ostree deploys the second on top of it.
 	must(t, "ostree", "--repo="+f.repo, "refs", "--create=myos/first", f.c1)
 	out := filepath.Join(f.dir, "nobody", "disk.img")
-	rep := f.buildImage(t, true, out, "--board", "qemu-aarch64", "--ref", "myos/first", "--size", "1GiB")
+	rep := f.buildImage(t, true, out, "myos/first", "--board", "qemu-aarch64", "--size", "1GiB")
 	if rep.Size != 1<<30 {
 		t.Errorf("image size %d, want 1 GiB", rep.Size)
 	}
@@ -375,7 +375,7 @@ func TestImageSysrootWithRealOstree(t *testing.T) {
 	}
 
 	rootOut := filepath.Join(f.dir, "root", "disk.img")
-	rootRep := f.buildImage(t, false, rootOut, "--board", "qemu-aarch64", "--ref", "myos/first", "--size", "1GiB")
+	rootRep := f.buildImage(t, false, rootOut, "myos/first", "--board", "qemu-aarch64", "--size", "1GiB")
 	rootMnt, _ := mountPartition(t, rootOut, rootRep.Partitions[1].Start, rootRep.Partitions[1].Size)
 	compareTrees(t, snapshot(t, rootMnt, snapshotOpts{owners: true, special: true, xattrs: true}), snapshot(t, mnt, snapshotOpts{owners: true, special: true, xattrs: true}))
 
@@ -491,7 +491,7 @@ func TestImageErrors(t *testing.T) {
 		{"bad size", []string{"--board", "qemu-aarch64", "--size", "big"}, `--size: invalid size "big"`},
 		{"smaller than the layout", []string{"--board", "qemu-aarch64", "--size", "1MiB"}, "image size 1.0 MiB leaves no room for partition root, which starts at 68.0 MiB"},
 		{"karg with a newline", []string{"--board", "qemu-aarch64", "--karg", "quiet\nbootcmd=x"}, `kernel argument "quiet\nbootcmd=x" holds the control character`},
-		{"not bootable", []string{"--board", "qemu-aarch64", "--ref", "plain"}, "kernel"},
+		{"not bootable", []string{"--board", "qemu-aarch64"}, "kernel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "not bootable" {
@@ -504,7 +504,11 @@ func TestImageErrors(t *testing.T) {
 			os.Mkdir(outDir, 0o755)
 			out := filepath.Join(outDir, "disk.img")
 			os.WriteFile(out, []byte("previous image"), 0o644)
-			args := append([]string{"image", "--repo", f.repo, "--ref", "myos/stable", "--boot-files", f.bootFiles, "-o", out, "--bmap"}, tc.args...)
+			rev := "myos/stable"
+			if tc.name == "not bootable" {
+				rev = "plain"
+			}
+			args := append(append([]string{"image", "--repo", f.repo, "--boot-files", f.bootFiles, "-o", out, "--bmap"}, tc.args...), rev)
 			tmp := t.TempDir()
 			r := runCmd(t, []string{"TMPDIR=" + tmp}, nil, otaBuild, args...)
 			if r.code == 0 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
@@ -536,7 +540,7 @@ func TestImageInterrupted(t *testing.T) {
 		dir, tmp := filepath.Join(f.dir, fmt.Sprint("int", i)), t.TempDir()
 		os.Mkdir(dir, 0o755)
 		out := filepath.Join(dir, "disk.img")
-		cmd := exec.Command(otaBuild, "image", "--repo", f.repo, "--ref", "myos/stable", "--board", "qemu-aarch64", "-o", out, "--bmap")
+		cmd := exec.Command(otaBuild, "image", "--repo", f.repo, "--board", "qemu-aarch64", "-o", out, "--bmap", "myos/stable")
 		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -2,7 +2,7 @@ package main
 
 // Issue 9, items 5 to 7: signing is idempotent; `delta apply --pubkey` trusts the commit's
 // own signature, never a bundle's envelope alone, and `bundle --sign-key` packages only
-// commits its keys signed; `delta apply --ref` refuses downgrades.
+// commits its keys signed; `delta apply --branch` refuses downgrades.
 
 import (
 	"bytes"
@@ -86,11 +86,11 @@ func isForge(t *testing.T, in, out, key string, edit func([]gvariant.DictEntry) 
 	}
 }
 
-// isApply runs `delta apply --ref main` of bundle into repo with the trusted public key
+// isApply runs `delta apply --branch main` of bundle into repo with the trusted public key
 // files pubs and extra flags.
 func isApply(t *testing.T, repo, bundle string, pubs []string, extra ...string) result {
 	t.Helper()
-	args := []string{"delta", "apply", "--repo", repo, "--ref", "main"}
+	args := []string{"delta", "apply", "--repo", repo, "--branch", "main"}
 	for _, p := range pubs {
 		args = append(args, "--pubkey", p)
 	}
@@ -378,7 +378,7 @@ func TestBundleRefusesCommitsNotSignedByItsKeys(t *testing.T) {
 }
 
 // TestBundleDowngradeRefused: a validly signed from-scratch bundle of release 1.0 applied
-// with --ref to a repository at 2.0 is refused (the ref stays at 2.0, nothing is written);
+// with --branch to a repository at 2.0 is refused (the ref stays at 2.0, nothing is written);
 // with --allow-downgrade it is applied, and applying it again needs no flag.
 func TestBundleDowngradeRefused(t *testing.T) {
 	dir := t.TempDir()

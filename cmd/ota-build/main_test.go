@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building ota-build: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The commands under test report no progress, as before stderr could show it when it is
+	// not a terminal: the tests that look at progress ask for it.
+	os.Setenv("OTA_PROGRESS", "none")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -8,11 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
 )
-
-// pruneSchema identifies the layout of prune --json reports.
-const pruneSchema = "ota-build/prune/v1"
 
 func pruneCommand() *cli.Command {
 	return &cli.Command{
@@ -48,8 +46,8 @@ func pruneCommand() *cli.Command {
 				removed += n
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, map[string]any{
-					"schema": pruneSchema, "repo": repo.Path, "dry_run": dry,
+				return otacli.PrintJSON(c.App.Writer, map[string]any{
+					"repo": repo.Path, "dry_run": dry,
 					"objects": res.Objects, "objects_kept": res.Reachable,
 					"removed": removed, "removed_by_type": res.Removed,
 					"deltas_removed": res.Deltas, "temp_files_removed": res.TempFiles,

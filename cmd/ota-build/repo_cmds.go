@@ -13,8 +13,8 @@ import (
 
 	"github.com/otakit/ota/builder"
 	"github.com/otakit/ota/commit"
+	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
-	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/rootfs"
 	"github.com/otakit/ota/internal/sign"
 )
@@ -29,7 +29,7 @@ func initCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			mode, err := ostree.ParseMode(c.String("mode"))
 			if err != nil {
-				return err
+				return otacli.Usagef("--mode: %w", err)
 			}
 			_, err = ostree.Init(c.String("repo"), mode)
 			return err
@@ -42,7 +42,9 @@ func commitCommand() *cli.Command {
 		Name:      "commit",
 		Usage:     "commit a root filesystem (directory or tarball) to a branch",
 		ArgsUsage: " ",
-		Description: "Prints the new commit's checksum as the last line of standard output.\n" +
+		Description: "Prints the new commit's checksum as the last line of standard output (with\n" +
+			"--skip-if-unchanged and an unchanged tree, the branch's current commit; with --dry-run,\n" +
+			"a line saying what the commit would hold).\n" +
 			"--tree dir=PATH walks a directory; --tree tar=FILE reads a tarball (plain, gzip, bzip2, xz or zstd;\n" +
 			"FILE - is standard input) whose headers supply ownership, modes and SCHILY.xattr.* xattrs.\n\n" +
 			"--bootable converts a Yocto or Buildroot rootfs to the layout ostree admin deploy boots:\n" +
@@ -74,7 +76,9 @@ func commitCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel-version", Usage: "kernel release `KVER` for --bootable when the tree does not tell it"},
 			signKeyFlag,
 			&cli.IntFlag{Name: "compression-level", Value: ostree.DefaultCompressionLevel, Usage: "deflate `LEVEL` (1-9) of archive repositories"},
-			&cli.BoolFlag{Name: "json", Usage: "print a JSON report instead of the checksum"},
+			&cli.BoolFlag{Name: "skip-if-unchanged", Usage: "make no commit when the tree equals the parent's (the branch's current commit is reported; --sign-key adds its signatures to it)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "read and checksum the tree, write nothing (no objects, commit, signature or summary)"},
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON report instead of the checksum (see docs/json.md)"},
 		},
 		Action: runCommit,
 	}
@@ -88,16 +92,17 @@ func runCommit(c *cli.Context) error {
 	opts := commit.Options{
 		Branch: c.String("branch"), Subject: c.String("subject"), Body: c.String("body"),
 		Version: c.String("version"), CompressionLevel: c.Int("compression-level"),
-		SkipSpecial: c.Bool("skip-special"), Strict: c.Bool("strict"), Progress: progress.ForStderr(),
+		SkipSpecial: c.Bool("skip-special"), Strict: c.Bool("strict"), Progress: otacli.Progress(c),
 		Bootable: c.Bool("bootable"), KernelVersion: c.String("kernel-version"),
+		SkipIfUnchanged: c.Bool("skip-if-unchanged"), DryRun: c.Bool("dry-run"),
 	}
 	if opts.KernelVersion != "" && !opts.Bootable {
-		return fmt.Errorf("--kernel-version needs --bootable")
+		return otacli.Usagef("--kernel-version needs --bootable")
 	}
 	for _, kv := range c.StringSlice("add-metadata-string") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return fmt.Errorf("--add-metadata-string %q: want KEY=VALUE", kv)
+			return otacli.Usagef("--add-metadata-string %q: want KEY=VALUE", kv)
 		}
 		opts.Metadata = append(opts.Metadata, commit.KeyValue{Key: k, Value: v})
 	}
@@ -122,7 +127,7 @@ func runCommit(c *cli.Context) error {
 		if s := c.String(f.name); s != "" {
 			n, err := strconv.ParseUint(s, 10, 32)
 			if err != nil {
-				return fmt.Errorf("--%s %q: not a number", f.name, s)
+				return otacli.Usagef("--%s %q: not a number", f.name, s)
 			}
 			v := uint32(n)
 			*f.dst = &v
@@ -163,30 +168,49 @@ func runCommit(c *cli.Context) error {
 		}
 		return err
 	}
-	warn(c, res.Warnings)
+	otacli.Warn(c, res.Warnings)
+	rep := builder.NewCommitReport(res, opts.Branch, opts.Version)
+	if opts.DryRun {
+		rep.DryRun = true
+		return printCommitReport(c, repo, rep, res.Warnings, start)
+	}
+	if res.Unchanged && len(signers) > 0 { // the tree's commit gets the signatures a new one would have
+		if err := addSignatures(repo, res.Commit, signers); err != nil {
+			return err
+		}
+	}
+	sigs, err := commit.Signatures(repo, res.Commit)
+	if err != nil {
+		return err
+	}
+	rep.Signatures = len(sigs)
 	if err := builder.UpdateSummary(repo, signers); err != nil {
 		return fmt.Errorf("commit %s written, but updating the summary failed: %w", res.Commit, err)
 	}
-	if c.Bool("json") {
-		rep := map[string]any{
-			"commit": res.Commit.String(), "branch": opts.Branch, "parent": checksumOrNil(res.Parent),
-			"files": res.Files, "files_written": res.FilesWritten, "bytes": res.Bytes,
-			"seconds": time.Since(start).Seconds(),
-		}
-		if len(res.Warnings) > 0 { // as build's report
-			rep["warnings"] = res.Warnings
-		}
-		return printJSON(c.App.Writer, rep)
-	}
-	fmt.Fprintln(c.App.Writer, res.Commit)
-	return nil
+	return printCommitReport(c, repo, rep, res.Warnings, start)
 }
 
-func checksumOrNil(c *ostree.Checksum) any {
-	if c == nil {
+// commitJSON is the report of commit --json: the commit as build reports it.
+type commitJSON struct {
+	Repo string `json:"repo"`
+	builder.CommitReport
+	Seconds  float64  `json:"seconds"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// printCommitReport prints commit's report: JSON, or the checksum (a dry run: what the
+// commit would hold).
+func printCommitReport(c *cli.Context, repo *ostree.Repo, rep builder.CommitReport, warnings []string, start time.Time) error {
+	if c.Bool("json") {
+		return otacli.PrintJSON(c.App.Writer, commitJSON{Repo: repo.Path, CommitReport: rep,
+			Seconds: float64(time.Since(start).Milliseconds()) / 1000, Warnings: warnings})
+	}
+	if rep.DryRun {
+		fmt.Fprintf(c.App.Writer, "dry run: content checksum %s, %d files, %d bytes; nothing written\n", rep.ContentChecksum, rep.Files, rep.Bytes)
 		return nil
 	}
-	return c.String()
+	fmt.Fprintln(c.App.Writer, rep.Checksum)
+	return nil
 }
 
 // commitTime parses --timestamp, falling back to SOURCE_DATE_EPOCH and then the clock.
@@ -204,7 +228,11 @@ func commitTime(flag string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("%s %q: want Unix seconds or an RFC 3339 time", what, s)
+	err := fmt.Errorf("%s %q: want Unix seconds or an RFC 3339 time", what, s)
+	if flag != "" {
+		return time.Time{}, otacli.Usagef("%w", err)
+	}
+	return time.Time{}, err
 }
 
 // openTree opens the --tree argument.
@@ -218,14 +246,7 @@ func openTree(spec string) (rootfs.Source, error) {
 	case ok && kind == "tar":
 		return rootfs.OpenTarFile(p)
 	}
-	return nil, fmt.Errorf("--tree %q: want dir=PATH, tar=FILE or tar=-", spec)
-}
-
-// warn prints warnings, problems that did not stop a command, to standard error.
-func warn(c *cli.Context, warnings []string) {
-	for _, w := range warnings {
-		fmt.Fprintln(c.App.ErrWriter, "ota-build: warning: "+oneLine(w))
-	}
+	return nil, otacli.Usagef("--tree %q: want dir=PATH, tar=FILE or tar=-", spec)
 }
 
 func withFile(p string, fn func(io.Reader) error) error {

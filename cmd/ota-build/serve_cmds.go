@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
 )
 
@@ -49,7 +50,7 @@ func serveCommand() *cli.Command {
 // is cancelled.
 func runServe(c *cli.Context) error {
 	if c.Args().Present() {
-		return fmt.Errorf("serve: unexpected argument %q", c.Args().First())
+		return otacli.Usagef("unexpected argument %q", c.Args().First())
 	}
 	dir := c.String("repo")
 	repo, err := ostree.Open(dir)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/otakit/ota/commit"
+	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/sign"
 )
@@ -23,7 +23,7 @@ func keygenCommand() *cli.Command {
 			"PREFIX.ostree.pub (public, OSTree base64: install it in /etc/ostree/trusted.ed25519.d/).\n" +
 			"With --encrypt the private key is encrypted with the passphrase in $" + sign.PassphraseEnv + ".",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Usage: "file name `PREFIX`", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "file name `PREFIX` of the key files", Required: true},
 			&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the private key with $" + sign.PassphraseEnv},
 		},
 		Action: func(c *cli.Context) error {
@@ -35,7 +35,7 @@ func keygenCommand() *cli.Command {
 				}
 				pass = []byte(v)
 			}
-			pub, err := sign.GenerateKey(c.String("out"), pass)
+			pub, err := sign.GenerateKey(c.String("output"), pass)
 			if err != nil {
 				return err
 			}
@@ -61,21 +61,43 @@ func signCommand() *cli.Command {
 				return err
 			}
 			if len(signers) == 0 {
-				return errors.New("--sign-key is required")
+				return otacli.Usagef("--sign-key is required")
 			}
-			_, data, err := repo.ReadCommit(cs)
-			if err != nil {
-				return err
-			}
-			unlock, err := repo.Lock()
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			_, err = commit.AddSignatures(repo, cs, data, signers)
-			return err
+			return addSignatures(repo, cs, signers)
 		},
 	}
+}
+
+// addSignatures signs the commit cs with those of signers that have not signed it yet,
+// holding the repository lock.
+func addSignatures(repo *ostree.Repo, cs ostree.Checksum, signers []*sign.Signer) error {
+	_, data, err := repo.ReadCommit(cs)
+	if err != nil {
+		return err
+	}
+	unlock, err := repo.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = commit.AddSignatures(repo, cs, data, signers)
+	return err
+}
+
+// Reasons a verification failed, in the verify --json report.
+const (
+	reasonUnsigned = "unsigned"           // the commit carries no signature
+	reasonNoValid  = "no-valid-signature" // none of its signatures verifies with the keys
+)
+
+// verifyJSON is the report of verify --json.
+type verifyJSON struct {
+	Checksum string `json:"checksum"`
+	Valid    bool   `json:"valid"`
+	// Reason says why the check failed: reasonUnsigned or reasonNoValid.
+	Reason     string `json:"reason,omitempty"`
+	Signatures int    `json:"signatures"`
+	Keys       int    `json:"keys"`
 }
 
 func verifyCommand() *cli.Command {
@@ -83,20 +105,22 @@ func verifyCommand() *cli.Command {
 		Name:      "verify",
 		Usage:     "check a commit's ed25519 signatures (exit status 1 when none is valid)",
 		ArgsUsage: "REF|CHECKSUM",
+		Description: "Exit status 0 when a signature verifies with one of the keys. A commit without a valid\n" +
+			"signature and an error that stopped the check (an unreadable repository or key, a missing\n" +
+			"commit) both exit 1; the message tells them apart (\"commit C: no valid signature...\"), and\n" +
+			"--json prints a report, {\"valid\": false, \"reason\": \"unsigned\" or \"no-valid-signature\"},\n" +
+			"only when the check ran.",
 		Flags: []cli.Flag{repoFlag,
-			&cli.StringSliceFlag{Name: "pubkey", Usage: "public key `FILE` (PEM, or OSTree base64 lines); repeatable", Required: true}},
+			&cli.StringSliceFlag{Name: "pubkey", Usage: "public key `FILE` (PEM, or OSTree base64 lines); repeatable", Required: true},
+			jsonFlag()},
 		Action: func(c *cli.Context) error {
 			repo, cs, err := openRev(c)
 			if err != nil {
 				return err
 			}
-			var pubs []ed25519.PublicKey
-			for _, p := range c.StringSlice("pubkey") {
-				keys, err := sign.LoadPublicKeys(p)
-				if err != nil {
-					return err
-				}
-				pubs = append(pubs, keys...)
+			pubs, err := loadPubkeys(c.StringSlice("pubkey"))
+			if err != nil {
+				return err
 			}
 			_, data, err := repo.ReadCommit(cs)
 			if err != nil {
@@ -106,10 +130,24 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if err := sign.Verify(pubs, data, sigs); err != nil {
-				return cli.Exit(fmt.Sprintf("commit %s: %v", cs, err), 1)
+			rep := verifyJSON{Checksum: cs.String(), Valid: true, Signatures: len(sigs), Keys: len(pubs)}
+			verr := sign.Verify(pubs, data, sigs)
+			switch {
+			case errors.Is(verr, sign.ErrNoSignatures):
+				rep.Valid, rep.Reason = false, reasonUnsigned
+			case verr != nil:
+				rep.Valid, rep.Reason = false, reasonNoValid
 			}
-			fmt.Fprintf(c.App.Writer, "commit %s: good signature\n", cs)
+			if c.Bool("json") {
+				if err := otacli.PrintJSON(c.App.Writer, rep); err != nil {
+					return err
+				}
+			} else if rep.Valid {
+				fmt.Fprintf(c.App.Writer, "commit %s: good signature\n", cs)
+			}
+			if !rep.Valid {
+				return cli.Exit(fmt.Sprintf("commit %s: no valid signature: %v", cs, verr), 1)
+			}
 			return nil
 		},
 	}
@@ -119,11 +157,11 @@ func verifyCommand() *cli.Command {
 func openRev(c *cli.Context) (*ostree.Repo, ostree.Checksum, error) {
 	for _, a := range c.Args().Tail() {
 		if strings.HasPrefix(a, "-") {
-			return nil, ostree.Checksum{}, fmt.Errorf("%s: option %s after REF: put options before it", c.Command.Name, a)
+			return nil, ostree.Checksum{}, otacli.Usagef("option %s after REF: put options before it", a)
 		}
 	}
 	if c.NArg() != 1 {
-		return nil, ostree.Checksum{}, fmt.Errorf("%s: want exactly one REF or CHECKSUM argument", c.Command.Name)
+		return nil, ostree.Checksum{}, otacli.Usagef("want exactly one REF or CHECKSUM argument")
 	}
 	repo, err := ostree.Open(c.String("repo"))
 	if err != nil {

@@ -160,11 +160,11 @@ func sigUnescapeBytestring(t *testing.T, s string) []byte {
 	return append(out, 0)
 }
 
-// sigKeygen runs `ota-build keygen --out dir/name` and returns the prefix.
+// sigKeygen runs `ota-build keygen -o dir/name` and returns the prefix.
 func sigKeygen(t *testing.T, dir, name string, env ...string) string {
 	t.Helper()
 	prefix := filepath.Join(dir, name)
-	args := []string{"keygen", "--out", prefix}
+	args := []string{"keygen", "--output", prefix}
 	if len(env) > 0 {
 		args = append(args, "--encrypt")
 	}

@@ -14,7 +14,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
 (cd "$top" && go build -o "$OUT/ota-build" ./cmd/ota-build)
 ota="$OUT/ota-build"
-[ -f "$OUT/release.key" ] || "$ota" keygen --out "$OUT/release" >/dev/null
+[ -f "$OUT/release.key" ] || "$ota" keygen -o "$OUT/release" >/dev/null
 
 # make_rootfs VERSION: the example tree with that version and a boot directory as a Yocto or
 # Buildroot build leaves it (kernel, initramfs, device tree).

@@ -1,12 +1,13 @@
-// Package progress reports the advance of long operations: a live line on a terminal, or
-// nothing when no one is watching.
+// Package progress reports the advance of long operations: a live line on a terminal,
+// timestamped lines in a build log, JSON lines for programs, or nothing.
 package progress
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
-	"sync"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,12 +15,39 @@ import (
 
 // Reporter receives progress. Implementations are safe for concurrent use.
 type Reporter interface {
-	// Stage starts a named stage with a total count of items (0 when unknown).
+	// Stage starts a named stage with a total count of items (0 when unknown), ending the
+	// current stage first if it is still open.
 	Stage(name string, total int64)
 	// Add records n more items (and bytes) done in the current stage.
 	Add(items, bytes int64)
-	// Done ends the current stage.
+	// Done ends the current stage; without an open stage it does nothing.
 	Done()
+}
+
+// Logger is implemented by the reporters that also carry log lines (what a pipeline step
+// produced), interleaved with their progress output.
+type Logger interface {
+	// Log writes one line.
+	Log(line string)
+}
+
+// LogWriter returns a writer that passes each line written to it to r's Log, or nil when
+// r does not log.
+func LogWriter(r Reporter) io.Writer {
+	l, ok := r.(Logger)
+	if !ok {
+		return nil
+	}
+	return logWriter{l}
+}
+
+type logWriter struct{ l Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	for line := range bytes.Lines(p) {
+		w.l.Log(strings.TrimSuffix(string(line), "\n"))
+	}
+	return len(p), nil
 }
 
 // Discard is a Reporter that reports nothing.
@@ -37,65 +65,44 @@ func IsTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// ForStderr returns a terminal reporter on stderr when it is a terminal, else Discard.
-func ForStderr() Reporter {
-	if IsTerminal(os.Stderr) {
-		return NewTerminal(os.Stderr)
+// Modes are the names New accepts, as the --progress flag takes them.
+var Modes = []string{"auto", "plain", "json", "none"}
+
+// New returns the reporter of a mode writing to f: "auto" is a Terminal when f is a
+// terminal and Plain otherwise (a build log), "plain" is Plain, "json" is JSON and
+// "none" is Discard.
+func New(mode string, f *os.File) (Reporter, error) {
+	switch mode {
+	case "auto":
+		if IsTerminal(f) {
+			return NewTerminal(f), nil
+		}
+		return NewPlain(f), nil
+	case "plain":
+		return NewPlain(f), nil
+	case "json":
+		return NewJSON(f), nil
+	case "none":
+		return Discard, nil
 	}
-	return Discard
+	return nil, fmt.Errorf("progress mode %q: want %s", mode, strings.Join(Modes, ", "))
 }
 
-// counters is the state of the current stage.
-type counters struct {
+// stage is the state of the current stage, shared by the reporters.
+type stage struct {
 	name         string
 	total        int64
 	items, bytes int64
 	start        time.Time
+	open         bool
 }
 
-// Terminal redraws one status line at most ten times a second.
-type Terminal struct {
-	w    io.Writer
-	mu   sync.Mutex
-	c    counters
-	last time.Time
-}
-
-// NewTerminal returns a Reporter drawing on w, which should be a terminal.
-func NewTerminal(w io.Writer) *Terminal { return &Terminal{w: w} }
-
-// Stage implements Reporter.
-func (t *Terminal) Stage(name string, total int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.c = counters{name: name, total: total, start: time.Now()}
-	t.draw()
-}
-
-// Add implements Reporter.
-func (t *Terminal) Add(items, bytes int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.c.items += items
-	t.c.bytes += bytes
-	if time.Since(t.last) >= 100*time.Millisecond {
-		t.draw()
-	}
-}
-
-// Done implements Reporter.
-func (t *Terminal) Done() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.draw()
-	fmt.Fprintf(t.w, " (%.1fs)\n", time.Since(t.c.start).Seconds())
-}
-
-func (t *Terminal) draw() {
-	t.last = time.Now()
+// String is the stage's count as the terminal and plain reporters print it, e.g.
+// "commit: 1200/11105, 80.3 MB".
+func (s *stage) String() string {
 	of := ""
-	if t.c.total > 0 {
-		of = fmt.Sprintf("/%d", t.c.total)
+	if s.total > 0 {
+		of = fmt.Sprintf("/%d", s.total)
 	}
-	fmt.Fprintf(t.w, "\r\033[K%s: %d%s, %.1f MB", t.c.name, t.c.items, of, float64(t.c.bytes)/1e6)
+	return fmt.Sprintf("%s: %d%s, %.1f MB", s.name, s.items, of, float64(s.bytes)/1e6)
 }
