@@ -127,7 +127,7 @@ func checkManifest(t *testing.T, m *Manifest) {
 			fail(err.Error())
 		}
 		for _, o := range im.Outputs {
-			if !slices.Contains([]string{"raw", "bmap", "zst"}, o) {
+			if !slices.Contains([]string{"raw", "bmap", "zstd"}, o) {
 				fail("bad image.outputs")
 			}
 		}

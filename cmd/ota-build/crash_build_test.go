@@ -167,8 +167,8 @@ func TestCrashKilledImage(t *testing.T) {
 	f := newImageFixture(t)
 	outputs := []string{"disk.img", "disk.img.bmap", "disk.img.zst"}
 	args := func(dir string) []string {
-		return []string{"image", "--repo", f.repo, "--ref", "myos/stable", "--board", "qemu-aarch64",
-			"-o", filepath.Join(dir, "disk.img"), "--bmap", "--zstd"}
+		return []string{"image", "--repo", f.repo, "--board", "qemu-aarch64",
+			"-o", filepath.Join(dir, "disk.img"), "--bmap", "--zstd", "myos/stable"}
 	}
 	refDir := filepath.Join(f.dir, "crash-ref")
 	os.Mkdir(refDir, 0o755)
@@ -279,7 +279,7 @@ summary: {sign: true}
 image:
   board: qemu-aarch64
   output: ${OUT}/crash-${VERSION}.img
-  outputs: [raw, bmap, zst]
+  outputs: [raw, bmap, zstd]
 `
 
 // TestCrashKilledBuild kills `ota-build build` of a second release at random points and at
@@ -294,7 +294,7 @@ func TestCrashKilledBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := filepath.Join(dir, "release")
-	ota(t, "keygen", "--out", key)
+	ota(t, "keygen", "-o", key)
 	rootfs1, rootfs2 := filepath.Join(dir, "rootfs1"), filepath.Join(dir, "rootfs2")
 	crashBuildTree(t, rootfs1, "1.0")
 	crashBuildTree(t, rootfs2, "2.0")

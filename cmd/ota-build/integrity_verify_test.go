@@ -134,15 +134,15 @@ func TestImageRefusesCorruptObject(t *testing.T) {
 			f := newVerifyFixture(t)
 			out := filepath.Join(f.dir, "img", "disk.img")
 			os.MkdirAll(filepath.Dir(out), 0o755)
-			ota(t, "image", "--repo", f.repo, "--ref", "main", "--board", "qemu-aarch64", "-o", out, "--bmap")
+			ota(t, "image", "--repo", f.repo, "--board", "qemu-aarch64", "-o", out, "--bmap", "main")
 			before := fileSum(t, out)
 			obj := f.corrupt(t, f.c2, path)
 			for _, out := range []string{filepath.Join(f.dir, "fresh", "disk.img"), out} {
 				os.MkdirAll(filepath.Dir(out), 0o755)
 				had := dirNames(t, filepath.Dir(out))
 				tmp := t.TempDir()
-				r := runCmd(t, []string{"TMPDIR=" + tmp}, nil, otaBuild, "image", "--repo", f.repo, "--ref", "main",
-					"--board", "qemu-aarch64", "-o", out, "--bmap")
+				r := runCmd(t, []string{"TMPDIR=" + tmp}, nil, otaBuild, "image", "--repo", f.repo,
+					"--board", "qemu-aarch64", "-o", out, "--bmap", "main")
 				accOneLineError(t, r, obj, "corrupt")
 				if r.code != 1 {
 					t.Errorf("exit %d, want 1", r.code)

@@ -26,7 +26,7 @@ func TestOutputsHonourUmask(t *testing.T) {
 				}
 			}
 			img := filepath.Join(dir, "disk.img")
-			withUmask("image", "--repo", f.repo, "--ref", "myos/stable", "--board", "qemu-aarch64", "-o", img, "--bmap", "--zstd")
+			withUmask("image", "--repo", f.repo, "--board", "qemu-aarch64", "-o", img, "--bmap", "--zstd", "myos/stable")
 			bundle := filepath.Join(dir, "update.bundle")
 			withUmask("bundle", "--repo", f.repo, "--from", f.c1, "--to", f.c2, "-o", bundle)
 			for _, p := range []string{img, img + ".bmap", img + ".zst", bundle} {

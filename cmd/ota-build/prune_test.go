@@ -205,7 +205,7 @@ func TestPruneMatchesOstree(t *testing.T) {
 	repo := filepath.Join(dir, "repo")
 	ota(t, "init", "--repo", repo)
 	key := filepath.Join(dir, "release")
-	ota(t, "keygen", "--out", key)
+	ota(t, "keygen", "-o", key)
 	commit := func(branch, content string, extra ...string) string {
 		tree := filepath.Join(dir, "tree-"+content)
 		accWriteTree(t, tree)

@@ -73,7 +73,7 @@ func TestDeltaXZEncoders(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "target")
 			must(t, "ostree", "init", "--repo="+dst, "--mode=bare-user")
 			must(t, "ostree", "pull-local", "--repo="+dst, repo, base)
-			must(t, "ostree", "static-delta", "apply-offline", "--repo="+dst, filepath.Join(repo, dir, "superblock"))
+			must(t, "ostree", "static-delta", "apply-offline", "--repo="+dst, filepath.Join(dir, "superblock"))
 			must(t, "ostree", "fsck", "--repo="+dst)
 			if got, want := must(t, "ostree", "ls", "-R", "-C", "--repo="+dst, next).stdout, must(t, "ostree", "ls", "-R", "-C", "--repo="+repo, next).stdout; got != want {
 				t.Errorf("tree after apply-offline:\n%s\nwant\n%s", got, want)
