@@ -49,20 +49,6 @@ func crashRerun(t *testing.T, env []string, args ...string) int {
 	return cmd.Process.Pid
 }
 
-// crashListing returns the sorted names of a directory's entries.
-func crashListing(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // crashSameFile checks that the file rel under dir is absent (an error when required) or
 // byte for byte the reference's: bundles and deltas are reproducible, so a complete one
 // equals the reference run's.
@@ -204,18 +190,18 @@ func TestCrashKilledImage(t *testing.T) {
 		if wasKilled {
 			killed++
 		}
-		left := crashListing(t, dir)
+		left := dirNames(t, dir)
 		t.Logf("kill %d at %s (staging in %s): killed=%v, left %v", i, kp.name, cmp.Or(tmp, "/dev/shm"), wasKilled, left)
 		img := filepath.Join(dir, "disk.img")
 		crashImage(t, fmt.Sprintf("kill %d", i), img, !wasKilled)
 
 		pid := crashRerun(t, crashEnv(tmp), args(dir)...)
 		crashImage(t, fmt.Sprintf("kill %d, rerun", i), img, true)
-		if got := crashListing(t, dir); !slices.Equal(got, outputs) {
+		if got := dirNames(t, dir); !slices.Equal(got, outputs) {
 			t.Errorf("kill %d: after the rerun the output directory holds %v, want %v", i, got, outputs)
 		}
 		if tmp != "" {
-			if got := crashListing(t, tmp); len(got) > 0 {
+			if got := dirNames(t, tmp); len(got) > 0 {
 				t.Errorf("kill %d: after the rerun TMPDIR holds %v", i, got)
 			}
 		}
@@ -314,7 +300,7 @@ func TestCrashKilledBuild(t *testing.T) {
 	crashRerun(t, env(ref, rootfs2, "2.0", t.TempDir()), args...)
 	d := time.Since(start)
 	want := strings.TrimSpace(must(t, "ostree", "rev-parse", "--repo="+filepath.Join(ref, "repo"), "crash/stable").stdout)
-	listing, repoTmp := crashListing(t, ref), crashListing(t, filepath.Join(ref, "repo", "tmp"))
+	listing, repoTmp := dirNames(t, ref), dirNames(t, filepath.Join(ref, "repo", "tmp"))
 	deltas := crashDeltaFiles(t, filepath.Join(ref, "repo"))
 	t.Logf("reference build took %v: %v, %d delta files", d.Round(time.Millisecond), listing, len(deltas))
 
@@ -349,7 +335,7 @@ func TestCrashKilledBuild(t *testing.T) {
 		head := strings.TrimSpace(must(t, "ostree", "rev-parse", "--repo="+repo, "crash/stable").stdout)
 		t.Logf("kill %d at %s (staging in %s): killed=%v, branch at the %s commit, left %v, repo tmp/ %v",
 			i, kp.name, cmp.Or(tmp, "/dev/shm"), wasKilled, map[bool]string{true: "new", false: "old"}[head == want],
-			crashListing(t, out), crashListing(t, filepath.Join(repo, "tmp")))
+			dirNames(t, out), dirNames(t, filepath.Join(repo, "tmp")))
 		label := fmt.Sprintf("kill %d", i)
 		if head != first && head != want {
 			t.Errorf("%s: branch at %s, want %s or %s", label, head, first, want)
@@ -371,14 +357,14 @@ func TestCrashKilledBuild(t *testing.T) {
 		for _, name := range deltas {
 			crashSameFile(t, label, repo, filepath.Join(ref, "repo"), name, true)
 		}
-		if got := crashListing(t, out); !slices.Equal(got, listing) {
+		if got := dirNames(t, out); !slices.Equal(got, listing) {
 			t.Errorf("%s: the output directory holds %v, want %v", label, got, listing)
 		}
-		if got := crashListing(t, filepath.Join(repo, "tmp")); !slices.Equal(got, repoTmp) {
+		if got := dirNames(t, filepath.Join(repo, "tmp")); !slices.Equal(got, repoTmp) {
 			t.Errorf("%s: the repository's tmp/ holds %v, want %v", label, got, repoTmp)
 		}
 		if tmp != "" {
-			if got := crashListing(t, tmp); len(got) > 0 {
+			if got := dirNames(t, tmp); len(got) > 0 {
 				t.Errorf("%s: TMPDIR holds %v", label, got)
 			}
 		}
@@ -465,7 +451,7 @@ func TestCrashKilledDeltaLeavesNoXz(t *testing.T) {
 		t.Errorf("the killed generation left no part directory: the test does not exercise the cleanup")
 	}
 	ota(t, "delta", "--repo", repo, "--from", "empty", "--to", "main")
-	if got := crashListing(t, filepath.Join(repo, "tmp")); !slices.Equal(got, []string{"cache"}) {
+	if got := dirNames(t, filepath.Join(repo, "tmp")); !slices.Equal(got, []string{"cache"}) {
 		t.Errorf("after the next generation the repository's tmp/ holds %v", got)
 	}
 }

@@ -107,7 +107,7 @@ func fileSum(t *testing.T, p string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// dirNames lists the names in a directory.
+// dirNames lists the names in a directory, sorted (as os.ReadDir returns them).
 func dirNames(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
