@@ -56,7 +56,10 @@ type Config struct {
 
 // TLS are the TLS files of the remote.
 type TLS struct {
-	CA   string `json:"ca,omitempty"`
+	// CA is a file of CA certificates that replaces the system's roots.
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are the client certificate and its key, presented when the server
+	// asks for one.
 	Cert string `json:"cert,omitempty"`
 	Key  string `json:"key,omitempty"`
 }
@@ -68,6 +71,7 @@ type Error struct {
 	Msg  string
 }
 
+// Error is the one-line message "FILE:LINE: message".
 func (e *Error) Error() string {
 	msg := strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(e.Msg)
 	if e.Line > 0 {
@@ -123,7 +127,14 @@ func defaults() *Config {
 func parseYAML(file string, data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		// The parser's errors have no type, only the text "yaml: line N: problem" (as
+		// builder's syntaxError reads them).
+		e := &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if g := syntaxLineRE.FindStringSubmatch(err.Error()); g != nil {
+			e.Line, _ = strconv.Atoi(g[1])
+			e.Msg = g[2]
+		}
+		return nil, e
 	}
 	c := defaults()
 	c.Source = file
@@ -149,6 +160,9 @@ func parseYAML(file string, data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+// syntaxLineRE matches the message of a syntax error of the YAML parser.
+var syntaxLineRE = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
 
 // decoder decodes the nodes of one file, each error at its node's line (as builder's
 // manifest decoder does).

@@ -87,7 +87,7 @@ func TestLoadErrors(t *testing.T) {
 		{"number as string", yamlFile, "url: http://h\nref: 12\n", "client.yaml:2: want a string, not 12"},
 		{"null string", yamlFile, "url:\n", "client.yaml:1: want a string"},
 		{"bad rate", yamlFile, "url: http://h\nmax-rate: fast\n", "client.yaml:2: invalid rate \"fast\""},
-		{"syntax", yamlFile, "url: [\n", "client.yaml: line 1: did not find expected node content"},
+		{"syntax", yamlFile, "url: [\n", "client.yaml:1: did not find expected node content"},
 		{"empty", yamlFile, "", "client.yaml: empty configuration"},
 		{"no remote", remote, "[core]\nrepo_version=1\n", "no configuration: neither "},
 		{"remote without url", remote, "[remote \"r\"]\nsign-verify=true\n", "r.conf:1: remote \"r\" has no url"},
