@@ -2,63 +2,18 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 
 	otacli "github.com/otakit/ota/internal/cli"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite docs/cli.md and docs/ota-build.1 from the command definitions")
 
-// cliReference renders the command-line reference from the urfave/cli definitions.
-func cliReference(app *cli.App) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# `%s` command reference\n\n", app.Name)
-	b.WriteString("<!-- Generated from cmd/ota-build by `go test ./cmd/ota-build -run TestCLIReference -update`; do not edit. -->\n\n")
-	fmt.Fprintf(&b, "%s.\n\n%s\n\n", app.Usage, app.Description)
-	app.Setup() // the help and version flags
-	b.WriteString("## Global options\n\nGiven before the command: `ota-build [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGUMENTS]`.\n\n")
-	writeFlags(&b, app.VisibleFlags())
-	for _, c := range app.VisibleCommands() {
-		writeCommand(&b, c, app.Name)
-	}
-	return b.String()
-}
-
-func writeFlags(b *strings.Builder, flags []cli.Flag) {
-	b.WriteString("| option | meaning |\n|---|---|\n")
-	for _, f := range flags {
-		line := strings.SplitN(f.String(), "\t", 2)
-		usage := ""
-		if len(line) == 2 {
-			usage = line[1]
-		}
-		fmt.Fprintf(b, "| `%s` | %s |\n", strings.TrimSpace(line[0]), strings.ReplaceAll(usage, "|", "\\|"))
-	}
-	b.WriteString("\n")
-}
-
-func writeCommand(b *strings.Builder, c *cli.Command, parent string) {
-	name := parent + " " + c.Name
-	fmt.Fprintf(b, "## `%s`\n\n%s.\n\n", name, c.Usage)
-	if c.Description != "" {
-		fmt.Fprintf(b, "%s\n\n", c.Description)
-	}
-	if len(c.Flags) > 0 {
-		writeFlags(b, c.Flags)
-	}
-	for _, sub := range c.Subcommands {
-		writeCommand(b, sub, name)
-	}
-}
-
 // TestCLIReference keeps docs/cli.md in sync with the command definitions.
 func TestCLIReference(t *testing.T) {
-	docsInSync(t, "../../docs/cli.md", cliReference(newApp()), "TestCLIReference")
+	docsInSync(t, "../../docs/cli.md", otacli.Reference(newApp()), "TestCLIReference")
 }
 
 // TestManPage keeps docs/ota-build.1 in sync with the command definitions, and checks that

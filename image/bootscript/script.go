@@ -57,10 +57,10 @@ type ScriptOptions struct {
 //     ${fdtdir}/${fdtfile} if both are set, else U-Boot's own control
 //     device tree (${fdtcontroladdr}).
 //
-// Contract with whatever decides that a boot succeeded (the planned device
-// client; docs/format.md, "Boot script and boot counter"): StateFile is a
-// U-Boot text environment, lines of name=value, of which only bootcount is
-// read. Its value is hexadecimal without a 0x prefix, as setexpr writes it,
+// Contract with whatever decides that a boot succeeded (ota-client mark-good,
+// internal/sysroot.BootCounter; docs/format.md, "Boot script and boot
+// counter"): StateFile is a U-Boot text environment, lines of name=value, of
+// which only bootcount is read. Its value is hexadecimal without a 0x prefix, as setexpr writes it,
 // and the file written by U-Boot may end with a NUL byte. After a successful
 // boot it must rewrite the file as "bootcount=0\n". If the system came up
 // from the rollback entry (its /proc/cmdline is bootargs2), it must first

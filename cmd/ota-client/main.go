@@ -1,0 +1,70 @@
+// Command ota-client is the device half of the OTA system: it shows the device's
+// deployments and manages rollback and the boot counter; pulling and deploying updates
+// follow (docs/client.md).
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	otacli "github.com/otakit/ota/internal/cli"
+	"github.com/otakit/ota/internal/clientconfig"
+	"github.com/otakit/ota/internal/sysroot"
+)
+
+func main() {
+	otacli.Main(newApp())
+}
+
+// newApp returns the ota-client application, with the conventions of internal/cli applied.
+func newApp() *cli.App {
+	app := &cli.App{
+		Name:  "ota-client",
+		Usage: "update an embedded Linux device from OSTree commits that ota-build publishes, and roll it back",
+		Description: "ota-client manages the deployments of the device's OSTree sysroot: `status` shows them,\n" +
+			"`rollback` makes the previous one the default, `mark-good` and `mark-bad` tell the boot\n" +
+			"script (image/bootscript) whether the running system is healthy. It reads\n" +
+			clientconfig.DefaultFile + " or, without it, the ostree remote in " + clientconfig.RemotesDir + "/*.conf\n" +
+			"(docs/client.md); with --sysroot DIR, every path of the device is taken under DIR.\n" +
+			otacli.Conventions,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "sysroot", Value: "/", Usage: "the device's root `DIR`: the physical sysroot, whose ostree/ and boot/ are managed"},
+			&cli.StringFlag{Name: "config", Value: clientconfig.DefaultFile, Usage: "configuration `FILE`, on the device (under --sysroot)"},
+			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: /proc/cmdline when --sysroot is /, else none is booted)"},
+		},
+		Commands: []*cli.Command{statusCommand(), rollbackCommand(), markCommand(true), markCommand(false)},
+	}
+	otacli.Setup(app)
+	return app
+}
+
+// jsonFlag is the --json flag every command takes.
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print a JSON report (see docs/client.md)"}
+}
+
+// loadConfig reads the configuration the global flags name.
+func loadConfig(c *cli.Context) (*clientconfig.Config, error) {
+	return clientconfig.Load(c.String("sysroot"), c.String("config"))
+}
+
+// openSysroot opens the sysroot of the global --sysroot flag.
+func openSysroot(c *cli.Context) (*sysroot.Sysroot, error) {
+	return sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{})
+}
+
+// cmdline returns the kernel command line of the running system: --cmdline's file, else
+// /proc/cmdline when the sysroot is the running system's, else none.
+func cmdline(c *cli.Context) (string, error) {
+	file := c.String("cmdline")
+	if file == "" {
+		if filepath.Clean(c.String("sysroot")) != "/" {
+			return "", nil
+		}
+		file = "/proc/cmdline"
+	}
+	data, err := os.ReadFile(file)
+	return string(data), err
+}

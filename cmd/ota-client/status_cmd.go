@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	otacli "github.com/otakit/ota/internal/cli"
+	"github.com/otakit/ota/internal/clientconfig"
+	"github.com/otakit/ota/internal/sysroot"
+)
+
+// deploymentInfo is a deployment in the reports.
+type deploymentInfo struct {
+	Stateroot string    `json:"stateroot"`
+	Commit    string    `json:"commit"`
+	Serial    int       `json:"serial"`
+	Version   string    `json:"version,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
+	Subject   string    `json:"subject,omitempty"`
+}
+
+// statusJSON is the report of status --json. A deployment that does not exist is null.
+type statusJSON struct {
+	Booted     *deploymentInfo      `json:"booted"`
+	Default    *deploymentInfo      `json:"default"`
+	Rollback   *deploymentInfo      `json:"rollback"`
+	Remote     *clientconfig.Config `json:"remote"`
+	LastResult *sysroot.Result      `json:"last_result"`
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show the booted, default and rollback deployments, the remote and the last result",
+		ArgsUsage: " ",
+		Description: "The default deployment boots next; the rollback one is what the boot script falls back\n" +
+			"to. Each shows its commit, version and timestamp, read from the sysroot's repository. The\n" +
+			"last result is that of the last update, rollback or fallback, kept in the default\n" +
+			"deployment's stateroot as /var/lib/ota/last-result.json. Without a configuration, the\n" +
+			"remote is null (a warning says why).",
+		Flags: []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return otacli.Usagef("unexpected argument %q", c.Args().First())
+			}
+			var rep statusJSON
+			cfg, err := loadConfig(c)
+			if err != nil {
+				otacli.Warn(c, []string{"no remote: " + err.Error()})
+			}
+			rep.Remote = cfg
+			line, err := cmdline(c)
+			if err != nil {
+				return err
+			}
+			s, err := openSysroot(c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			deps := s.Deployments()
+			for i, p := range []**deploymentInfo{&rep.Default, &rep.Rollback} {
+				if i < len(deps) {
+					if *p, err = describe(s, deps[i]); err != nil {
+						return err
+					}
+				}
+			}
+			if d := s.Booted(line); d != nil {
+				if rep.Booted, err = describe(s, d); err != nil {
+					return err
+				}
+			}
+			if len(deps) > 0 {
+				if rep.LastResult, err = s.LastResult(deps[0].OSName); err != nil {
+					return err
+				}
+			}
+			if c.Bool("json") {
+				return otacli.PrintJSON(c.App.Writer, rep)
+			}
+			printStatus(c.App.Writer, rep)
+			return nil
+		},
+	}
+}
+
+// describe reads deployment d's commit.
+func describe(s *sysroot.Sysroot, d *sysroot.Deployment) (*deploymentInfo, error) {
+	cm, _, err := s.Repo().ReadCommit(d.Commit)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: %w", d.Name(), err)
+	}
+	return &deploymentInfo{
+		Stateroot: d.OSName, Commit: d.Commit.String(), Serial: d.Serial, Version: cm.Version(),
+		Timestamp: time.Unix(int64(cm.Timestamp), 0).UTC(), Subject: cm.Subject,
+	}, nil
+}
+
+// printStatus writes the text form of status.
+func printStatus(w io.Writer, rep statusJSON) {
+	for _, d := range []struct {
+		name string
+		info *deploymentInfo
+	}{{"booted", rep.Booted}, {"default", rep.Default}, {"rollback", rep.Rollback}} {
+		if d.info == nil {
+			fmt.Fprintf(w, "%-12s none\n", d.name+":")
+			continue
+		}
+		version := d.info.Version
+		if version == "" {
+			version = "(no version)"
+		}
+		fmt.Fprintf(w, "%-12s %s %s.%d %s %s\n", d.name+":", d.info.Stateroot, d.info.Commit, d.info.Serial, version, d.info.Timestamp.Format(time.RFC3339))
+	}
+	switch r := rep.Remote; {
+	case r == nil:
+		fmt.Fprintf(w, "%-12s none\n", "remote:")
+	default:
+		url, ref := r.URL, r.Ref
+		if url == "" {
+			url = "(no url)"
+		}
+		if ref == "" {
+			ref = "(no ref)"
+		}
+		fmt.Fprintf(w, "%-12s %s %s (%s)\n", "remote:", url, ref, r.Source)
+	}
+	if r := rep.LastResult; r != nil {
+		fmt.Fprintf(w, "%-12s %s %s %s", "last result:", r.Operation, r.Outcome, r.Time.Format(time.RFC3339))
+		if r.From != "" || r.To != "" {
+			fmt.Fprintf(w, " %s -> %s", r.From, r.To)
+		}
+		for _, m := range []string{r.Error, r.Message} {
+			if m != "" {
+				fmt.Fprintf(w, ": %s", otacli.OneLine(m))
+			}
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "%-12s none\n", "last result:")
+	}
+}

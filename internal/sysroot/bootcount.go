@@ -1,0 +1,102 @@
+package sysroot
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// BootCounter is the boot counter of the U-Boot boot script of the images
+// (image/bootscript): a U-Boot text environment file on the FAT boot partition,
+// ota-state.txt, whose bootcount (hexadecimal, no 0x) the script increments before every
+// boot and compares with its limit (3 by default): once the count exceeds the limit, it
+// boots the rollback entry of uEnv.txt. docs/format.md, "Boot script and boot counter".
+type BootCounter struct {
+	// Path is the state file as mounted on the device.
+	Path string
+}
+
+// BadBootCount is the count MarkBad writes: the script adds one before comparing, so any
+// limit below it is exceeded at the next boot, and U-Boot's setexpr (a long, 32 bits on
+// armv7) does not overflow for a very long time.
+const BadBootCount = 0xffff
+
+// Count returns the number of boot attempts the file records (0 when it does not exist).
+func (b BootCounter) Count() (int64, error) {
+	data, err := os.ReadFile(b.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("boot counter: %w", err)
+	}
+	// U-Boot's env export -t ends the text with a NUL byte.
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\x00"), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "bootcount="); ok {
+			n, err := strconv.ParseInt(v, 16, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("boot counter: %s: invalid bootcount %q", b.Path, v)
+			}
+			return n, nil
+		}
+	}
+	return 0, nil
+}
+
+// MarkGood records that the running system booted well: bootcount=0, so that the next
+// boots start counting again from the default entry. A system that came up from the
+// rollback entry must make that deployment the default first (Sysroot.WriteDeployments),
+// or the next boot tries the failing default again.
+func (b BootCounter) MarkGood() error { return b.write(0) }
+
+// MarkBad arms an immediate fallback: the next boot exceeds the script's limit and boots
+// the rollback entry (when uEnv.txt has one).
+func (b BootCounter) MarkBad() error { return b.write(BadBootCount) }
+
+// write replaces the file with bootcount=n, hexadecimal as setexpr writes it.
+func (b BootCounter) write(n int64) error {
+	if err := writeFileSynced(b.Path, fmt.Appendf(nil, "bootcount=%x\n", n)); err != nil {
+		return fmt.Errorf("boot counter: %w", err)
+	}
+	return nil
+}
+
+// writeFileSynced replaces file p with data through a temporary file in its directory,
+// synced and renamed over p, then syncs the directory: after a power cut, p holds the old
+// data or the new, never a part.
+func writeFileSynced(p string, data []byte) error {
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+"-*")
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(0o644)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
