@@ -9,6 +9,7 @@ import (
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/rootfs"
 	"github.com/otakit/ota/internal/sign"
+	_ "github.com/otakit/ota/internal/sign/vault" // hashivault:// references for OpenSigner
 )
 
 // The types below are defined in the module's internal packages, which other modules cannot

@@ -24,7 +24,7 @@ import (
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/sign"
-	"github.com/otakit/ota/internal/sign/vaulttest"
+	"github.com/otakit/ota/internal/sign/vault/vaulttest"
 )
 
 // memSigner is a crypto.Signer keeping its ed25519 key to itself, as a hardware token

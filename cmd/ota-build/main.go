@@ -7,6 +7,7 @@ import (
 
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/sign"
+	_ "github.com/otakit/ota/internal/sign/vault" // hashivault:// signing keys
 )
 
 func main() {

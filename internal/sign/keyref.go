@@ -3,14 +3,10 @@ package sign
 import (
 	"context"
 	"crypto"
-	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
-	"github.com/sigstore/sigstore/pkg/signature/options"
 )
 
 // KeyRefSyntax describes the key references [Open] takes, for help texts.
@@ -75,10 +71,36 @@ func Open(ctx context.Context, ref, dir string) (*Signer, error) {
 			return nil, fmt.Errorf("%s: $%s is not set", ref, rest)
 		}
 		return parseSigner(ref, []byte(v))
-	case "hashivault", "openbao":
-		return openVault(ctx, ref)
+	}
+	if open, ok := keyStores[scheme]; ok {
+		cs, err := open(ctx, ref)
+		if err != nil {
+			return nil, &signerError{ref, err}
+		}
+		return fromCryptoSigner(ref, cs)
+	}
+	if scheme == "hashivault" || scheme == "openbao" {
+		return nil, fmt.Errorf("%s: this program does not link in Vault keys (package internal/sign/vault)", ref)
 	}
 	return nil, fmt.Errorf("%s: unknown key reference scheme %s://; %s", ref, scheme, refHint)
+}
+
+// A KeyStore returns the signer that the reference ref (SCHEME://...) names in a key
+// store, such as a KMS, for [Open]. The signer's public key must be ed25519.
+type KeyStore func(ctx context.Context, ref string) (crypto.Signer, error)
+
+// keyStores are the registered key stores by scheme.
+var keyStores = map[string]KeyStore{}
+
+// RegisterKeyStore makes [Open] take references of the schemes to open. Key store
+// packages call it from init, so that only the programs importing them link their
+// clients in (package internal/sign/vault: hashivault:// and openbao://; ota-build
+// imports it, the device client, which only verifies, does not). Not safe to call
+// concurrently with Open.
+func RegisterKeyStore(open KeyStore, schemes ...string) {
+	for _, s := range schemes {
+		keyStores[s] = open
+	}
 }
 
 // isScheme reports whether s is a URI scheme (RFC 3986): a letter, then letters,
@@ -99,26 +121,4 @@ func resolve(dir, path string) string {
 		return path
 	}
 	return filepath.Join(dir, path)
-}
-
-// openVault returns a Signer for an ed25519 key of Vault's transit engine, which
-// signs each message on the server: sigstore's signer, with crypto.Hash(0),
-// sends the whole message unhashed ("prehashed": false), which is pure Ed25519.
-func openVault(ctx context.Context, ref string) (*Signer, error) {
-	sv, err := hashivault.LoadSignerVerifier(ref, crypto.Hash(0), options.WithContext(ctx))
-	if err != nil {
-		return nil, &signerError{ref, err}
-	}
-	pub, err := sv.PublicKey()
-	if err != nil {
-		return nil, &signerError{ref, err}
-	}
-	if _, ok := pub.(ed25519.PublicKey); !ok {
-		return nil, unsupported(ref, pub)
-	}
-	cs, _, err := sv.CryptoSigner(ctx, nil)
-	if err != nil {
-		return nil, &signerError{ref, err}
-	}
-	return fromCryptoSigner(ref, cs)
 }
