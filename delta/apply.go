@@ -1,12 +1,13 @@
 package delta
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -232,21 +233,12 @@ func applyPart(repo *ostree.Repo, d *Loaded, i int) error {
 	if havePart(repo, h) {
 		return nil
 	}
-	part, ok := d.inlinePart(i)
-	if !ok {
-		var err error
-		if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
-			return err
-		}
-	}
-	if uint64(len(part)) != h.Size || sha256.Sum256(part) != h.Checksum {
-		return errors.New("checksum or size mismatch (corrupt or truncated)")
-	}
 	// A payload is bounded by what it builds plus its patches and tables.
-	p, err := decodePart(part, 4*h.USize+64<<20)
+	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20)
 	if err != nil {
 		return err
 	}
+	defer spool.Close()
 	return (&executor{repo: repo, p: p, objects: h.Objects}).run()
 }
 
@@ -289,7 +281,8 @@ type executor struct {
 	next    int
 	ops     opReader
 
-	source []byte // content of the read source, when set
+	blob   *io.SectionReader // the payload's blob, in memory or spooled to disk
+	source []byte            // content of the read source, when set
 	open   *openObject
 }
 
@@ -302,11 +295,24 @@ type openObject struct {
 
 var errTruncated = errors.New("operation stream references data outside the payload")
 
-func (e *executor) slice(off, n uint64) ([]byte, error) {
-	if off > uint64(len(e.p.blob)) || n > uint64(len(e.p.blob))-off {
+// section returns n bytes of the blob at off.
+func (e *executor) section(off, n uint64) (*io.SectionReader, error) {
+	if size := uint64(e.blob.Size()); off > size || n > size-off {
 		return nil, errTruncated
 	}
-	return e.p.blob[off : off+n], nil
+	return io.NewSectionReader(e.blob, int64(off), int64(n)), nil
+}
+
+// slice reads n bytes of the blob at off, for what is held in memory anyway: metadata
+// objects, the checksum of a read source, a patch, a piece of an open object.
+func (e *executor) slice(off, n uint64) ([]byte, error) {
+	r, err := e.section(off, n)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
 }
 
 func (e *executor) header(modeIdx, xattrIdx uint64) (ostree.FileHeader, error) {
@@ -339,6 +345,10 @@ func (e *executor) nextObject() (ObjectRef, error) {
 
 func (e *executor) run() error {
 	e.ops = opReader{ops: e.p.ops}
+	e.blob = e.p.blobFile
+	if e.blob == nil {
+		e.blob = io.NewSectionReader(bytes.NewReader(e.p.blob), 0, int64(len(e.p.blob)))
+	}
 	for e.ops.pos < len(e.ops.ops) {
 		op := e.ops.ops[e.ops.pos]
 		e.ops.pos++
@@ -382,13 +392,19 @@ func (e *executor) step(op byte) error {
 		if err != nil {
 			return err
 		}
-		data, err := e.slice(a[3], a[2])
+		if h.IsSymlink() {
+			target, err := e.slice(a[3], a[2])
+			if err != nil {
+				return err
+			}
+			h.LinkTarget = string(target)
+			return e.store(obj, &h, io.NewSectionReader(bytes.NewReader(nil), 0, 0))
+		}
+		data, err := e.section(a[3], a[2])
 		if err != nil {
 			return err
 		}
-		if h.IsSymlink() {
-			h.LinkTarget, data = string(data), nil
-		}
+		// Streamed from the blob: a large file is never held in memory.
 		return e.store(obj, &h, data)
 	case opOpen:
 		a, err := e.args(3)
@@ -411,11 +427,19 @@ func (e *executor) step(op byte) error {
 		if e.open == nil {
 			return errors.New("write without an open object")
 		}
-		src := e.p.blob
-		if e.source != nil {
-			src = e.source
+		if uint64(len(e.open.data))+a[0] > e.open.size {
+			return errTruncated
 		}
-		if a[1] > uint64(len(src)) || a[0] > uint64(len(src))-a[1] || uint64(len(e.open.data))+a[0] > e.open.size {
+		if e.source == nil {
+			b, err := e.slice(a[1], a[0])
+			if err != nil {
+				return err
+			}
+			e.open.data = append(e.open.data, b...)
+			break
+		}
+		src := e.source
+		if a[1] > uint64(len(src)) || a[0] > uint64(len(src))-a[1] {
 			return errTruncated
 		}
 		e.open.data = append(e.open.data, src[a[1]:a[1]+a[0]]...)
@@ -444,13 +468,21 @@ func (e *executor) step(op byte) error {
 		if e.open == nil || e.source == nil {
 			return errors.New("bspatch without an open object and a read source")
 		}
-		patch, err := e.slice(a[0], a[1])
+		patch, err := e.section(a[0], a[1])
 		if err != nil {
 			return err
 		}
-		if e.open.data, err = bsdiff.Patch(e.source, patch, int64(e.open.size)); err != nil {
+		// A raw bsdiff patch holds every byte of the new file (as a difference or
+		// verbatim), so its length bounds the size the object claims.
+		if e.open.size > a[1] {
+			return fmt.Errorf("%w: %d bytes cannot produce a %d-byte file", bsdiff.ErrCorrupt, a[1], e.open.size)
+		}
+		// The patch is read from the blob as it is applied, never copied whole.
+		out := bytes.NewBuffer(make([]byte, 0, e.open.size))
+		if err := bsdiff.PatchTo(out, e.source, bufio.NewReaderSize(patch, 32<<10), int64(e.open.size)); err != nil {
 			return err
 		}
+		e.open.data = out.Bytes()
 	case opClose:
 		if e.open == nil {
 			return errors.New("close without an open object")
@@ -464,25 +496,29 @@ func (e *executor) step(op byte) error {
 		if uint64(len(o.data)) != o.size {
 			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
 		}
-		return e.store(obj, &o.header, o.data)
+		return e.store(obj, &o.header, io.NewSectionReader(bytes.NewReader(o.data), 0, int64(len(o.data))))
 	default:
 		return errors.New("unknown operation")
 	}
 	return nil
 }
 
-// store verifies a content object against its expected checksum and writes it.
-func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte) error {
+// store verifies a content object against its expected checksum and writes it, reading
+// its content twice.
+func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data *io.SectionReader) error {
 	if obj.Type != ostree.ObjFile {
 		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
 	}
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
-	c, _ := ostree.ContentChecksum(h, bytes.NewReader(data))
+	c, err := ostree.ContentChecksum(h, io.NewSectionReader(data, 0, data.Size()))
+	if err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	}
 	if c != obj.Checksum {
 		return fmt.Errorf("object %s: checksum mismatch (got %s)", obj.Checksum, c)
 	}
-	_, err := e.repo.WriteContent(c, h, bytes.NewReader(data), int64(len(data)), ostree.DefaultCompressionLevel)
+	_, err = e.repo.WriteContent(c, h, io.NewSectionReader(data, 0, data.Size()), data.Size(), ostree.DefaultCompressionLevel)
 	return err
 }

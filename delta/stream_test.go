@@ -1,0 +1,160 @@
+package delta
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/otakit/ota/internal/ostree"
+)
+
+// heapPeak samples the heap in use every millisecond until stop is called, which returns
+// the largest figure seen above the heap in use when heapPeak was called.
+func heapPeak() (stop func() uint64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > base && ms.HeapInuse-base > peak.Load() {
+				peak.Store(ms.HeapInuse - base)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak.Load()
+	}
+}
+
+// Apply streams a part: a part much larger than a small memory budget, holding one large
+// file, is applied without the part, its payload or the file ever being in memory whole.
+func TestApplyStreamsParts(t *testing.T) {
+	const size, budget = 24 << 20, 12 << 20
+	// Compressible enough for xz to be quick, varied enough to keep the part large.
+	noise := randomBytes(7, 1<<20)
+	var big strings.Builder
+	for i := 0; big.Len() < size; i++ {
+		big.WriteString(noise[i%4096 : i%4096+200_000])
+	}
+	src, err := ostree.Init(filepath.Join(t.TempDir(), "src"), ostree.ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := commitTree(t, src, []file{{name: "usr/lib/big.bin", body: big.String()}})
+	for _, c := range []struct {
+		name string
+		opts Options
+	}{
+		{"xz", Options{}},
+		{"uncompressed", Options{Uncompressed: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := generate(t, src, c.opts, nil, to)
+			if len(res.Superblock.Parts) != 1 || res.Superblock.Parts[0].USize < size {
+				t.Fatalf("want one part of at least %d bytes, got %+v", size, res.Superblock.Parts)
+			}
+			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := target(t, ostree.ModeBareUser, false)
+			stop := heapPeak()
+			err = Apply(context.Background(), dst, d, ApplyOptions{})
+			peak := stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("peak heap in use while applying: %.1f MiB", float64(peak)/(1<<20))
+			if peak > budget {
+				t.Errorf("applying a %d MiB part took %d MiB of heap, want at most %d MiB", size>>20, peak>>20, budget>>20)
+			}
+			if got, want := listing(t, dst, to), listing(t, src, to); got != want {
+				t.Fatalf("applied tree differs:\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// objectFiles lists the files under a repository's objects/ and tmp/.
+func objectFiles(t *testing.T, repo *ostree.Repo) []string {
+	t.Helper()
+	var out []string
+	for _, dir := range []string{"objects", "tmp"} {
+		err := filepath.WalkDir(filepath.Join(repo.Path, dir), func(p string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				out = append(out, p)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A part whose checksum does not match is refused before any of its operations runs, also
+// when the damage is in its last bytes, which a streaming reader reaches only at the end:
+// the repository gains no object and keeps no temporary file.
+func TestApplyCorruptPartWritesNothing(t *testing.T) {
+	src, from, to := setup(t)
+	for _, c := range []struct {
+		name string
+		opts Options
+		at   func(size int) int // the byte to damage
+	}{
+		{"xz, first byte after the header", Options{}, func(int) int { return 20 }},
+		{"xz, last byte", Options{}, func(n int) int { return n - 1 }},
+		{"uncompressed, middle", Options{Uncompressed: true}, func(n int) int { return n / 2 }},
+		{"uncompressed, last byte", Options{Uncompressed: true}, func(n int) int { return n - 1 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := generate(t, src, c.opts, &from, to)
+			dir := filepath.Join(src.Path, res.Dir)
+			part := filepath.Join(dir, "0")
+			data, err := os.ReadFile(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[c.at(len(data))] ^= 0x01
+			if err := os.WriteFile(part, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d, err := Load(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := target(t, ostree.ModeBareUser, true)
+			before := objectFiles(t, dst)
+			err = Apply(context.Background(), dst, d, ApplyOptions{})
+			if err == nil || !strings.Contains(err.Error(), "part 0: checksum or size mismatch") {
+				t.Fatalf("apply of a damaged part: error %v, want a checksum mismatch of part 0", err)
+			}
+			if after := objectFiles(t, dst); !slices.Equal(after, before) {
+				t.Fatalf("a refused part changed the repository:\n%s\nbefore:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+			}
+		})
+	}
+}
