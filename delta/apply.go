@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 
@@ -30,31 +31,85 @@ type Loaded struct {
 	Dir string
 	// Signed reports whether the superblock came in an OSTSGNDT envelope.
 	Signed bool
+
+	file   string             // the superblock file
+	inline map[int]inlineSpan // where the inline parts are, in data or else in file
+	data   []byte             // a signed superblock as verified (nil when none was)
 }
 
 // Load reads a delta from a directory holding a superblock and parts, or from a
 // superblock file (parts beside it, or inline). A signed superblock is unwrapped; when
 // keys are given, a valid signature by one of them is required. That signature covers the
 // superblock only: Apply still requires the commit's own signature (see ApplyOptions).
+// The superblock's Metadata holds its inline parts; Open leaves them in the file.
 func Load(p string, keys []ed25519.PublicKey) (*Loaded, error) {
+	l, err := Open(p, keys)
+	if err != nil || len(l.inline) == 0 {
+		return l, err
+	}
+	// The inline parts go back to their places in the metadata.
+	idx := slices.Sorted(maps.Keys(l.inline))
+	slices.SortFunc(idx, func(a, b int) int { return l.inline[a].at - l.inline[b].at })
+	for _, i := range idx {
+		span := l.inline[i]
+		part, err := l.readPart(i)
+		if err != nil || len(part) == 0 {
+			return nil, fmt.Errorf("%s: inline part %d: %v", l.file, i, err)
+		}
+		e := gvariant.DictEntry{Key: span.key, Value: gvariant.Variant{Type: "(yay)", Value: []any{part[0], part[1:]}}}
+		l.Metadata = slices.Insert(l.Metadata, min(span.at, len(l.Metadata)), e)
+	}
+	return l, nil
+}
+
+// Open is Load without reading the inline parts of a bundle: the superblock's Metadata
+// leaves them out, and Apply streams them from the file. Apply of a delta Open returned
+// holds no part in memory (but a signed bundle verified with keys: see docs/format.md,
+// "Application").
+func Open(p string, keys []ed25519.PublicKey) (*Loaded, error) {
 	file := p
 	if st, err := os.Stat(p); err != nil {
 		return nil, err
 	} else if st.IsDir() {
 		file = filepath.Join(p, "superblock")
 	}
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
-	l := &Loaded{Dir: filepath.Dir(file)}
-	if bytes.HasPrefix(data, []byte("OSTSGNDT")) {
-		if data, err = unwrapSigned(data, keys); err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		l.Signed = true
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	if l.Superblock, err = ParseSuperblock(data); err != nil {
+	l := &Loaded{Dir: filepath.Dir(file), file: file}
+	var src io.ReaderAt = f
+	off, n := int64(0), st.Size()
+	magic := make([]byte, 8)
+	if _, err := f.ReadAt(magic, 0); err == nil && string(magic) == "OSTSGNDT" {
+		l.Signed = true
+		if len(keys) > 0 {
+			// The signature covers the superblock, inline parts included, and crypto/ed25519
+			// verifies a message held in memory. The verified bytes are kept and the parts
+			// are read from them: rereading the file could see other bytes.
+			data, err := io.ReadAll(f)
+			if err != nil {
+				return nil, err
+			}
+			if l.data, err = unwrapSigned(data, keys); err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+			src, n = bytes.NewReader(l.data), int64(len(l.data))
+		} else {
+			// (taya{sv}): the magic, then the superblock, whose end is the one framing offset.
+			ends, err := frameEnds(f, 0, n, 1, true)
+			if err != nil || ends[0] < 8 {
+				return nil, fmt.Errorf("%s: signed superblock: %w", file, errFraming)
+			}
+			off, n = 8, ends[0]-8
+		}
+	}
+	if l.Superblock, l.inline, err = loadSuperblock(src, off, n); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return l, nil
@@ -97,20 +152,6 @@ func (s *Superblock) CommitMeta() []DictEntry {
 		}
 	}
 	return nil
-}
-
-// inlinePart returns part i when the superblock holds it.
-func (s *Superblock) inlinePart(i int) ([]byte, bool) {
-	suffix := "/" + strconv.Itoa(i)
-	for _, e := range s.Metadata {
-		if k := e.Key.(string); strings.HasPrefix(k, "deltas/") && strings.HasSuffix(k, suffix) {
-			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "(yay)" {
-				t := v.Value.([]any)
-				return append([]byte{t[0].(byte)}, t[1].([]byte)...), true
-			}
-		}
-	}
-	return nil, false
 }
 
 // ApplyOptions controls Apply.

@@ -70,7 +70,8 @@ type Fallback struct {
 
 // Superblock is the index of a delta.
 type Superblock struct {
-	// Metadata holds the delta's a{sv} metadata: endianness, inline parts, commitmeta.
+	// Metadata holds the delta's a{sv} metadata: endianness, inline parts (but when Open
+	// read it), commitmeta.
 	Metadata  []DictEntry
 	Timestamp uint64
 	// From is nil for a delta from scratch.

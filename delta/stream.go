@@ -30,10 +30,31 @@ const maxPartTables = 16 << 20
 
 // openPart returns a reader of part i's file, compression byte included.
 func (d *Loaded) openPart(i int) (io.ReadCloser, error) {
-	if part, ok := d.inlinePart(i); ok {
-		return io.NopCloser(bytes.NewReader(part)), nil
+	span, ok := d.inline[i]
+	if !ok {
+		return os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
 	}
-	return os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
+	if d.data != nil {
+		return io.NopCloser(io.NewSectionReader(bytes.NewReader(d.data), span.off, span.n)), nil
+	}
+	f, err := os.Open(d.file)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, span.off, span.n), f}, nil
+}
+
+// readPart returns part i whole, for Inspect.
+func (d *Loaded) readPart(i int) ([]byte, error) {
+	r, err := d.openPart(i)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 // countingHash hashes and counts what is read through it.
@@ -125,25 +146,12 @@ func decompress(r *bufio.Reader, spool *os.File, maxSize uint64) (int64, error) 
 // openPayload parses a payload (a(uuu)aa(ayay)ayay) of size n held in f: it reads the
 // tables and the operation stream, and leaves the blob in f.
 func openPayload(f *os.File, n int64) (*payload, error) {
-	bad := errors.New("part payload: gvariant: invalid framing offsets")
-	// Three framing offsets, the ends of the first three members, end the tuple, last
-	// member first (docs/format.md, "GVariant"); their width follows from the total size.
-	w := int64(frameWidth(n))
-	if n < 3*w || w == 0 {
-		return nil, bad
+	// Three framing offsets, the ends of the first three members, end the tuple.
+	ends, err := frameEnds(f, 0, n, 3, true)
+	if err != nil {
+		return nil, errors.New("part payload: gvariant: invalid framing offsets")
 	}
-	frame := make([]byte, 3*w)
-	if _, err := f.ReadAt(frame, n-3*w); err != nil {
-		return nil, err
-	}
-	var ends [3]int64
-	for j := range ends {
-		ends[j] = int64(readLE(frame[(2-j)*int(w) : (3-j)*int(w)]))
-	}
-	opsEnd := n - 3*w
-	if ends[0] > ends[1] || ends[1] > ends[2] || ends[2] > opsEnd {
-		return nil, bad
-	}
+	opsEnd := n - 3*int64(frameWidth(n))
 	if ends[1] > maxPartTables || opsEnd-ends[2] > maxPartTables {
 		return nil, errors.New("part payload: tables or operation stream larger than 16 MiB")
 	}

@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 )
 
@@ -47,8 +49,9 @@ func heapPeak() (stop func() uint64) {
 	}
 }
 
-// Apply streams a part: a part much larger than a small memory budget, holding one large
-// file, is applied without the part, its payload or the file ever being in memory whole.
+// Open and Apply stream a part: a part much larger than a small memory budget, holding one
+// large file, in its own file or inline in the superblock (a bundle), is applied without
+// the part, its payload or the file ever being in memory whole.
 func TestApplyStreamsParts(t *testing.T) {
 	const size, budget = 24 << 20, 12 << 20
 	// Compressible enough for xz to be quick, varied enough to keep the part large.
@@ -68,19 +71,19 @@ func TestApplyStreamsParts(t *testing.T) {
 	}{
 		{"xz", Options{}},
 		{"uncompressed", Options{Uncompressed: true}},
+		{"inline, as in a bundle", Options{Inline: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := generate(t, src, c.opts, nil, to)
 			if len(res.Superblock.Parts) != 1 || res.Superblock.Parts[0].USize < size {
 				t.Fatalf("want one part of at least %d bytes, got %+v", size, res.Superblock.Parts)
 			}
-			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			dst := target(t, ostree.ModeBareUser, false)
-			stop := heapPeak()
-			err = Apply(context.Background(), dst, d, ApplyOptions{})
+			stop := heapPeak() // Open included: a bundle's parts must stay in the file
+			d, err := Open(filepath.Join(src.Path, res.Dir), nil)
+			if err == nil {
+				err = Apply(context.Background(), dst, d, ApplyOptions{})
+			}
 			peak := stop()
 			if err != nil {
 				t.Fatal(err)
@@ -156,5 +159,69 @@ func TestApplyCorruptPartWritesNothing(t *testing.T) {
 				t.Fatalf("a refused part changed the repository:\n%s\nbefore:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
 			}
 		})
+	}
+}
+
+// Load reads superblocks from files a device gets from the network or a USB stick:
+// walking their framing must never panic, whatever the bytes.
+func FuzzLoadSuperblock(f *testing.F) {
+	sb := Superblock{Commit: (&ostree.Commit{Subject: "s"}).Marshal(), Parts: []PartHeader{{Size: 3, USize: 4,
+		Objects: []ObjectRef{{Type: ostree.ObjFile}}}}}
+	sb.To = ostree.Sum(sb.Commit)
+	sb.Metadata = []gvariant.DictEntry{
+		{Key: "ostree.endianness", Value: gvariant.Variant{Type: "y", Value: byte('l')}},
+		{Key: "deltas/x/0", Value: gvariant.Variant{Type: "(yay)", Value: []any{byte('x'), []byte("abc")}}},
+	}
+	data, err := sb.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, inline, err := loadSuperblock(bytes.NewReader(data), 0, int64(len(data)))
+		if err != nil {
+			return
+		}
+		for i, span := range inline {
+			if span.off < 0 || span.n <= 0 || span.off+span.n > int64(len(data)) {
+				t.Fatalf("inline part %d at %+v outside the %d-byte superblock", i, span, len(data))
+			}
+		}
+		if _, err := s.Marshal(); err != nil {
+			t.Fatalf("loaded superblock does not marshal: %v", err)
+		}
+	})
+}
+
+// Load returns a bundle's superblock whole, inline parts in their places in the metadata;
+// Open leaves them out, and applies alike.
+func TestLoadKeepsInlineParts(t *testing.T) {
+	src, from, to := setup(t)
+	res := generate(t, src, Options{Inline: true, MaxPartSize: 20_000, DisableBsdiff: true}, &from, to)
+	file := filepath.Join(src.Path, res.Dir, "superblock")
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Marshal(); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("Load then Marshal: %d bytes (%v), want the %d bytes of the file", len(got), err, len(want))
+	}
+	o, err := Open(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts := len(res.Superblock.Parts); parts < 3 || len(o.Metadata) != len(l.Metadata)-parts {
+		t.Fatalf("Open kept %d of %d metadata entries, want all but the %d parts", len(o.Metadata), len(l.Metadata), parts)
+	}
+	dst := target(t, ostree.ModeBareUser, true)
+	if err := Apply(context.Background(), dst, o, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listing(t, dst, to), listing(t, src, to); got != want {
+		t.Fatalf("applied tree differs:\n%s\nwant\n%s", got, want)
 	}
 }
