@@ -1,16 +1,18 @@
 package delta
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,31 +31,85 @@ type Loaded struct {
 	Dir string
 	// Signed reports whether the superblock came in an OSTSGNDT envelope.
 	Signed bool
+
+	file   string             // the superblock file
+	inline map[int]inlineSpan // where the inline parts are, in data or else in file
+	data   []byte             // a signed superblock as verified (nil when none was)
 }
 
 // Load reads a delta from a directory holding a superblock and parts, or from a
 // superblock file (parts beside it, or inline). A signed superblock is unwrapped; when
 // keys are given, a valid signature by one of them is required. That signature covers the
 // superblock only: Apply still requires the commit's own signature (see ApplyOptions).
+// The superblock's Metadata holds its inline parts; Open leaves them in the file.
 func Load(p string, keys []ed25519.PublicKey) (*Loaded, error) {
+	l, err := Open(p, keys)
+	if err != nil || len(l.inline) == 0 {
+		return l, err
+	}
+	// The inline parts go back to their places in the metadata.
+	idx := slices.Sorted(maps.Keys(l.inline))
+	slices.SortFunc(idx, func(a, b int) int { return l.inline[a].at - l.inline[b].at })
+	for _, i := range idx {
+		span := l.inline[i]
+		part, err := l.readPart(i)
+		if err != nil || len(part) == 0 {
+			return nil, fmt.Errorf("%s: inline part %d: %v", l.file, i, err)
+		}
+		e := gvariant.DictEntry{Key: span.key, Value: gvariant.Variant{Type: "(yay)", Value: []any{part[0], part[1:]}}}
+		l.Metadata = slices.Insert(l.Metadata, min(span.at, len(l.Metadata)), e)
+	}
+	return l, nil
+}
+
+// Open is Load without reading the inline parts of a bundle: the superblock's Metadata
+// leaves them out, and Apply streams them from the file. Apply of a delta Open returned
+// holds no part in memory (but a signed bundle verified with keys: see docs/format.md,
+// "Application").
+func Open(p string, keys []ed25519.PublicKey) (*Loaded, error) {
 	file := p
 	if st, err := os.Stat(p); err != nil {
 		return nil, err
 	} else if st.IsDir() {
 		file = filepath.Join(p, "superblock")
 	}
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
-	l := &Loaded{Dir: filepath.Dir(file)}
-	if bytes.HasPrefix(data, []byte("OSTSGNDT")) {
-		if data, err = unwrapSigned(data, keys); err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		l.Signed = true
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	if l.Superblock, err = ParseSuperblock(data); err != nil {
+	l := &Loaded{Dir: filepath.Dir(file), file: file}
+	var src io.ReaderAt = f
+	off, n := int64(0), st.Size()
+	magic := make([]byte, 8)
+	if _, err := f.ReadAt(magic, 0); err == nil && string(magic) == "OSTSGNDT" {
+		l.Signed = true
+		if len(keys) > 0 {
+			// The signature covers the superblock, inline parts included, and crypto/ed25519
+			// verifies a message held in memory. The verified bytes are kept and the parts
+			// are read from them: rereading the file could see other bytes.
+			data, err := io.ReadAll(f)
+			if err != nil {
+				return nil, err
+			}
+			if l.data, err = unwrapSigned(data, keys); err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+			src, n = bytes.NewReader(l.data), int64(len(l.data))
+		} else {
+			// (taya{sv}): the magic, then the superblock, whose end is the one framing offset.
+			ends, err := frameEnds(f, 0, n, 1, true)
+			if err != nil || ends[0] < 8 {
+				return nil, fmt.Errorf("%s: signed superblock: %w", file, errFraming)
+			}
+			off, n = 8, ends[0]-8
+		}
+	}
+	if l.Superblock, l.inline, err = loadSuperblock(src, off, n); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return l, nil
@@ -96,20 +152,6 @@ func (s *Superblock) CommitMeta() []DictEntry {
 		}
 	}
 	return nil
-}
-
-// inlinePart returns part i when the superblock holds it.
-func (s *Superblock) inlinePart(i int) ([]byte, bool) {
-	suffix := "/" + strconv.Itoa(i)
-	for _, e := range s.Metadata {
-		if k := e.Key.(string); strings.HasPrefix(k, "deltas/") && strings.HasSuffix(k, suffix) {
-			if v, ok := e.Value.(gvariant.Variant); ok && v.Type == "(yay)" {
-				t := v.Value.([]any)
-				return append([]byte{t[0].(byte)}, t[1].([]byte)...), true
-			}
-		}
-	}
-	return nil, false
 }
 
 // ApplyOptions controls Apply.
@@ -232,21 +274,12 @@ func applyPart(repo *ostree.Repo, d *Loaded, i int) error {
 	if havePart(repo, h) {
 		return nil
 	}
-	part, ok := d.inlinePart(i)
-	if !ok {
-		var err error
-		if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
-			return err
-		}
-	}
-	if uint64(len(part)) != h.Size || sha256.Sum256(part) != h.Checksum {
-		return errors.New("checksum or size mismatch (corrupt or truncated)")
-	}
 	// A payload is bounded by what it builds plus its patches and tables.
-	p, err := decodePart(part, 4*h.USize+64<<20)
+	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20)
 	if err != nil {
 		return err
 	}
+	defer spool.Close()
 	return (&executor{repo: repo, p: p, objects: h.Objects}).run()
 }
 
@@ -289,7 +322,8 @@ type executor struct {
 	next    int
 	ops     opReader
 
-	source []byte // content of the read source, when set
+	blob   *io.SectionReader // the payload's blob, in memory or spooled to disk
+	source []byte            // content of the read source, when set
 	open   *openObject
 }
 
@@ -302,11 +336,24 @@ type openObject struct {
 
 var errTruncated = errors.New("operation stream references data outside the payload")
 
-func (e *executor) slice(off, n uint64) ([]byte, error) {
-	if off > uint64(len(e.p.blob)) || n > uint64(len(e.p.blob))-off {
+// section returns n bytes of the blob at off.
+func (e *executor) section(off, n uint64) (*io.SectionReader, error) {
+	if size := uint64(e.blob.Size()); off > size || n > size-off {
 		return nil, errTruncated
 	}
-	return e.p.blob[off : off+n], nil
+	return io.NewSectionReader(e.blob, int64(off), int64(n)), nil
+}
+
+// slice reads n bytes of the blob at off, for what is held in memory anyway: metadata
+// objects, the checksum of a read source, a patch, a piece of an open object.
+func (e *executor) slice(off, n uint64) ([]byte, error) {
+	r, err := e.section(off, n)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
 }
 
 func (e *executor) header(modeIdx, xattrIdx uint64) (ostree.FileHeader, error) {
@@ -339,6 +386,10 @@ func (e *executor) nextObject() (ObjectRef, error) {
 
 func (e *executor) run() error {
 	e.ops = opReader{ops: e.p.ops}
+	e.blob = e.p.blobFile
+	if e.blob == nil {
+		e.blob = io.NewSectionReader(bytes.NewReader(e.p.blob), 0, int64(len(e.p.blob)))
+	}
 	for e.ops.pos < len(e.ops.ops) {
 		op := e.ops.ops[e.ops.pos]
 		e.ops.pos++
@@ -382,13 +433,19 @@ func (e *executor) step(op byte) error {
 		if err != nil {
 			return err
 		}
-		data, err := e.slice(a[3], a[2])
+		if h.IsSymlink() {
+			target, err := e.slice(a[3], a[2])
+			if err != nil {
+				return err
+			}
+			h.LinkTarget = string(target)
+			return e.store(obj, &h, io.NewSectionReader(bytes.NewReader(nil), 0, 0))
+		}
+		data, err := e.section(a[3], a[2])
 		if err != nil {
 			return err
 		}
-		if h.IsSymlink() {
-			h.LinkTarget, data = string(data), nil
-		}
+		// Streamed from the blob: a large file is never held in memory.
 		return e.store(obj, &h, data)
 	case opOpen:
 		a, err := e.args(3)
@@ -411,11 +468,19 @@ func (e *executor) step(op byte) error {
 		if e.open == nil {
 			return errors.New("write without an open object")
 		}
-		src := e.p.blob
-		if e.source != nil {
-			src = e.source
+		if uint64(len(e.open.data))+a[0] > e.open.size {
+			return errTruncated
 		}
-		if a[1] > uint64(len(src)) || a[0] > uint64(len(src))-a[1] || uint64(len(e.open.data))+a[0] > e.open.size {
+		if e.source == nil {
+			b, err := e.slice(a[1], a[0])
+			if err != nil {
+				return err
+			}
+			e.open.data = append(e.open.data, b...)
+			break
+		}
+		src := e.source
+		if a[1] > uint64(len(src)) || a[0] > uint64(len(src))-a[1] {
 			return errTruncated
 		}
 		e.open.data = append(e.open.data, src[a[1]:a[1]+a[0]]...)
@@ -444,13 +509,21 @@ func (e *executor) step(op byte) error {
 		if e.open == nil || e.source == nil {
 			return errors.New("bspatch without an open object and a read source")
 		}
-		patch, err := e.slice(a[0], a[1])
+		patch, err := e.section(a[0], a[1])
 		if err != nil {
 			return err
 		}
-		if e.open.data, err = bsdiff.Patch(e.source, patch, int64(e.open.size)); err != nil {
+		// A raw bsdiff patch holds every byte of the new file (as a difference or
+		// verbatim), so its length bounds the size the object claims.
+		if e.open.size > a[1] {
+			return fmt.Errorf("%w: %d bytes cannot produce a %d-byte file", bsdiff.ErrCorrupt, a[1], e.open.size)
+		}
+		// The patch is read from the blob as it is applied, never copied whole.
+		out := bytes.NewBuffer(make([]byte, 0, e.open.size))
+		if err := bsdiff.PatchTo(out, e.source, bufio.NewReaderSize(patch, 32<<10), int64(e.open.size)); err != nil {
 			return err
 		}
+		e.open.data = out.Bytes()
 	case opClose:
 		if e.open == nil {
 			return errors.New("close without an open object")
@@ -464,25 +537,29 @@ func (e *executor) step(op byte) error {
 		if uint64(len(o.data)) != o.size {
 			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
 		}
-		return e.store(obj, &o.header, o.data)
+		return e.store(obj, &o.header, io.NewSectionReader(bytes.NewReader(o.data), 0, int64(len(o.data))))
 	default:
 		return errors.New("unknown operation")
 	}
 	return nil
 }
 
-// store verifies a content object against its expected checksum and writes it.
-func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte) error {
+// store verifies a content object against its expected checksum and writes it, reading
+// its content twice.
+func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data *io.SectionReader) error {
 	if obj.Type != ostree.ObjFile {
 		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
 	}
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
-	c, _ := ostree.ContentChecksum(h, bytes.NewReader(data))
+	c, err := ostree.ContentChecksum(h, io.NewSectionReader(data, 0, data.Size()))
+	if err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	}
 	if c != obj.Checksum {
 		return fmt.Errorf("object %s: checksum mismatch (got %s)", obj.Checksum, c)
 	}
-	_, err := e.repo.WriteContent(c, h, bytes.NewReader(data), int64(len(data)), ostree.DefaultCompressionLevel)
+	_, err = e.repo.WriteContent(c, h, io.NewSectionReader(data, 0, data.Size()), data.Size(), ostree.DefaultCompressionLevel)
 	return err
 }

@@ -70,7 +70,8 @@ type Fallback struct {
 
 // Superblock is the index of a delta.
 type Superblock struct {
-	// Metadata holds the delta's a{sv} metadata: endianness, inline parts, commitmeta.
+	// Metadata holds the delta's a{sv} metadata: endianness, inline parts (but when Open
+	// read it), commitmeta.
 	Metadata  []DictEntry
 	Timestamp uint64
 	// From is nil for a delta from scratch.
@@ -198,7 +199,9 @@ type payload struct {
 	modes  [][3]uint32 // uid, gid, mode
 	xattrs [][]ostree.Xattr
 	blob   []byte
-	ops    []byte
+	// blobFile, when set, holds the blob instead (a part spooled to disk: spoolPart).
+	blobFile *io.SectionReader
+	ops      []byte
 	// patches is set on parts that hold bsdiff patches (and nothing else) when generating.
 	patches bool
 }
@@ -226,23 +229,28 @@ func parsePayload(data []byte) (*payload, error) {
 	}
 	f := v.([]any)
 	p := &payload{blob: f[2].([]byte), ops: f[3].([]byte)}
-	for _, m := range f[0].([]any) {
+	return p, p.setTables(f[0].([]any), f[1].([]any))
+}
+
+// setTables sets the mode and xattr tables from their decoded a(uuu) and aa(ayay).
+func (p *payload) setTables(modes, xattrs []any) error {
+	for _, m := range modes {
 		t := m.([]any)
 		p.modes = append(p.modes, [3]uint32{bits.ReverseBytes32(t[0].(uint32)), bits.ReverseBytes32(t[1].(uint32)), bits.ReverseBytes32(t[2].(uint32))})
 	}
-	for _, set := range f[1].([]any) {
+	for _, set := range xattrs {
 		var xs []ostree.Xattr
 		for _, e := range set.([]any) {
 			pair := e.([]any)
 			name := pair[0].([]byte)
 			if len(name) < 2 || name[len(name)-1] != 0 {
-				return nil, errors.New("part payload: malformed xattr name")
+				return errors.New("part payload: malformed xattr name")
 			}
 			xs = append(xs, ostree.Xattr{Name: string(name[:len(name)-1]), Value: pair[1].([]byte)})
 		}
 		p.xattrs = append(p.xattrs, xs)
 	}
-	return p, nil
+	return nil
 }
 
 // decodePart checks a part file's compression byte and returns its decompressed payload.

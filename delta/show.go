@@ -3,10 +3,7 @@ package delta
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,12 +52,10 @@ func Inspect(d *Loaded) (*Description, error) {
 		out.From = d.From.String()
 	}
 	for i, h := range d.Parts {
-		part, inline := d.inlinePart(i)
-		if !inline {
-			var err error
-			if part, err = os.ReadFile(filepath.Join(d.Dir, strconv.Itoa(i))); err != nil {
-				return nil, fmt.Errorf("part %d: %w", i, err)
-			}
+		_, inline := d.inline[i]
+		part, err := d.readPart(i)
+		if err != nil {
+			return nil, fmt.Errorf("part %d: %w", i, err)
 		}
 		p, err := decodePart(part, 4*h.USize+64<<20)
 		if err != nil {

@@ -204,7 +204,7 @@ func deltaApplyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			d, err := delta.Load(c.Args().First(), keys)
+			d, err := delta.Open(c.Args().First(), keys)
 			if err != nil {
 				return err
 			}

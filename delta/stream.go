@@ -1,0 +1,199 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ulikunitz/xz"
+
+	"github.com/otakit/ota/internal/gvariant"
+	"github.com/otakit/ota/internal/ostree"
+)
+
+// Parts are applied in bounded memory: a part is read once, as a stream, through its
+// checksum and the xz decoder into an unlinked file under the repository's tmp/ (the spool),
+// and its operations then read the blob from that file. Only the payload's tables and its
+// operation stream, both small, are held in memory; the blob is read an object at a time.
+
+// maxPartTables bounds the mode and xattr tables and the operation stream of a part, the
+// parts of a payload held in memory. Real parts need a small fraction of it.
+const maxPartTables = 16 << 20
+
+// openPart returns a reader of part i's file, compression byte included.
+func (d *Loaded) openPart(i int) (io.ReadCloser, error) {
+	span, ok := d.inline[i]
+	if !ok {
+		return os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
+	}
+	if d.data != nil {
+		return io.NopCloser(io.NewSectionReader(bytes.NewReader(d.data), span.off, span.n)), nil
+	}
+	f, err := os.Open(d.file)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, span.off, span.n), f}, nil
+}
+
+// readPart returns part i whole, for Inspect.
+func (d *Loaded) readPart(i int) ([]byte, error) {
+	r, err := d.openPart(i)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// countingHash hashes and counts what is read through it.
+type countingHash struct {
+	r io.Reader
+	h hash.Hash
+	n uint64
+}
+
+func (c *countingHash) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += uint64(n)
+	return n, err
+}
+
+// spoolPart reads part i of d, checks it against its header's size and checksum, and returns
+// its decompressed payload, whose blob is read from an unlinked file in repo's tmp/. maxSize
+// bounds the decompressed payload. The caller closes the returned file.
+//
+// The part's checksum is verified before spoolPart returns, so before any of its operations
+// runs: a corrupt or tampered part writes no object, exactly as when parts were read whole.
+func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64) (*payload, *os.File, error) {
+	h := d.Parts[i]
+	in, err := d.openPart(i)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer in.Close()
+	src := &countingHash{r: in, h: sha256.New()}
+	// A reader larger than the part cannot pass the size check; stop reading it early.
+	r := bufio.NewReaderSize(io.LimitReader(src, int64(min(h.Size+1, math.MaxInt64))), 64<<10)
+	spool, err := repo.CreateTemp(0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Unlinked at once: a crash or kill leaves nothing behind in tmp/.
+	os.Remove(spool.Name())
+	size, err := decompress(r, spool, maxSize)
+	// Whatever the decoder left unread (or could not read) still counts for the checksum.
+	io.Copy(io.Discard, r)
+	var sum ostree.Checksum
+	src.h.Sum(sum[:0])
+	if src.n != h.Size || sum != h.Checksum {
+		err = errors.New("checksum or size mismatch (corrupt or truncated)")
+	}
+	var p *payload
+	if err == nil {
+		p, err = openPayload(spool, size)
+	}
+	if err != nil {
+		spool.Close()
+		return nil, nil, err
+	}
+	return p, spool, nil
+}
+
+// decompress copies the payload that follows r's compression byte into spool and returns
+// its size.
+func decompress(r *bufio.Reader, spool *os.File, maxSize uint64) (int64, error) {
+	c, err := r.ReadByte()
+	if err != nil {
+		return 0, errors.New("empty part")
+	}
+	var raw io.Reader
+	switch c {
+	case CompressionNone:
+		raw = r
+	case CompressionXZ:
+		xr, err := xz.NewReader(r)
+		if err != nil {
+			return 0, fmt.Errorf("part: xz: %w", err)
+		}
+		raw = xr
+	default:
+		return 0, fmt.Errorf("part: invalid compression type %#x", c)
+	}
+	// Bound the output: a corrupt or hostile part must not fill the disk.
+	n, err := io.Copy(spool, io.LimitReader(raw, int64(min(maxSize, math.MaxInt64-1))+1))
+	if err != nil {
+		return 0, fmt.Errorf("part: xz: %w", err)
+	}
+	if uint64(n) > maxSize {
+		return 0, errors.New("part: decompresses to more than its limit")
+	}
+	return n, nil
+}
+
+// openPayload parses a payload (a(uuu)aa(ayay)ayay) of size n held in f: it reads the
+// tables and the operation stream, and leaves the blob in f.
+func openPayload(f *os.File, n int64) (*payload, error) {
+	// Three framing offsets, the ends of the first three members, end the tuple.
+	ends, err := frameEnds(f, 0, n, 3, true)
+	if err != nil {
+		return nil, errors.New("part payload: gvariant: invalid framing offsets")
+	}
+	opsEnd := n - 3*int64(frameWidth(n))
+	if ends[1] > maxPartTables || opsEnd-ends[2] > maxPartTables {
+		return nil, errors.New("part payload: tables or operation stream larger than 16 MiB")
+	}
+	tables := make([]byte, ends[1])
+	if _, err := f.ReadAt(tables, 0); err != nil {
+		return nil, err
+	}
+	ops := make([]byte, opsEnd-ends[2])
+	if _, err := f.ReadAt(ops, ends[2]); err != nil {
+		return nil, err
+	}
+	modes, err := gvariant.Decode("a(uuu)", tables[:ends[0]])
+	if err != nil {
+		return nil, fmt.Errorf("part payload: %w", err)
+	}
+	xattrs, err := gvariant.Decode("aa(ayay)", tables[ends[0]:])
+	if err != nil {
+		return nil, fmt.Errorf("part payload: %w", err)
+	}
+	p := &payload{ops: ops, blobFile: io.NewSectionReader(f, ends[1], ends[2]-ends[1])}
+	return p, p.setTables(modes.([]any), xattrs.([]any))
+}
+
+// frameWidth is the framing offset width of a GVariant container of n bytes.
+func frameWidth(n int64) int {
+	switch {
+	case n == 0:
+		return 0
+	case n <= math.MaxUint8:
+		return 1
+	case n <= math.MaxUint16:
+		return 2
+	case n <= math.MaxUint32:
+		return 4
+	}
+	return 8
+}
+
+func readLE(b []byte) uint64 {
+	var v uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v
+}
