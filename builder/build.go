@@ -457,7 +457,7 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 		return nil, err
 	}
 	if d, err := delta.Load(existing, pubs); err == nil && sameDelta(d, from, to, len(pubs) > 0, meta) {
-		r := NewDeltaReport(d.Superblock, existing, dirSize(existing))
+		r := NewDeltaReport(d.Superblock, existing, ostree.TreeSize(existing))
 		return &r, nil
 	}
 	res, err := delta.Generate(ctx, p.repo, opts)
@@ -481,19 +481,6 @@ func sameDelta(d *delta.Loaded, from *ostree.Checksum, to ostree.Checksum, signe
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-func dirSize(p string) int64 {
-	var n int64
-	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // image writes the image unless one made from the same commit and inputs exists: a stamp

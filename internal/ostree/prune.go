@@ -109,7 +109,7 @@ func (r *Repo) Prune(ctx context.Context, dryRun bool) (*PruneResult, error) {
 		}
 		res.Deltas++
 		dir := filepath.Join(r.Path, DeltaDir(d.From, d.To))
-		res.Bytes += treeSize(dir)
+		res.Bytes += TreeSize(dir)
 		remove(filepath.Join(r.Path, DeltaIndexPath(d.To)))
 		if !dryRun {
 			if err := os.RemoveAll(dir); err != nil {
@@ -127,7 +127,7 @@ func (r *Repo) Prune(ctx context.Context, dryRun bool) (*PruneResult, error) {
 	dirs, _ := scratch.Stale(tmp, ScratchPrefix)
 	for _, p := range append(stale, dirs...) {
 		res.TempFiles++
-		res.Bytes += treeSize(p)
+		res.Bytes += TreeSize(p)
 		if !dryRun {
 			os.RemoveAll(p)
 		}
@@ -222,8 +222,9 @@ func (r *Repo) allRefs() (map[string]Checksum, error) {
 	return out, nil
 }
 
-// treeSize returns the total size of the files at or below p.
-func treeSize(p string) int64 {
+// TreeSize returns the total size of the files at or below p, such as a static delta's
+// directory; what cannot be read counts as nothing.
+func TreeSize(p string) int64 {
 	var n int64
 	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
