@@ -24,6 +24,7 @@ func newApp() *cli.App {
 		Name:  "ota-client",
 		Usage: "update an embedded Linux device from OSTree commits that ota-build publishes, and roll it back",
 		Description: "ota-client manages the deployments of the device's OSTree sysroot: `status` shows them,\n" +
+			"`check` asks the remote whether a verified update is available,\n" +
 			"`rollback` makes the previous one the default, `mark-good` and `mark-bad` tell the boot\n" +
 			"script (image/bootscript) whether the running system is healthy. It reads\n" +
 			clientconfig.DefaultFile + " or, without it, the ostree remote in " + clientconfig.RemotesDir + "/*.conf\n" +
@@ -34,7 +35,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "config", Value: clientconfig.DefaultFile, Usage: "configuration `FILE`, on the device (under --sysroot)"},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: /proc/cmdline when --sysroot is /, else none is booted)"},
 		},
-		Commands: []*cli.Command{statusCommand(), rollbackCommand(), markCommand(true), markCommand(false)},
+		Commands: []*cli.Command{statusCommand(), checkCommand(), rollbackCommand(), markCommand(true), markCommand(false)},
 	}
 	otacli.Setup(app)
 	return app

@@ -23,6 +23,7 @@ import (
 // order: the last is the default, the one before the rollback.
 type device struct {
 	sysroot string
+	repo    string   // the ota-build repository the commits are in
 	commits []string // by version: 1.0, 2.0
 }
 
@@ -38,7 +39,7 @@ func newDevice(t *testing.T, n int) device {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
 	must(t, otaBuild, "init", "--repo", repo)
-	d := device{sysroot: filepath.Join(dir, "sysroot")}
+	d := device{sysroot: filepath.Join(dir, "sysroot"), repo: repo}
 	t.Cleanup(func() {
 		// ostree makes deployments immutable.
 		dirs, _ := filepath.Glob(filepath.Join(d.sysroot, "ostree/deploy/*/deploy/*"))

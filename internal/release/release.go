@@ -1,7 +1,7 @@
 // Package release holds the order of releases: which of two commits of a branch is the
 // older one, so that nothing moves a device's or a repository's ref back to an older
-// release unless asked to. ota-build's delta apply uses it, and the planned device client is
-// to share it.
+// release unless asked to. ota-build's delta apply and ota-client check (internal/update)
+// use it.
 package release
 
 import (

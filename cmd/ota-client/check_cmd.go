@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	otacli "github.com/otakit/ota/internal/cli"
+	"github.com/otakit/ota/internal/remote"
+	"github.com/otakit/ota/internal/update"
+)
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "fetch and verify the remote's summary and commit: is an update available?",
+		ArgsUsage: " ",
+		Description: "Fetches the summary, summary.sig and the configured ref's commit with its detached\n" +
+			"metadata (metadata only, nothing is stored), verifies the summary's and the commit's\n" +
+			"ed25519 signatures against the trusted keys and the commit's checksum, and refuses a\n" +
+			"remote commit older than the booted (else the default) deployment's unless\n" +
+			"allow-downgrade is set. It reports whether the remote commit differs from the default\n" +
+			"deployment's, its version, and the static delta from the default commit the summary\n" +
+			"lists; the download size is reported as unknown until the delta or objects are fetched.",
+		Flags: []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return otacli.Usagef("unexpected argument %q", c.Args().First())
+			}
+			cfg, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			if cfg.URL == "" || cfg.Ref == "" {
+				return errors.New("configuration: the remote needs a url and a ref")
+			}
+			keys, err := cfg.TrustedPublicKeys()
+			if err != nil {
+				return err
+			}
+			line, err := cmdline(c)
+			if err != nil {
+				return err
+			}
+			opts := update.CheckOptions{Ref: cfg.Ref, TrustedKeys: keys, AllowDowngrade: cfg.AllowDowngrade}
+			s, err := openSysroot(c)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if deps := s.Deployments(); len(deps) > 0 {
+				opts.Default = &deps[0].Commit
+				base := deps[0]
+				if b := s.Booted(line); b != nil {
+					base = b
+				}
+				cm, _, err := s.Repo().ReadCommit(base.Commit)
+				if err != nil {
+					return fmt.Errorf("deployment %s: %w", base.Name(), err)
+				}
+				opts.Base = &cm
+			}
+			client, err := remote.New(cfg.URL, remote.Options{
+				TLS:     remote.TLSOptions{CAFile: cfg.TLS.CA, CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key},
+				MaxRate: cfg.MaxRate,
+			})
+			if err != nil {
+				return err
+			}
+			res, err := update.Check(c.Context, client, opts)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return otacli.PrintJSON(c.App.Writer, res)
+			}
+			printCheck(c.App.Writer, res)
+			return nil
+		},
+	}
+}
+
+// printCheck writes the text form of check.
+func printCheck(w io.Writer, r *update.CheckResult) {
+	if r.Available {
+		fmt.Fprintf(w, "update available: %s\n", r.Ref)
+	} else {
+		fmt.Fprintf(w, "up to date: %s\n", r.Ref)
+	}
+	version := r.Remote.Version
+	if version == "" {
+		version = "(no version)"
+	}
+	fmt.Fprintf(w, "%-10s %s %s %s %s\n", "remote:", r.Remote.Checksum, version, r.Remote.Timestamp.Format(time.RFC3339), otacli.OneLine(r.Remote.Subject))
+	def := "none"
+	if r.Default != nil {
+		def = *r.Default
+	}
+	fmt.Fprintf(w, "%-10s %s\n", "default:", def)
+	if r.Available {
+		delta := "none (objects)"
+		if r.Delta != "" {
+			delta = r.Delta
+		}
+		fmt.Fprintf(w, "%-10s %s\n", "delta:", delta)
+	}
+	size := "unknown"
+	if r.DownloadSize != nil {
+		size = fmt.Sprint(*r.DownloadSize)
+	}
+	fmt.Fprintf(w, "%-10s %s\n", "download:", size)
+}

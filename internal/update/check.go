@@ -1,0 +1,171 @@
+// Package update holds the device client's update logic: Check finds out, from verified
+// metadata only, whether the remote has an update for the device.
+package update
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/release"
+	"github.com/otakit/ota/internal/remote"
+	"github.com/otakit/ota/internal/sign"
+)
+
+// Size bounds of the files Check fetches: a hostile server gets an error, not memory.
+const (
+	MaxSummarySig = 1 << 20
+	MaxCommit     = 1 << 20
+	MaxCommitMeta = 1 << 20
+)
+
+// Commit is a commit as the reports show it.
+type Commit struct {
+	Checksum  string    `json:"commit"`
+	Version   string    `json:"version,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
+	Subject   string    `json:"subject,omitempty"`
+}
+
+// CheckOptions says what Check compares the remote with.
+type CheckOptions struct {
+	// Ref is the branch the device follows.
+	Ref string
+	// TrustedKeys verify the summary's and the commit's ed25519 signatures.
+	TrustedKeys []ed25519.PublicKey
+	// AllowDowngrade lets the remote commit be older than Base.
+	AllowDowngrade bool
+	// Default is the commit of the default deployment (nil: none); updates and deltas are
+	// reckoned from it.
+	Default *ostree.Checksum
+	// Base is the commit the downgrade check compares with: the booted deployment's, else
+	// the default's (nil: none).
+	Base *ostree.Commit
+}
+
+// CheckResult is what Check found.
+type CheckResult struct {
+	// Available is true when the remote commit differs from the default deployment's.
+	Available bool    `json:"available"`
+	Ref       string  `json:"ref"`
+	Remote    Commit  `json:"remote"`
+	Default   *string `json:"default"`
+	// Delta is the name of the static delta from the default deployment's commit to the
+	// remote one, when the summary lists it.
+	Delta string `json:"delta,omitempty"`
+	// DownloadSize is the number of bytes to download, when known without fetching more
+	// than the metadata (nil: unknown).
+	DownloadSize *int64 `json:"download_size"`
+}
+
+// Check fetches the summary, its signature and the commit of opts.Ref from c and verifies
+// them against opts.TrustedKeys, then compares the commit with the device's. Every error
+// is one line saying what failed.
+func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResult, error) {
+	if len(opts.TrustedKeys) == 0 {
+		return nil, errors.New("no trusted keys: nothing could be verified")
+	}
+	data, err := c.Get(ctx, "summary", ostree.MaxSummarySize)
+	if err != nil {
+		return nil, err
+	}
+	sigData, err := c.Get(ctx, "summary.sig", MaxSummarySig)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, fmt.Errorf("summary is not signed: %s is missing", c.URL("summary.sig"))
+	} else if err != nil {
+		return nil, err
+	}
+	if err := verify(opts.TrustedKeys, data, sigData); err != nil {
+		return nil, fmt.Errorf("summary %s: %w", c.URL("summary"), err)
+	}
+	summary, err := ostree.ParseSummary(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.URL("summary"), err)
+	}
+	ref, ok := summary.Ref(opts.Ref)
+	if !ok {
+		return nil, fmt.Errorf("ref %s: not in the remote's summary", opts.Ref)
+	}
+	commit, err := fetchCommit(ctx, c, ref.Commit, opts.TrustedKeys)
+	if err != nil {
+		return nil, err
+	}
+	res := &CheckResult{Ref: opts.Ref, Remote: Commit{Checksum: ref.Commit.String(), Version: commit.Version(),
+		Timestamp: time.Unix(int64(commit.Timestamp), 0).UTC(), Subject: commit.Subject}}
+	if opts.Base != nil && !opts.AllowDowngrade {
+		if err := release.CheckUpgrade(opts.Base, commit); err != nil {
+			return nil, fmt.Errorf("ref %s: commit %s: %w", opts.Ref, ref.Commit, err)
+		}
+	}
+	res.Available = opts.Default == nil || *opts.Default != ref.Commit
+	if opts.Default != nil {
+		s := opts.Default.String()
+		res.Default = &s
+		if d, ok := summary.Delta(opts.Default, ref.Commit); ok && res.Available {
+			res.Delta = d.Name()
+		}
+	}
+	if !res.Available {
+		var zero int64
+		res.DownloadSize = &zero
+	}
+	return res, nil
+}
+
+// fetchCommit fetches commit sum and its detached metadata, and verifies the commit's
+// checksum and its ed25519 signature.
+func fetchCommit(ctx context.Context, c *remote.Client, sum ostree.Checksum, keys []ed25519.PublicKey) (*ostree.Commit, error) {
+	h := sum.String()
+	path := "objects/" + h[:2] + "/" + h[2:]
+	data, err := c.Get(ctx, path+".commit", MaxCommit)
+	if err != nil {
+		return nil, err
+	}
+	if got := ostree.Sum(data); got != sum {
+		return nil, fmt.Errorf("commit %s: the server's object has checksum %s (tampered or corrupt)", sum, got)
+	}
+	commit, err := ostree.ParseCommit(data)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", sum, err)
+	}
+	meta, err := c.Get(ctx, path+".commitmeta", MaxCommitMeta)
+	if errors.Is(err, remote.ErrNotFound) {
+		return nil, fmt.Errorf("commit %s is not signed: %s is missing", sum, c.URL(path+".commitmeta"))
+	} else if err != nil {
+		return nil, err
+	}
+	if err := verify(keys, data, meta); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", sum, err)
+	}
+	return &commit, nil
+}
+
+// verify checks msg against the ostree.sign.ed25519 signatures of the a{sv} sigData.
+func verify(keys []ed25519.PublicKey, msg, sigData []byte) error {
+	meta, err := ostree.ParseMetadata(sigData)
+	if err != nil {
+		return fmt.Errorf("signature file: %w", err)
+	}
+	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
+	if !ok {
+		return errors.New("not signed: no " + ostree.SignEd25519Key + " signature")
+	}
+	list, ok := v.Value.([]any)
+	if v.Type != "aay" || !ok {
+		return fmt.Errorf("%s has type %s, want aay", ostree.SignEd25519Key, v.Type)
+	}
+	sigs := make([][]byte, len(list))
+	for i, s := range list {
+		sigs[i] = s.([]byte)
+	}
+	switch err := sign.Verify(keys, msg, sigs); {
+	case errors.Is(err, sign.ErrNoSignatures):
+		return errors.New("not signed: no " + ostree.SignEd25519Key + " signature")
+	case err != nil:
+		return fmt.Errorf("no signature by a trusted key: %w", err)
+	}
+	return nil
+}
