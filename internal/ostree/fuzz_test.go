@@ -3,6 +3,7 @@ package ostree
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/otakit/ota/internal/gvariant"
@@ -89,6 +90,28 @@ func FuzzParseArchiveHeader(f *testing.F) {
 		again := h.ArchiveHeader(size)
 		if n != len(again) || !bytes.Equal(again[:4], data[:4]) || !bytes.Equal(again[8:], data[8:n]) {
 			t.Fatalf("header %x parses to %+v, size %d, %d bytes, which re-marshals to %x", data, h, size, n, again)
+		}
+	})
+}
+
+// FuzzParseSummary checks that an accepted summary, which a hostile server may send, has
+// valid, sorted, unique refs that Ref finds, and that errors are one line.
+func FuzzParseSummary(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseSummary(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("summary %x: error on several lines: %q", data, err)
+			}
+			return
+		}
+		for i, r := range s.Refs {
+			if !ValidRef(r.Name) || (i > 0 && s.Refs[i-1].Name >= r.Name) {
+				t.Fatalf("summary %x: ref %q invalid or out of order", data, r.Name)
+			}
+			if got, ok := s.Ref(r.Name); !ok || got.Commit != r.Commit {
+				t.Fatalf("summary %x: Ref(%q) = %v, %v", data, r.Name, got, ok)
+			}
 		}
 	})
 }
