@@ -200,14 +200,7 @@ func TestCrashKilledImage(t *testing.T) {
 		if got := dirNames(t, dir); !slices.Equal(got, outputs) {
 			t.Errorf("kill %d: after the rerun the output directory holds %v, want %v", i, got, outputs)
 		}
-		if tmp != "" {
-			if got := dirNames(t, tmp); len(got) > 0 {
-				t.Errorf("kill %d: after the rerun TMPDIR holds %v", i, got)
-			}
-		}
-		if shm := crashShm(cmd.Process.Pid, pid); len(shm) > 0 {
-			t.Errorf("kill %d: after the rerun /dev/shm holds %v", i, shm)
-		}
+		crashNoTemps(t, fmt.Sprintf("kill %d: after the rerun", i), tmp, cmd.Process.Pid, pid)
 		if t.Failed() {
 			return
 		}
@@ -363,20 +356,27 @@ func TestCrashKilledBuild(t *testing.T) {
 		if got := dirNames(t, filepath.Join(repo, "tmp")); !slices.Equal(got, repoTmp) {
 			t.Errorf("%s: the repository's tmp/ holds %v, want %v", label, got, repoTmp)
 		}
-		if tmp != "" {
-			if got := dirNames(t, tmp); len(got) > 0 {
-				t.Errorf("%s: TMPDIR holds %v", label, got)
-			}
-		}
-		if shm := crashShm(cmd.Process.Pid, pid); len(shm) > 0 {
-			t.Errorf("%s: /dev/shm holds %v", label, shm)
-		}
+		crashNoTemps(t, label, tmp, cmd.Process.Pid, pid)
 		if t.Failed() {
 			return
 		}
 	}
 	if killed == 0 {
 		t.Errorf("no run was killed before it finished: the test proved nothing")
+	}
+}
+
+// crashNoTemps fails the test, saying label, when TMPDIR tmp (if set) holds anything or
+// /dev/shm holds entries of the killed or rerun process.
+func crashNoTemps(t *testing.T, label, tmp string, killed, rerun int) {
+	t.Helper()
+	if tmp != "" {
+		if got := dirNames(t, tmp); len(got) > 0 {
+			t.Errorf("%s: TMPDIR holds %v", label, got)
+		}
+	}
+	if shm := crashShm(killed, rerun); len(shm) > 0 {
+		t.Errorf("%s: /dev/shm holds %v", label, shm)
 	}
 }
 
