@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 )
 
@@ -64,6 +65,9 @@ func next(sig string) (string, string, error) {
 				return "", "", fmt.Errorf("gvariant: unterminated %q", sig)
 			}
 			if sig[i] == closer {
+				if c == '{' && !validDictEntry(sig[:i+1]) {
+					return "", "", fmt.Errorf("gvariant: dict entry %q needs a basic key and one value", sig[:i+1])
+				}
 				return sig[:i+1], sig[i+1:], nil
 			}
 			t, _, err := next(sig[i:])
@@ -74,6 +78,13 @@ func next(sig string) (string, string, error) {
 		}
 	}
 	return "", "", fmt.Errorf("gvariant: unsupported type code %q", sig[0])
+}
+
+// validDictEntry reports whether t, a "{...}" type, has exactly two members and
+// a basic key, as GVariant requires.
+func validDictEntry(t string) bool {
+	ms, err := splitMembers(t)
+	return err == nil && len(ms) == 2 && strings.IndexByte("ybnqiuxthdsog", ms[0][0]) >= 0 && len(ms[0]) == 1
 }
 
 // memberCache holds what members returned, by type: objects are encoded and decoded by
@@ -454,7 +465,7 @@ func Decode(sig string, data []byte) (any, error) {
 	if rest != "" {
 		return nil, fmt.Errorf("gvariant: %q is not a single complete type", sig)
 	}
-	v, err := decode(t, data)
+	v, err := decode(t, data, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +480,15 @@ func Decode(sig string, data []byte) (any, error) {
 
 var errShort = errors.New("gvariant: data too short")
 
-func decode(t string, d []byte) (any, error) {
+// Untrusted data names its own types inside variants; these bound the work it can ask
+// for (GLib: G_VARIANT_MAX_RECURSION_DEPTH and a 255-byte type string).
+const (
+	maxVariantDepth   = 64
+	maxVariantTypeLen = 255
+)
+
+// decode parses d as type t; depth counts the variants being decoded around it.
+func decode(t string, d []byte, depth int) (any, error) {
 	ti := info(t)
 	if ti.fixed != 0 && len(d) != ti.fixed {
 		return nil, fmt.Errorf("gvariant: %q needs %d bytes, have %d", t, ti.fixed, len(d))
@@ -506,24 +525,27 @@ func decode(t string, d []byte) (any, error) {
 		if i < 0 {
 			return nil, errors.New("gvariant: malformed variant")
 		}
+		if depth >= maxVariantDepth || len(d)-i-1 > maxVariantTypeLen {
+			return nil, errors.New("gvariant: variant nested too deep or type too long")
+		}
 		vt, rest, err := next(string(d[i+1:]))
 		if err != nil || rest != "" {
 			return nil, fmt.Errorf("gvariant: malformed variant type %q", d[i+1:])
 		}
-		val, err := decode(vt, d[:i])
+		val, err := decode(vt, d[:i], depth+1)
 		if err != nil {
 			return nil, err
 		}
 		return Variant{Type: vt, Value: val}, nil
 	case 'a':
-		return decodeArray(t, d)
+		return decodeArray(t, d, depth)
 	case '(', '{':
-		return decodeTuple(t, d)
+		return decodeTuple(t, d, depth)
 	}
 	return nil, fmt.Errorf("gvariant: unsupported type %q", t)
 }
 
-func decodeArray(t string, d []byte) (any, error) {
+func decodeArray(t string, d []byte, depth int) (any, error) {
 	et := t[1:]
 	if et == "y" {
 		return bytes.Clone(d), nil
@@ -560,7 +582,7 @@ func decodeArray(t string, d []byte) (any, error) {
 	}
 	out := make([]any, 0, len(elems))
 	for _, el := range elems {
-		v, err := decode(et, el)
+		v, err := decode(et, el, depth)
 		if err != nil {
 			return nil, err
 		}
@@ -583,7 +605,7 @@ func decodeArray(t string, d []byte) (any, error) {
 	return out, nil
 }
 
-func decodeTuple(t string, d []byte) (any, error) {
+func decodeTuple(t string, d []byte, depth int) (any, error) {
 	ms, err := members(t)
 	if err != nil {
 		return nil, err
@@ -617,7 +639,7 @@ func decodeTuple(t string, d []byte) (any, error) {
 		if pos > end || end > offEnd {
 			return nil, fmt.Errorf("gvariant: bad framing in %q", t)
 		}
-		v, err := decode(m, d[pos:end])
+		v, err := decode(m, d[pos:end], depth)
 		if err != nil {
 			return nil, err
 		}

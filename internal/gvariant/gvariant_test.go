@@ -70,11 +70,31 @@ func TestDecodeRejectsNonNormal(t *testing.T) {
 		{"short uint32", "u", "010203"},
 		{"empty unit", "()", ""},
 		{"truncated variant", "v", "07000000"},
+		{"dict entry of one member in a variant", "v", "6100 00 7b737d"},
+		{"dict entry of three members", "v", "01 02 03 00 7b797979 7d"},
+		{"dict entry with a container key", "v", "00 00 7b61797d"},
+		{"variant type over 255 bytes", "v", "00 00 " + strings.Repeat("61", 300) + "79"},
+		{"variants nested 100 deep", "v", nestedVariants(100)},
 	}
 	for _, c := range cases {
 		if _, err := Decode(c.sig, mustUnhex(c.data)); err == nil {
 			t.Errorf("%s: Decode(%q, %s) succeeded", c.name, c.sig, c.data)
 		}
+	}
+}
+
+// nestedVariants is the hex of n variants, each holding the next, around a byte.
+func nestedVariants(n int) string {
+	v := []byte{7, 0, 'y'}
+	for range n - 1 {
+		v = append(v, 0, 'v')
+	}
+	return hex.EncodeToString(v)
+}
+
+func TestNestedVariantsWithinLimit(t *testing.T) {
+	if _, err := Decode("v", mustUnhex(nestedVariants(maxVariantDepth))); err != nil {
+		t.Fatalf("%d nested variants: %v", maxVariantDepth, err)
 	}
 }
 
