@@ -16,10 +16,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/release"
 	"github.com/otakit/ota/internal/sign"
 )
@@ -167,6 +167,11 @@ type ApplyOptions struct {
 	// AllowDowngrade is set.
 	Ref            string
 	AllowDowngrade bool
+	// CommitMeta, when set, is the detached metadata written for the target commit instead
+	// of the one the delta carries: that of a client that fetched and verified it itself.
+	CommitMeta []DictEntry
+	// Progress, when set, is told of each part applied: one item and its objects' size.
+	Progress progress.Reporter
 }
 
 // Apply writes the objects of a loaded delta and its target commit into repo, verifying
@@ -174,7 +179,7 @@ type ApplyOptions struct {
 // after every object it needs, and the ref after it, so an interrupted apply leaves no
 // commit behind and running it again finishes the job. The signature and downgrade checks
 // come first: a delta they refuse writes nothing.
-func Apply(ctx context.Context, repo *commit.Repo, d *Loaded, opts ApplyOptions) error {
+func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions) error {
 	unlock, err := repo.Lock()
 	if err != nil {
 		return err
@@ -191,6 +196,9 @@ func Apply(ctx context.Context, repo *commit.Repo, d *Loaded, opts ApplyOptions)
 		return err
 	}
 	meta := d.CommitMeta()
+	if opts.CommitMeta != nil {
+		meta = opts.CommitMeta
+	}
 	if len(opts.Keys) > 0 {
 		if err := sign.Verify(opts.Keys, d.Commit, signatureList(meta)); err != nil {
 			return fmt.Errorf("commit %s is not signed by a trusted key (%w): the commit itself must be, whatever signed the delta", d.To, err)
@@ -221,6 +229,8 @@ func Apply(ctx context.Context, repo *commit.Repo, d *Loaded, opts ApplyOptions)
 			defer func() { <-sem; wg.Done() }()
 			if err := applyPart(repo, d, i); err != nil {
 				errs[i] = fmt.Errorf("part %d: %w", i, err)
+			} else if opts.Progress != nil {
+				opts.Progress.Add(1, int64(d.Parts[i].USize))
 			}
 		}()
 	}

@@ -5,7 +5,7 @@
 // writes and reads it.
 //
 // The repository, checksum, progress and signer types are those of package commit
-// (commit.Repo, commit.Checksum, commit.Reporter, commit.Signer).
+// (commit.Repo, commit.Checksum, commit.Reporter, commit.Signer: the same types).
 package delta
 
 import (
@@ -19,7 +19,6 @@ import (
 
 	"github.com/ulikunitz/xz"
 
-	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 )
@@ -50,13 +49,13 @@ const (
 // ObjectRef names one object a part produces.
 type ObjectRef struct {
 	Type     ObjectType
-	Checksum commit.Checksum
+	Checksum ostree.Checksum
 }
 
 // PartHeader describes one part in the superblock.
 type PartHeader struct {
 	// Checksum is the SHA-256 of the part file, compression byte included.
-	Checksum commit.Checksum
+	Checksum ostree.Checksum
 	// Size is the part file's size; USize the total size of the objects it produces.
 	Size, USize uint64
 	Objects     []ObjectRef
@@ -64,7 +63,7 @@ type PartHeader struct {
 
 // Fallback is a content object a client fetches on its own rather than from a part.
 type Fallback struct {
-	Checksum              commit.Checksum
+	Checksum              ostree.Checksum
 	CompressedSize, USize uint64
 }
 
@@ -75,8 +74,8 @@ type Superblock struct {
 	Metadata  []DictEntry
 	Timestamp uint64
 	// From is nil for a delta from scratch.
-	From *commit.Checksum
-	To   commit.Checksum
+	From *ostree.Checksum
+	To   ostree.Checksum
 	// Commit is the serialised target commit object.
 	Commit    []byte
 	Parts     []PartHeader

@@ -18,7 +18,6 @@ import (
 
 	"github.com/klauspost/compress/flate"
 
-	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
@@ -30,8 +29,8 @@ import (
 // Options controls Generate.
 type Options struct {
 	// From is the base commit; nil makes a delta from scratch.
-	From *commit.Checksum
-	To   commit.Checksum
+	From *ostree.Checksum
+	To   ostree.Checksum
 	// Inline puts the parts inside the superblock.
 	Inline bool
 	// MaxPartSize bounds the uncompressed payload of a part (default 32 MB).
@@ -64,7 +63,7 @@ type Options struct {
 	// atomically and gets mode 0666 less the umask.
 	Output string
 	// Progress receives progress reports (default: none).
-	Progress commit.Reporter
+	Progress progress.Reporter
 }
 
 // Signer is commit.Signer, the one signer of commits, summaries, deltas and bundles: an
@@ -145,7 +144,7 @@ func treeObjects(repo *ostree.Repo, commit ostree.Checksum) ([]object, map[strin
 // replacing any delta with the same name. The parts and the superblock are written to a
 // temporary directory first and renamed into place, so readers never see half a delta; a
 // temporary directory or file left by a killed run is removed by the next one.
-func Generate(ctx context.Context, repo *commit.Repo, opts Options) (*Result, error) {
+func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, error) {
 	if opts.MaxPartSize == 0 {
 		opts.MaxPartSize = DefaultMaxPartSize
 	}

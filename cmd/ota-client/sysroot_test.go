@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,13 @@ func newDevice(t *testing.T, n int) device {
 			"usr/lib/modules/6.1.0-test/modules.dep": "",
 			"etc/os-release":                         "ID=myos\nVERSION_ID=" + version + "\n",
 			"usr/share/app/version":                  version,
+			// Larger than what ota-client fetches into memory, and changed in part.
+			"usr/share/app/data.bin": blob(3<<20, 1) + blob(64<<10, int64(i+2)),
 		})
+		os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755)
+		if err := os.Symlink("../share/app/version", filepath.Join(tree, "usr/bin/app-version")); err != nil {
+			t.Fatal(err)
+		}
 		out := must(t, otaBuild, "commit", "--repo", repo, "-b", "myos/stable", "--tree", "dir="+tree, "--bootable",
 			"--version", version, "--timestamp", strconv.Itoa(1700000000+i), "-s", "release "+version)
 		lines := strings.Fields(out)
@@ -77,6 +84,13 @@ func newDevice(t *testing.T, n int) device {
 		"boot/firmware/ota-state.txt": "bootcount=2\x00",
 	})
 	return d
+}
+
+// blob returns n pseudo-random bytes from seed: content that does not compress.
+func blob(n int, seed int64) string {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return string(b)
 }
 
 // writeFiles writes files (path relative to root: content) under root.

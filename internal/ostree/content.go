@@ -336,8 +336,33 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 		}
 		return o, o.Header.Validate()
 	}
+	return openArchive(f, f)
+}
+
+// OpenArchive reads a content object in the archive form (.filez: header, then deflated
+// content) from r, as a server sends it, and returns it with a Reader that verifies it
+// against c as OpenContent's does. The object is verified only once its content is read
+// to the end; its header is bounded (MaxHeaderSize) and validated.
+func OpenArchive(r io.Reader, c Checksum) (*ContentObject, error) {
+	o, err := openArchive(r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s object %s: %w", ObjFile, c, err)
+	}
+	if err := o.Header.Validate(); err != nil {
+		o.Close()
+		return nil, fmt.Errorf("%s object %s: %w", ObjFile, c, err)
+	}
+	if err := o.verify(c); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// openArchive reads an archive-mode object from r; closer (nil: none) is closed with it.
+func openArchive(r io.Reader, closer io.Closer) (*ContentObject, error) {
 	var pre [8]byte
-	if _, err := io.ReadFull(f, pre[:]); err != nil {
+	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return nil, fmt.Errorf("truncated file header: %w", err)
 	}
 	n := int(pre[0])<<24 | int(pre[1])<<16 | int(pre[2])<<8 | int(pre[3])
@@ -346,17 +371,20 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 	}
 	hb := make([]byte, 8+n)
 	copy(hb, pre[:])
-	if _, err := io.ReadFull(f, hb[8:]); err != nil {
+	if _, err := io.ReadFull(r, hb[8:]); err != nil {
 		return nil, fmt.Errorf("truncated file header: %w", err)
 	}
 	h, size, _, err := ParseArchiveHeader(hb)
 	if err != nil {
 		return nil, err
 	}
-	o := &ContentObject{Header: h, closer: f, Reader: bytes.NewReader(nil), exact: true}
+	if closer == nil {
+		closer = closeFunc(func() error { return nil })
+	}
+	o := &ContentObject{Header: h, closer: closer, Reader: bytes.NewReader(nil), exact: true}
 	if !h.IsSymlink() {
 		in := inflaters.get(func() *inflater { return &inflater{br: bufio.NewReaderSize(nil, 64<<10)} })
-		in.br.Reset(f)
+		in.br.Reset(r)
 		if in.fr == nil {
 			in.fr = flate.NewReader(in.br)
 		} else if err := in.fr.(flate.Resetter).Reset(in.br, nil); err != nil {
@@ -366,7 +394,7 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 		o.Size, o.Reader, o.exact = int64(size), in.fr, false
 		o.closer = closeFunc(func() error {
 			inflaters.put(in)
-			return f.Close()
+			return closer.Close()
 		})
 	}
 	return o, nil

@@ -39,6 +39,13 @@ func (l *lines) Add(items, bytes int64) {
 	}
 }
 
+// Span implements Spanner.
+func (l *lines) Span(bytesTotal int64, from, to float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.s.span(bytesTotal, from, to)
+}
+
 // Done implements Reporter.
 func (l *lines) Done() {
 	l.mu.Lock()
@@ -56,8 +63,8 @@ func (l *lines) Log(line string) {
 // end ends the open stage, if any: a second Done, or a Stage after Done, writes nothing.
 func (l *lines) end() {
 	if l.s.open {
+		l.s.open = false // before the line: a closed stage is at the end of its span
 		l.write("done", "")
-		l.s.open = false
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -95,14 +96,62 @@ type stage struct {
 	items, bytes int64
 	start        time.Time
 	open         bool
+
+	// Set by Span: the bytes expected and the overall percent the stage goes from and to.
+	spanned    bool
+	bytesTotal int64
+	from, to   float64
+}
+
+// Spanner is implemented by the reporters that show an operation of several stages as one
+// overall percent (all of this package's but Discard).
+type Spanner interface {
+	// Span says, for the current stage, how many bytes it expects (0 when unknown) and
+	// which range of the overall percent, from 0 to 100, it covers: the percent goes from
+	// from to to as the stage's bytes (else its items) reach their total.
+	Span(bytesTotal int64, from, to float64)
+}
+
+// Span calls r's Span when r is a Spanner.
+func Span(r Reporter, bytesTotal int64, from, to float64) {
+	if s, ok := r.(Spanner); ok {
+		s.Span(bytesTotal, from, to)
+	}
+}
+
+func (s *stage) span(bytesTotal int64, from, to float64) {
+	s.spanned, s.bytesTotal, s.from, s.to = true, bytesTotal, from, to
+}
+
+// percent is the overall percent at this point of a spanned stage; once the stage is
+// closed it is the end of its range.
+func (s *stage) percent() float64 {
+	frac := 0.0
+	switch {
+	case !s.open:
+		frac = 1
+	case s.bytesTotal > 0:
+		frac = float64(s.bytes) / float64(s.bytesTotal)
+	case s.total > 0:
+		frac = float64(s.items) / float64(s.total)
+	}
+	p := s.from + (s.to-s.from)*min(frac, 1)
+	return math.Round(p*10) / 10
 }
 
 // String is the stage's count as the terminal and plain reporters print it, e.g.
-// "commit: 1200/11105, 80.3 MB".
+// "commit: 1200/11105, 80.3 MB", or with a span "download: 120/3400, 80.3/240.0 MB, 35.0%".
 func (s *stage) String() string {
 	of := ""
 	if s.total > 0 {
 		of = fmt.Sprintf("/%d", s.total)
 	}
-	return fmt.Sprintf("%s: %d%s, %.1f MB", s.name, s.items, of, float64(s.bytes)/1e6)
+	if !s.spanned {
+		return fmt.Sprintf("%s: %d%s, %.1f MB", s.name, s.items, of, float64(s.bytes)/1e6)
+	}
+	mb := fmt.Sprintf("%.1f", float64(s.bytes)/1e6)
+	if s.bytesTotal > 0 {
+		mb += fmt.Sprintf("/%.1f", float64(s.bytesTotal)/1e6)
+	}
+	return fmt.Sprintf("%s: %d%s, %s MB, %.1f%%", s.name, s.items, of, mb, s.percent())
 }

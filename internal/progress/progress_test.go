@@ -171,3 +171,60 @@ func TestNew(t *testing.T) {
 }
 
 func typeName(v any) string { return fmt.Sprintf("%T", v) }
+
+// A spanned stage reports the overall percent from its bytes, else its items, within its
+// range, and the end of its range once done.
+func TestSpan(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		total, bytesTotal   int64
+		items, bytes        int64
+		from, to            float64
+		want, wantAfterDone float64
+	}{
+		{"by bytes", 10, 1000, 1, 250, 10, 50, 20, 50},
+		{"by items", 4, 0, 3, 999, 50, 90, 80, 90},
+		{"unknown", 0, 0, 7, 999, 90, 100, 90, 100},
+		{"overshoot is capped", 0, 100, 0, 500, 0, 10, 10, 10},
+	} {
+		var b bytes.Buffer
+		clk := &clock{time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)}
+		j := NewJSON(&b)
+		j.now = clk.now
+		j.Stage("download", c.total)
+		Span(j, c.bytesTotal, c.from, c.to)
+		clk.t = clk.t.Add(2 * time.Second)
+		j.Add(c.items, c.bytes)
+		j.Done()
+		var pcts []float64
+		for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+			var e struct {
+				BytesTotal *int64   `json:"bytes_total"`
+				Percent    *float64 `json:"percent"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Percent == nil || e.BytesTotal == nil {
+				if len(pcts) > 0 { // only the start line, before Span, has none
+					t.Errorf("%s: %q has no percent or bytes_total", c.name, line)
+				}
+				continue
+			}
+			pcts = append(pcts, *e.Percent)
+		}
+		if len(pcts) != 2 || pcts[0] != c.want || pcts[1] != c.wantAfterDone {
+			t.Errorf("%s: percents %v, want [%v %v]", c.name, pcts, c.want, c.wantAfterDone)
+		}
+	}
+	var plain bytes.Buffer
+	p := NewPlain(&plain)
+	p.Stage("apply", 0)
+	Span(p, 200e6, 70, 90)
+	p.Add(0, 100e6)
+	p.Done()
+	if !strings.Contains(plain.String(), "apply: 0, 100.0/200.0 MB, 90.0%, done in") {
+		t.Errorf("plain: %q", plain.String())
+	}
+	Span(Discard, 1, 0, 1) // not a Spanner: nothing happens
+}

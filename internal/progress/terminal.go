@@ -39,6 +39,13 @@ func (t *Terminal) Add(items, bytes int64) {
 	}
 }
 
+// Span implements Spanner.
+func (t *Terminal) Span(bytesTotal int64, from, to float64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.s.span(bytesTotal, from, to)
+}
+
 // Done implements Reporter.
 func (t *Terminal) Done() {
 	t.mu.Lock()
@@ -63,9 +70,9 @@ func (t *Terminal) end() {
 	if !t.s.open {
 		return
 	}
+	t.s.open = false // before drawing: a closed stage is at the end of its span
 	t.draw()
 	fmt.Fprintf(t.w, " (%.1fs)\n", time.Since(t.s.start).Seconds())
-	t.s.open = false
 }
 
 func (t *Terminal) draw() {

@@ -230,6 +230,23 @@ func (e *Error) Error() string {
 // Unwrap returns the reason.
 func (e *Error) Unwrap() error { return e.Err }
 
+// TooLargeError is the reason of a Get of a file larger than its bound: a caller can fetch
+// it another way, as a Download.
+type TooLargeError struct {
+	// Size is the size the server declared (Content-Length), 0 when it declared none.
+	Size int64
+	// Max is the bound.
+	Max int64
+}
+
+// Error says how large the file is.
+func (e *TooLargeError) Error() string {
+	if e.Size == 0 {
+		return fmt.Sprintf("more than the %d bytes allowed", e.Max)
+	}
+	return fmt.Sprintf("%d bytes, more than the %d allowed", e.Size, e.Max)
+}
+
 // permanent marks an error that a retry would not cure.
 type permanent struct{ error }
 
@@ -426,7 +443,7 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, max int64) ([]byte, er
 		return nil, statusError(resp.StatusCode)
 	}
 	if resp.ContentLength > max {
-		return nil, permanent{fmt.Errorf("%d bytes, more than the %d allowed", resp.ContentLength, max)}
+		return nil, permanent{&TooLargeError{Size: resp.ContentLength, Max: max}}
 	}
 	var b bytes.Buffer
 	if resp.ContentLength > 0 {
@@ -434,7 +451,7 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, max int64) ([]byte, er
 	}
 	if _, err := c.copyBody(ctx, &b, resp.Body, max, wd); err != nil {
 		if errors.Is(err, errOverLimit) {
-			err = permanent{fmt.Errorf("more than the %d bytes allowed", max)}
+			err = permanent{&TooLargeError{Max: max}}
 		}
 		return nil, err
 	}

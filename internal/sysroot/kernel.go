@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // kernel describes the boot files of a deployment (the usr/lib/modules/<kver>/ layout;
@@ -110,6 +113,9 @@ func (s *Sysroot) installKernel(osName string, k *kernel) error {
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
+	if err := s.checkBootSpace(k); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return fmt.Errorf("sysroot: %w", err)
 	}
@@ -137,6 +143,47 @@ func (s *Sysroot) installKernel(osName string, k *kernel) error {
 		return fmt.Errorf("sysroot: %w", err)
 	}
 	s.attrs.moved(tmp, final)
+	return nil
+}
+
+// BootMinFree is the space that must stay free in /boot once a kernel is installed.
+const BootMinFree = 1 << 20
+
+// checkBootSpace returns an error, before anything is written, when /boot is another
+// filesystem than the deployments (the boot files are copied, not hardlinked) and k's
+// files do not fit in it with BootMinFree to spare.
+func (s *Sysroot) checkBootSpace(k *kernel) error {
+	boot := filepath.Join(s.path, "boot")
+	var bst, kst unix.Stat_t
+	if unix.Stat(boot, &bst) != nil || unix.Stat(k.vmlinuz, &kst) != nil || bst.Dev == kst.Dev {
+		return nil
+	}
+	var need int64
+	for _, p := range []string{k.vmlinuz, k.initramfs, k.devicetree, k.dtb} {
+		if p == "" {
+			continue
+		}
+		err := filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err == nil {
+				need += info.Size() + 4096 // a block of slack per file
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sysroot: %w", err)
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(boot, &st); err != nil {
+		return fmt.Errorf("sysroot: statfs %s: %w", boot, err)
+	}
+	if avail := int64(st.Bavail) * int64(st.Bsize); need+BootMinFree > avail {
+		return fmt.Errorf("sysroot: not enough space in %s for kernel %s: it needs %d bytes and %d must stay free, %d are", boot, k.kver, need, BootMinFree, avail)
+	}
 	return nil
 }
 

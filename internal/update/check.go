@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/release"
 	"github.com/otakit/ota/internal/remote"
@@ -65,6 +66,26 @@ type CheckResult struct {
 // them against opts.TrustedKeys, then compares the commit with the device's. Every error
 // is one line saying what failed.
 func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResult, error) {
+	t, err := resolve(ctx, c, opts)
+	if err != nil {
+		return nil, err
+	}
+	return t.result, nil
+}
+
+// target is what resolve found and verified: the remote commit of a ref, with the
+// summary that lists it.
+type target struct {
+	result  *CheckResult
+	summary *ostree.Summary
+	sum     ostree.Checksum
+	commit  *ostree.Commit
+	data    []byte               // the commit object, verified
+	meta    []gvariant.DictEntry // its detached metadata, holding a trusted signature
+}
+
+// resolve is Check, keeping what it fetched for Pull.
+func resolve(ctx context.Context, c *remote.Client, opts CheckOptions) (*target, error) {
 	if len(opts.TrustedKeys) == 0 {
 		return nil, errors.New("no trusted keys: nothing could be verified")
 	}
@@ -78,7 +99,7 @@ func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResu
 	} else if err != nil {
 		return nil, err
 	}
-	if err := verify(opts.TrustedKeys, data, sigData); err != nil {
+	if _, err := verify(opts.TrustedKeys, data, sigData); err != nil {
 		return nil, fmt.Errorf("summary %s: %w", c.URL("summary"), err)
 	}
 	summary, err := ostree.ParseSummary(data)
@@ -89,10 +110,11 @@ func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResu
 	if !ok {
 		return nil, fmt.Errorf("ref %s: not in the remote's summary", opts.Ref)
 	}
-	commit, err := fetchCommit(ctx, c, ref.Commit, opts.TrustedKeys)
-	if err != nil {
+	t := &target{summary: summary, sum: ref.Commit}
+	if t.commit, t.data, t.meta, err = fetchCommit(ctx, c, ref.Commit, opts.TrustedKeys); err != nil {
 		return nil, err
 	}
+	commit := t.commit
 	res := &CheckResult{Ref: opts.Ref, Remote: Commit{Checksum: ref.Commit.String(), Version: commit.Version(),
 		Timestamp: time.Unix(int64(commit.Timestamp), 0).UTC(), Subject: commit.Subject}}
 	if opts.Base != nil && !opts.AllowDowngrade {
@@ -112,43 +134,50 @@ func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResu
 		var zero int64
 		res.DownloadSize = &zero
 	}
-	return res, nil
+	t.result = res
+	return t, nil
 }
 
 // fetchCommit fetches commit sum and its detached metadata, and verifies the commit's
 // checksum and its ed25519 signature.
-func fetchCommit(ctx context.Context, c *remote.Client, sum ostree.Checksum, keys []ed25519.PublicKey) (*ostree.Commit, error) {
-	h := sum.String()
-	path := "objects/" + h[:2] + "/" + h[2:]
-	data, err := c.Get(ctx, path+".commit", MaxCommit)
+func fetchCommit(ctx context.Context, c *remote.Client, sum ostree.Checksum, keys []ed25519.PublicKey) (*ostree.Commit, []byte, []gvariant.DictEntry, error) {
+	data, err := c.Get(ctx, objectPath(sum, ostree.ObjCommit), MaxCommit)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if got := ostree.Sum(data); got != sum {
-		return nil, fmt.Errorf("commit %s: the server's object has checksum %s (tampered or corrupt)", sum, got)
+		return nil, nil, nil, fmt.Errorf("commit %s: the server's object has checksum %s (tampered or corrupt)", sum, got)
 	}
 	commit, err := ostree.ParseCommit(data)
 	if err != nil {
-		return nil, fmt.Errorf("commit %s: %w", sum, err)
+		return nil, nil, nil, fmt.Errorf("commit %s: %w", sum, err)
 	}
-	meta, err := c.Get(ctx, path+".commitmeta", MaxCommitMeta)
+	metaPath := objectPath(sum, ostree.ObjCommitMeta)
+	sigData, err := c.Get(ctx, metaPath, MaxCommitMeta)
 	if errors.Is(err, remote.ErrNotFound) {
-		return nil, fmt.Errorf("commit %s is not signed: %s is missing", sum, c.URL(path+".commitmeta"))
+		return nil, nil, nil, fmt.Errorf("commit %s is not signed: %s is missing", sum, c.URL(metaPath))
 	} else if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	if err := verify(keys, data, meta); err != nil {
-		return nil, fmt.Errorf("commit %s: %w", sum, err)
+	meta, err := verify(keys, data, sigData)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("commit %s: %w", sum, err)
 	}
-	return &commit, nil
+	return &commit, data, meta, nil
 }
 
-// verify checks msg against the ostree.sign.ed25519 signatures of the a{sv} sigData.
-func verify(keys []ed25519.PublicKey, msg, sigData []byte) error {
+// verify checks msg against the ostree.sign.ed25519 signatures of the a{sv} sigData, and
+// returns sigData parsed.
+func verify(keys []ed25519.PublicKey, msg, sigData []byte) ([]gvariant.DictEntry, error) {
 	meta, err := ostree.ParseMetadata(sigData)
 	if err != nil {
-		return fmt.Errorf("signature file: %w", err)
+		return nil, fmt.Errorf("signature file: %w", err)
 	}
+	return meta, verifyMeta(keys, msg, meta)
+}
+
+// verifyMeta checks msg against the ostree.sign.ed25519 signatures of detached metadata.
+func verifyMeta(keys []ed25519.PublicKey, msg []byte, meta []gvariant.DictEntry) error {
 	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
 	if !ok {
 		return errors.New("not signed: no " + ostree.SignEd25519Key + " signature")

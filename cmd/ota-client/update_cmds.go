@@ -1,0 +1,237 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/otakit/ota/delta"
+	otacli "github.com/otakit/ota/internal/cli"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/release"
+	"github.com/otakit/ota/internal/sysroot"
+	"github.com/otakit/ota/internal/update"
+)
+
+// updateJSON is the report of pull, deploy, update and apply-bundle --json: what was
+// pulled (null for deploy and apply-bundle) and the new default deployment (null for pull).
+type updateJSON struct {
+	Pull       *update.PullResult `json:"pull"`
+	Deployment *deploymentInfo    `json:"deployment"`
+}
+
+func pullCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pull",
+		Usage:     "download and verify the remote's commit, without deploying it",
+		ArgsUsage: " ",
+		Description: "Checks as check does, then fetches the static delta from the booted (else the default)\n" +
+			"deployment's commit when the signed summary lists one, else only the objects the\n" +
+			"repository lacks, " + "verifying every object before it is stored. Delta parts and large objects\n" +
+			"resume where an interrupted pull left them. The free space the delta declares must fit\n" +
+			"first. The pulled commit is kept by the ref " + update.PendingRef + " until deploy.",
+		Flags: []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			return runUpdate(c, true, false)
+		},
+	}
+}
+
+func deployCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "deploy",
+		Usage:     "deploy the pulled commit as the new default, the current default becoming the rollback",
+		ArgsUsage: "[COMMIT]",
+		Description: "Deploys COMMIT (default: the ref " + update.PendingRef + " that pull wrote) after checking its signature\n" +
+			"and the downgrade rule once more: hardlinked checkout, /etc merged three ways, /var\n" +
+			"shared, boot entries written into the other boot/loader.N and swapped in with one\n" +
+			"rename, boot counter reset. A failure or power cut before the swap leaves the device\n" +
+			"booting what it booted.",
+		Flags: []cli.Flag{jsonFlag()},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return otacli.Usagef("unexpected argument %q", c.Args().Get(1))
+			}
+			ss, err := openSession(c, false)
+			if err != nil {
+				return err
+			}
+			defer ss.close()
+			rev := update.PendingRef
+			if c.Args().Present() {
+				rev = c.Args().First()
+			}
+			commit, err := ss.s.Repo().Resolve(rev)
+			if err != nil {
+				return fmt.Errorf("deploy %s: %w (pull first)", rev, err)
+			}
+			d, err := ss.deploy(commit)
+			if err = ss.record("deploy", &commit, err); err != nil {
+				return err
+			}
+			return report(c, ss, nil, d)
+		},
+	}
+}
+
+func updateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "update",
+		Usage:     "pull and deploy the remote's commit when it is an update",
+		ArgsUsage: " ",
+		Description: "pull, then deploy when the remote commit is not the default deployment's already. With\n" +
+			"--reboot, reboots into it once it is deployed. The outcome is recorded as the last\n" +
+			"result (see status).",
+		Flags: []cli.Flag{jsonFlag(), &cli.BoolFlag{Name: "reboot", Usage: "reboot (the reboot command) after deploying an update"}},
+		Action: func(c *cli.Context) error {
+			return runUpdate(c, false, c.Bool("reboot"))
+		},
+	}
+}
+
+// runUpdate is pull (pullOnly) and update.
+func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
+	if c.Args().Present() {
+		return otacli.Usagef("unexpected argument %q", c.Args().First())
+	}
+	ss, err := openSession(c, true)
+	if err != nil {
+		return err
+	}
+	defer ss.close()
+	client, err := ss.client()
+	if err != nil {
+		return err
+	}
+	res, err := update.Pull(c.Context, client, ss.s.Repo(), ss.pullOptions())
+	if err != nil {
+		if pullOnly {
+			return err
+		}
+		return ss.record("update", nil, err)
+	}
+	if pullOnly || !res.Available {
+		return report(c, ss, res, nil)
+	}
+	to, err := ostree.ParseChecksum(res.Remote.Checksum)
+	if err != nil {
+		return err
+	}
+	d, err := ss.deploy(to)
+	if err = ss.record("update", &to, err); err != nil {
+		return err
+	}
+	if err := report(c, ss, res, d); err != nil {
+		return err
+	}
+	if reboot {
+		return rebootNow()
+	}
+	return nil
+}
+
+func applyBundleCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "apply-bundle",
+		Usage:     "update from an ota-build bundle (a self-contained static delta), e.g. on a USB stick",
+		ArgsUsage: "FILE",
+		Description: "Applies the bundle into the sysroot's repository, every object verified; the target\n" +
+			"commit must carry a signature by a trusted key (a signed bundle must also verify), and\n" +
+			"must not be older than the booted deployment's unless allow-downgrade is set. Its base\n" +
+			"commit, for a delta bundle, must be in the repository. Then deploys it as deploy does.",
+		Flags: []cli.Flag{jsonFlag(), &cli.BoolFlag{Name: "reboot", Usage: "reboot (the reboot command) after deploying"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return otacli.Usagef("apply-bundle takes one FILE, the bundle")
+			}
+			ss, err := openSession(c, false)
+			if err != nil {
+				return err
+			}
+			defer ss.close()
+			to, err := applyBundle(c, ss, c.Args().First())
+			if err != nil {
+				return ss.record("apply-bundle", nil, err)
+			}
+			d, err := ss.deploy(to)
+			if err = ss.record("apply-bundle", &to, err); err != nil {
+				return err
+			}
+			if err := report(c, ss, nil, d); err != nil {
+				return err
+			}
+			if c.Bool("reboot") {
+				return rebootNow()
+			}
+			return nil
+		},
+	}
+}
+
+// applyBundle applies the bundle at file into the sysroot's repository and returns its
+// target commit.
+func applyBundle(c *cli.Context, ss *session, file string) (ostree.Checksum, error) {
+	l, err := delta.Open(file, ss.keys)
+	if err != nil {
+		return ostree.Checksum{}, err
+	}
+	cm, err := ostree.ParseCommit(l.Commit)
+	if err != nil {
+		return ostree.Checksum{}, fmt.Errorf("%s: %w", file, err)
+	}
+	if !ss.cfg.AllowDowngrade {
+		if err := release.CheckUpgrade(ss.baseMeta, &cm); err != nil {
+			return ostree.Checksum{}, fmt.Errorf("%s: commit %s: %w", file, l.To, err)
+		}
+	}
+	ss.rep.Stage("apply", int64(len(l.Parts)))
+	err = delta.Apply(c.Context, ss.s.Repo(), l, delta.ApplyOptions{Keys: ss.keys, Progress: ss.rep})
+	if err != nil {
+		return ostree.Checksum{}, fmt.Errorf("%s: %w", file, err)
+	}
+	ss.rep.Done()
+	return l.To, ss.s.Repo().WriteRef(update.PendingRef, l.To)
+}
+
+// report prints what pull, deploy, update or apply-bundle did.
+func report(c *cli.Context, ss *session, res *update.PullResult, d *sysroot.Deployment) error {
+	rep := updateJSON{Pull: res}
+	if d != nil {
+		info, err := describe(ss.s, d)
+		if err != nil {
+			return err
+		}
+		rep.Deployment = info
+	}
+	if c.Bool("json") {
+		return otacli.PrintJSON(c.App.Writer, rep)
+	}
+	w := c.App.Writer
+	if res != nil {
+		switch {
+		case !res.Available:
+			fmt.Fprintf(w, "up to date: %s %s\n", res.Ref, res.Remote.Checksum)
+		case res.Method == "none":
+			fmt.Fprintf(w, "pulled: %s %s (already in the repository)\n", res.Ref, res.Remote.Checksum)
+		default:
+			fmt.Fprintf(w, "pulled: %s %s (%s, %d files fetched)\n", res.Ref, res.Remote.Checksum, res.Method, res.Fetched)
+		}
+	}
+	if d != nil {
+		fmt.Fprintf(w, "deployed: %s %s (default; rollback: %s)\n", d.Name(), rep.Deployment.Version, ss.def.Name())
+	}
+	return nil
+}
+
+// rebootNow runs the reboot command.
+func rebootNow() error {
+	cmd := exec.Command("reboot")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return errors.New("reboot: " + err.Error())
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/otakit/ota/internal/sysroot"
+)
+
+// updateReport runs ota-client ARGS --json and decodes its report.
+func updateReport(t *testing.T, d device, args ...string) updateJSON {
+	t.Helper()
+	var rep updateJSON
+	out := mustClient(t, append([]string{"--sysroot", d.sysroot}, append(args, "--json")...)...).stdout
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return rep
+}
+
+// TestUpdate (acceptance 1): a sysroot deployed with v1 by the real `ostree admin deploy`
+// is updated to v2 by objects and by a static delta; the real ostree agrees that v2 is
+// the default and v1 the rollback, fsck passes, and every file of the deployment is the
+// commit's.
+func TestUpdate(t *testing.T) {
+	for _, method := range []string{"objects", "delta"} {
+		t.Run(method, func(t *testing.T) {
+			d := newDevice(t, 1)
+			key := d.publish(t)
+			if method == "delta" {
+				must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1])
+				must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
+			}
+			tmpBefore := dirNames(t, filepath.Join(d.sysroot, "ostree/repo/tmp"))
+			rep := updateReport(t, d, "update")
+			if rep.Pull == nil || rep.Pull.Method != method || !rep.Pull.Available || rep.Deployment == nil || rep.Deployment.Commit != d.commits[1] {
+				t.Fatalf("update: %+v %+v", rep.Pull, rep.Deployment)
+			}
+			if got, want := d.ostreeStatus(t), []string{d.commits[1] + ".0", d.commits[0] + ".0"}; !slices.Equal(got, want) {
+				t.Errorf("ostree admin status: %v, want %v", got, want)
+			}
+			must(t, "ostree", "fsck", "--repo="+filepath.Join(d.sysroot, "ostree/repo"))
+			sameAsCommit(t, d, d.commits[1])
+			s, err := sysroot.Open(d.sysroot, sysroot.OpenOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.LastResult("myos")
+			s.Close()
+			if err != nil || res == nil || res.Operation != "update" || res.Outcome != "success" || res.From != d.commits[0] || res.To != d.commits[1] {
+				t.Errorf("last result: %+v %v", res, err)
+			}
+			if got := readFile(t, filepath.Join(d.sysroot, "boot/firmware/ota-state.txt")); got != "bootcount=0\n" {
+				t.Errorf("boot counter after the update: %q", got)
+			}
+			// Nothing is left in the repository's tmp/, and a second update has nothing to do.
+			if left := dirNames(t, filepath.Join(d.sysroot, "ostree/repo/tmp")); !slices.Equal(left, tmpBefore) {
+				t.Errorf("tmp/ holds %v after the update, %v before", left, tmpBefore)
+			}
+			if rep := updateReport(t, d, "update"); rep.Pull.Available || rep.Deployment != nil {
+				t.Errorf("second update: %+v", rep)
+			}
+		})
+	}
+}
+
+// sameAsCommit compares the deployment of commit, but its merged /etc, with the real
+// ostree's checkout of the commit from the sysroot's repository: types, modes, owners,
+// contents and link targets.
+func sameAsCommit(t *testing.T, d device, commit string) {
+	t.Helper()
+	want := filepath.Join(t.TempDir(), "checkout")
+	must(t, "ostree", "checkout", "--repo="+filepath.Join(d.sysroot, "ostree/repo"), commit, want)
+	got := filepath.Join(d.sysroot, "ostree/deploy/myos/deploy", commit+".0")
+	a, b := treeList(t, want), treeList(t, got)
+	if !slices.Equal(a, b) {
+		t.Errorf("deployment %s differs from the commit:\n%s", commit, diffLines(a, b))
+	}
+}
+
+// treeList describes every path under root but etc/ (merged at deploy).
+func treeList(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "etc" {
+			return fs.SkipDir
+		}
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		line := fmt.Sprintf("%s %v %d:%d", rel, info.Mode(), st.Uid, st.Gid)
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case info.Mode().IsRegular():
+			line += " " + fileHash(t, p)
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func fileHash(t *testing.T, p string) string {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(data))
+}
+
+// dirNames lists a directory.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// diffLines lists the lines only in a (-) or only in b (+).
+func diffLines(a, b []string) string {
+	var out []string
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range b {
+		if !slices.Contains(a, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,188 @@
+package update
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/otakit/ota/delta"
+	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
+	"github.com/otakit/ota/internal/remote"
+)
+
+// Bounds of what a static delta's superblock, which the server controls, may declare.
+const (
+	MaxSuperblock = 64 << 20
+	MaxParts      = 1 << 16
+	// maxPartUSize bounds the objects one part builds (ota-build makes parts of 32 MiB,
+	// ostree of 16 MiB by default): a part is decompressed into a spool file of that size.
+	maxPartUSize = 1 << 30
+)
+
+// DeltaDirPrefix starts the name of the directory under the repository's tmp/ where a
+// delta's superblock and parts are downloaded; it is kept until the delta is applied, so a
+// later Pull resumes the downloads.
+const DeltaDirPrefix = "ota-delta-"
+
+// puller is the state of one Pull.
+type puller struct {
+	c       *remote.Client
+	repo    *ostree.Repo
+	opts    PullOptions
+	t       *target
+	rep     progress.Reporter
+	fetched atomic.Int64
+}
+
+// pullDelta fetches the static delta from from (nil: from scratch) to the target, checks
+// its superblock against the digest the signed summary lists, downloads its parts with
+// resume and applies them.
+func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
+	name := ostree.Delta{From: from, To: p.t.sum}.Name()
+	dir := filepath.Join(p.repo.Path, "tmp", DeltaDirPrefix+name)
+	l, err := p.fetchSuperblock(ctx, from, dir)
+	if err != nil {
+		return err
+	}
+	// A fallback object is fetched on its own, before the parts that may need it.
+	var fallbacks []ostree.Checksum
+	for _, fb := range l.Fallbacks {
+		if !p.repo.HasObject(fb.Checksum, ostree.ObjFile) {
+			fallbacks = append(fallbacks, fb.Checksum)
+		}
+	}
+	var todo []int
+	var download, write, applied uint64
+	for i, h := range l.Parts {
+		applied += h.USize
+		if havePart(p.repo, h) {
+			continue
+		}
+		todo = append(todo, i)
+		write += h.USize
+		if st, err := os.Stat(filepath.Join(dir, strconv.Itoa(i))); err != nil || uint64(st.Size()) != h.Size {
+			download += h.Size
+		}
+	}
+	for _, fb := range l.Fallbacks {
+		download += fb.CompressedSize
+		write += fb.USize
+	}
+	// The parts are downloaded whole before they are applied, so both must fit.
+	if err := checkSpace(p.repo.Path, download+write, p.opts.MinFree, "the static delta "+name); err != nil {
+		return err
+	}
+	p.rep.Stage("download", int64(len(todo)+len(fallbacks)))
+	progress.Span(p.rep, int64(download), pctCheck, pctDownload)
+	if err := p.fetchObjects(ctx, fallbacks); err != nil {
+		return err
+	}
+	if err := p.fetchParts(ctx, l, dir, todo); err != nil {
+		return err
+	}
+	p.rep.Done()
+	p.rep.Stage("apply", int64(len(l.Parts)))
+	progress.Span(p.rep, int64(applied), pctDownload, pctApply)
+	err = delta.Apply(ctx, p.repo, l, delta.ApplyOptions{CommitMeta: p.t.meta, Progress: p.rep})
+	if err != nil {
+		return fmt.Errorf("static delta %s: %w", name, err)
+	}
+	p.rep.Done()
+	return os.RemoveAll(dir)
+}
+
+// fetchSuperblock fetches the delta's superblock into dir (unless an earlier Pull did),
+// verifies it against the summary's digest and opens it.
+func (p *puller) fetchSuperblock(ctx context.Context, from *ostree.Checksum, dir string) (*delta.Loaded, error) {
+	name := ostree.Delta{From: from, To: p.t.sum}.Name()
+	digest := p.t.summary.Deltas[name]
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	sbPath := filepath.Join(dir, "superblock")
+	data, err := os.ReadFile(sbPath)
+	if err != nil || sha256.Sum256(data) != digest {
+		if data, err = p.c.Get(ctx, ostree.DeltaDir(from, p.t.sum)+"/superblock", MaxSuperblock); err != nil {
+			return nil, err
+		}
+		if sha256.Sum256(data) != digest {
+			return nil, fmt.Errorf("static delta %s: the superblock does not match the summary's digest (tampered or corrupt)", name)
+		}
+		if err := p.repo.WriteFileAtomic(filepath.Join("tmp", filepath.Base(dir), "superblock"), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	l, err := delta.Open(dir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("static delta %s: %w", name, err)
+	}
+	switch {
+	case l.To != p.t.sum || (from == nil) != (l.From == nil) || from != nil && *l.From != *from:
+		return nil, fmt.Errorf("static delta %s: its superblock is for another pair of commits", name)
+	case len(l.Parts) > MaxParts:
+		return nil, fmt.Errorf("static delta %s: %d parts, more than the %d allowed", name, len(l.Parts), MaxParts)
+	}
+	for i, h := range l.Parts {
+		if h.USize > maxPartUSize {
+			return nil, fmt.Errorf("static delta %s: part %d builds %d bytes, more than the %d allowed", name, i, h.USize, maxPartUSize)
+		}
+	}
+	return l, nil
+}
+
+// fetchParts downloads parts todo of l into dir, opts.Connections at a time, each checked
+// against its size and sha256 from the verified superblock.
+func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, dir string, todo []int) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, p.opts.Connections)
+	var wg sync.WaitGroup
+	base := ostree.DeltaDir(l.From, l.To)
+	for _, i := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			h := l.Parts[i]
+			dst := filepath.Join(dir, strconv.Itoa(i))
+			if st, err := os.Stat(dst); err == nil && uint64(st.Size()) == h.Size {
+				p.rep.Add(1, int64(h.Size)) // downloaded by an earlier Pull, checked then
+				return
+			}
+			err := p.c.Download(ctx, base+"/"+strconv.Itoa(i), dst, remote.DownloadOptions{Size: int64(h.Size), SHA256: h.Checksum[:]})
+			if err != nil {
+				cancel(fmt.Errorf("static delta part %d: %w", i, err))
+				return
+			}
+			p.fetched.Add(1)
+			p.rep.Add(1, 0)
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// havePart reports whether the repository has every object a part builds.
+func havePart(repo *ostree.Repo, h delta.PartHeader) bool {
+	for _, o := range h.Objects {
+		if !repo.HasObject(o.Checksum, o.Type) {
+			return false
+		}
+	}
+	return true
+}
+
+// errNoSpace is wrapped by the errors of checkSpace.
+var errNoSpace = errors.New("not enough space")
