@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -294,4 +295,32 @@ func checkSpace(dir string, need uint64, minFree int64, what string) error {
 		return fmt.Errorf("%w for %s in %s: it needs %d bytes and %d must stay free, %d are", errNoSpace, what, dir, need, minFree, avail)
 	}
 	return nil
+}
+
+// minFreeSpace returns the space a pull must leave free in repo's filesystem: ostree's
+// core.min-free-space-size (e.g. "500MB"; units MB, GB, TB, powers of 1000) or
+// core.min-free-space-percent (of the filesystem's size) from the repository's config
+// when set, else def.
+func minFreeSpace(repo *ostree.Repo, def int64) (int64, error) {
+	if s := repo.Config["core.min-free-space-size"]; s != "" {
+		units := map[string]int64{"MB": 1e6, "GB": 1e9, "TB": 1e12}
+		n, err := strconv.ParseInt(s[:max(len(s)-2, 0)], 10, 64)
+		unit, ok := units[s[max(len(s)-2, 0):]]
+		if err != nil || !ok || n < 0 {
+			return 0, fmt.Errorf("%s/config: core.min-free-space-size %q: want a number and MB, GB or TB", repo.Path, s)
+		}
+		return n * unit, nil
+	}
+	if s := repo.Config["core.min-free-space-percent"]; s != "" {
+		pct, err := strconv.Atoi(s)
+		if err != nil || pct < 0 || pct > 99 {
+			return 0, fmt.Errorf("%s/config: core.min-free-space-percent %q: want 0 to 99", repo.Path, s)
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(repo.Path, &st); err != nil {
+			return 0, &os.PathError{Op: "statfs", Path: repo.Path, Err: err}
+		}
+		return int64(st.Blocks) * int64(st.Bsize) * int64(pct) / 100, nil
+	}
+	return def, nil
 }

@@ -37,8 +37,9 @@ type PullOptions struct {
 	Progress progress.Reporter
 	// Connections is how many files are fetched at once (default remote.DefaultConnections).
 	Connections int
-	// MinFree is the space that must stay free in the repository's filesystem
-	// (default DefaultMinFree).
+	// MinFree is the space that must stay free in the repository's filesystem; default:
+	// what the repository's config says as ostree reads it (core.min-free-space-size or
+	// -percent), else DefaultMinFree.
 	MinFree int64
 	// MaxObject bounds the compressed size of one content object (default DefaultMaxObject).
 	MaxObject int64
@@ -79,7 +80,10 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 		opts.Connections = remote.DefaultConnections
 	}
 	if opts.MinFree <= 0 {
-		opts.MinFree = DefaultMinFree
+		var err error
+		if opts.MinFree, err = minFreeSpace(repo, DefaultMinFree); err != nil {
+			return nil, err
+		}
 	}
 	if opts.MaxObject <= 0 {
 		opts.MaxObject = DefaultMaxObject
@@ -95,6 +99,11 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	partial := filepath.Join(repo.Path, "state", t.sum.String()+".commitpartial")
 	if _, err := os.Stat(partial); err != nil && repo.HasObject(t.sum, ostree.ObjCommit) {
 		return res, repo.WriteRef(PendingRef, t.sum)
+	}
+	// What the delta declares is checked before its download; objects are checked as they
+	// come, the server declaring no total. Either way, nothing is written without MinFree.
+	if err := checkSpace(repo.Path, 0, opts.MinFree, "the update"); err != nil {
+		return nil, err
 	}
 	// Like ostree, a marker says the commit's objects may be incomplete: until it goes,
 	// every tree is walked again, whatever is present.
