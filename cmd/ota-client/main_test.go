@@ -12,18 +12,21 @@ import (
 	otacli "github.com/otakit/ota/internal/cli"
 )
 
-// otaBuild is the ota-build binary, built once, that makes the commits the tests deploy.
-var otaBuild string
+// otaBuild is the ota-build binary, built once, that makes the commits the tests deploy;
+// otaClient is this command built, for the tests that run it as a process (to kill it).
+var otaBuild, otaClient string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ota-client-test")
 	if err != nil {
 		panic(err)
 	}
-	otaBuild = filepath.Join(dir, "ota-build")
-	if out, err := exec.Command("go", "build", "-o", otaBuild, "../ota-build").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building ota-build: %v\n%s", err, out)
-		os.Exit(1)
+	otaBuild, otaClient = filepath.Join(dir, "ota-build"), filepath.Join(dir, "ota-client")
+	for bin, pkg := range map[string]string{otaBuild: "../ota-build", otaClient: "."} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	os.Setenv("OTA_PROGRESS", "none")
 	code := m.Run()
