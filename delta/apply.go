@@ -115,6 +115,21 @@ func Open(p string, keys []ed25519.PublicKey) (*Loaded, error) {
 	return l, nil
 }
 
+// ReadSuperblock parses a superblock as a server serves it: plain, or in the OSTSGNDT
+// envelope of a signed one, unwrapped without verifying its signatures (Open verifies
+// them). A client that checked the superblock against the digest a signed summary lists
+// needs no more.
+func ReadSuperblock(data []byte) (*Superblock, error) {
+	if bytes.HasPrefix(data, []byte("OSTSGNDT")) {
+		inner, err := unwrapSigned(data, nil)
+		if err != nil {
+			return nil, err
+		}
+		data = inner
+	}
+	return ParseSuperblock(data)
+}
+
 func unwrapSigned(data []byte, keys []ed25519.PublicKey) ([]byte, error) {
 	v, err := gvariant.Decode("(taya{sv})", data)
 	if err != nil {

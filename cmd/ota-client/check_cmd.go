@@ -24,7 +24,9 @@ func checkCommand() *cli.Command {
 			"remote commit older than the booted (else the default) deployment's unless\n" +
 			"allow-downgrade is set. It reports whether the remote commit differs from the default\n" +
 			"deployment's, its version, and the static delta from the default commit the summary\n" +
-			"lists; the download size is reported as unknown until the delta or objects are fetched.",
+			"lists. With a delta, its superblock (metadata, checked against the summary) gives the\n" +
+			"download size and the space the update needs; without one, both are unknown until the\n" +
+			"objects are fetched.",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
@@ -112,4 +114,7 @@ func printCheck(w io.Writer, r *update.CheckResult) {
 		size = fmt.Sprint(*r.DownloadSize)
 	}
 	fmt.Fprintf(w, "%-10s %s\n", "download:", size)
+	if r.SpaceNeeded != nil {
+		fmt.Fprintf(w, "%-10s %d\n", "space:", *r.SpaceNeeded)
+	}
 }

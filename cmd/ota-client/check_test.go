@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,12 +65,26 @@ func TestCheck(t *testing.T) {
 	}
 	must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1])
 	must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
-	if res := checkJSON(t, d); res.Delta != d.commits[0]+"-"+d.commits[1] {
+	res = checkJSON(t, d)
+	if res.Delta != d.commits[0]+"-"+d.commits[1] {
 		t.Errorf("check after ota-build delta: delta %q", res.Delta)
+	}
+	// The download is the delta's parts, as ota-build wrote them.
+	parts, _ := filepath.Glob(filepath.Join(d.repo, "deltas/*/*", "[0-9]*"))
+	var size int64
+	for _, p := range parts {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += st.Size()
+	}
+	if len(parts) == 0 || res.DownloadSize == nil || *res.DownloadSize != size || res.SpaceNeeded == nil || *res.SpaceNeeded <= size {
+		t.Errorf("check after ota-build delta: download %v, space %v; the parts have %d bytes", res.DownloadSize, res.SpaceNeeded, size)
 	}
 	text := mustClient(t, "--sysroot", d.sysroot, "check").stdout
 	for _, want := range []string{"update available: myos/stable", "remote:    " + d.commits[1] + " 2.0 2023-11-14T22:13:21Z release 2.0",
-		"delta:     " + d.commits[0] + "-" + d.commits[1], "download:  unknown"} {
+		"delta:     " + d.commits[0] + "-" + d.commits[1], fmt.Sprintf("download:  %d\n", size)} {
 		if !strings.Contains(text, want) {
 			t.Errorf("check lacks %q:\n%s", want, text)
 		}

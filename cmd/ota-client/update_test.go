@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -156,4 +157,52 @@ func diffLines(a, b []string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestUpdateProgressJSON: --progress=json reports the phases of an update in order, each
+// line with the overall percent, which never goes back and ends at 100.
+func TestUpdateProgressJSON(t *testing.T) {
+	d := newDevice(t, 1)
+	key := d.publish(t)
+	must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1])
+	must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
+	cmd := exec.Command(otaClient, "--sysroot", d.sysroot, "--progress=json", "update")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("update: %v\n%s", err, stderr.String())
+	}
+	var stages []string
+	last := -1.0
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var e struct {
+			Schema     int
+			Stage      string
+			Event      string
+			Bytes      *int64
+			BytesTotal *int64 `json:"bytes_total"`
+			Percent    *float64
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if e.Event == "start" {
+			stages = append(stages, e.Stage)
+			continue
+		}
+		if e.Percent == nil || e.BytesTotal == nil || e.Bytes == nil {
+			t.Errorf("%q: no percent, bytes or bytes_total", line)
+			continue
+		}
+		if *e.Percent < last || *e.Percent > 100 {
+			t.Errorf("%q: percent %v after %v", line, *e.Percent, last)
+		}
+		last = *e.Percent
+	}
+	if want := []string{"check", "download", "apply", "deploy", "finalize"}; !slices.Equal(stages, want) {
+		t.Errorf("stages %v, want %v", stages, want)
+	}
+	if last != 100 {
+		t.Errorf("the last percent is %v, not 100", last)
+	}
 }

@@ -5,10 +5,12 @@ package update
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/release"
@@ -58,8 +60,12 @@ type CheckResult struct {
 	// remote one, when the summary lists it.
 	Delta string `json:"delta,omitempty"`
 	// DownloadSize is the number of bytes to download, when known without fetching more
-	// than the metadata (nil: unknown).
+	// than the metadata (nil: unknown): the size of the delta's parts, 0 when up to date.
 	DownloadSize *int64 `json:"download_size"`
+	// SpaceNeeded is the space the update needs in the repository's filesystem, beside what
+	// must stay free, when known (nil: unknown): the delta's parts and the objects they
+	// build.
+	SpaceNeeded *int64 `json:"space_needed"`
 }
 
 // Check fetches the summary, its signature and the commit of opts.Ref from c and verifies
@@ -70,7 +76,52 @@ func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResu
 	if err != nil {
 		return nil, err
 	}
+	if res := t.result; res.Delta != "" {
+		// The superblock is metadata: it declares the sizes of the parts and of what they build.
+		sb, err := fetchSuperblock(ctx, c, t, opts.Default)
+		if err != nil {
+			return nil, err
+		}
+		var download, space int64
+		for _, p := range sb.Parts {
+			download += int64(p.Size)
+			space += int64(p.Size + p.USize)
+		}
+		for _, fb := range sb.Fallbacks {
+			download += int64(fb.CompressedSize)
+			space += int64(fb.USize)
+		}
+		res.DownloadSize, res.SpaceNeeded = &download, &space
+	}
 	return t.result, nil
+}
+
+// fetchSuperblock fetches the superblock of the static delta from from to t's commit,
+// checks it against the digest of the signed summary and parses it.
+func fetchSuperblock(ctx context.Context, c *remote.Client, t *target, from *ostree.Checksum) (*delta.Superblock, error) {
+	name := ostree.Delta{From: from, To: t.sum}.Name()
+	data, err := getSuperblock(ctx, c, t, from)
+	if err != nil {
+		return nil, err
+	}
+	sb, err := delta.ReadSuperblock(data)
+	if err != nil {
+		return nil, fmt.Errorf("static delta %s: %w", name, err)
+	}
+	return sb, checkSuperblock(sb, from, t.sum, name)
+}
+
+// getSuperblock fetches the superblock of the static delta from from to t's commit and
+// checks it against the digest of the signed summary.
+func getSuperblock(ctx context.Context, c *remote.Client, t *target, from *ostree.Checksum) ([]byte, error) {
+	data, err := c.Get(ctx, ostree.DeltaDir(from, t.sum)+"/superblock", MaxSuperblock)
+	if err != nil {
+		return nil, err
+	}
+	if name := (ostree.Delta{From: from, To: t.sum}).Name(); sha256.Sum256(data) != t.summary.Deltas[name] {
+		return nil, fmt.Errorf("static delta %s: the superblock does not match the summary's digest (tampered or corrupt)", name)
+	}
+	return data, nil
 }
 
 // target is what resolve found and verified: the remote commit of a ref, with the

@@ -47,7 +47,7 @@ type puller struct {
 func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 	name := ostree.Delta{From: from, To: p.t.sum}.Name()
 	dir := filepath.Join(p.repo.Path, "tmp", DeltaDirPrefix+name)
-	l, err := p.fetchSuperblock(ctx, from, dir)
+	l, err := p.loadSuperblock(ctx, from, dir)
 	if err != nil {
 		return err
 	}
@@ -98,22 +98,18 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 	return os.RemoveAll(dir)
 }
 
-// fetchSuperblock fetches the delta's superblock into dir (unless an earlier Pull did),
-// verifies it against the summary's digest and opens it.
-func (p *puller) fetchSuperblock(ctx context.Context, from *ostree.Checksum, dir string) (*delta.Loaded, error) {
+// loadSuperblock fetches the delta's superblock into dir (unless an earlier Pull did),
+// verified against the summary's digest, and opens it.
+func (p *puller) loadSuperblock(ctx context.Context, from *ostree.Checksum, dir string) (*delta.Loaded, error) {
 	name := ostree.Delta{From: from, To: p.t.sum}.Name()
-	digest := p.t.summary.Deltas[name]
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	sbPath := filepath.Join(dir, "superblock")
-	data, err := os.ReadFile(sbPath)
-	if err != nil || sha256.Sum256(data) != digest {
-		if data, err = p.c.Get(ctx, ostree.DeltaDir(from, p.t.sum)+"/superblock", MaxSuperblock); err != nil {
+	if data, err := os.ReadFile(sbPath); err != nil || sha256.Sum256(data) != p.t.summary.Deltas[name] {
+		data, err := getSuperblock(ctx, p.c, p.t, from)
+		if err != nil {
 			return nil, err
-		}
-		if sha256.Sum256(data) != digest {
-			return nil, fmt.Errorf("static delta %s: the superblock does not match the summary's digest (tampered or corrupt)", name)
 		}
 		if err := p.repo.WriteFileAtomic(filepath.Join("tmp", filepath.Base(dir), "superblock"), data, 0o644); err != nil {
 			return nil, err
@@ -123,18 +119,24 @@ func (p *puller) fetchSuperblock(ctx context.Context, from *ostree.Checksum, dir
 	if err != nil {
 		return nil, fmt.Errorf("static delta %s: %w", name, err)
 	}
+	return l, checkSuperblock(l.Superblock, from, p.t.sum, name)
+}
+
+// checkSuperblock checks that a superblock is that of the delta from from to to, within
+// the bounds.
+func checkSuperblock(sb *delta.Superblock, from *ostree.Checksum, to ostree.Checksum, name string) error {
 	switch {
-	case l.To != p.t.sum || (from == nil) != (l.From == nil) || from != nil && *l.From != *from:
-		return nil, fmt.Errorf("static delta %s: its superblock is for another pair of commits", name)
-	case len(l.Parts) > MaxParts:
-		return nil, fmt.Errorf("static delta %s: %d parts, more than the %d allowed", name, len(l.Parts), MaxParts)
+	case sb.To != to || (from == nil) != (sb.From == nil) || from != nil && *sb.From != *from:
+		return fmt.Errorf("static delta %s: its superblock is for another pair of commits", name)
+	case len(sb.Parts) > MaxParts:
+		return fmt.Errorf("static delta %s: %d parts, more than the %d allowed", name, len(sb.Parts), MaxParts)
 	}
-	for i, h := range l.Parts {
+	for i, h := range sb.Parts {
 		if h.USize > maxPartUSize {
-			return nil, fmt.Errorf("static delta %s: part %d builds %d bytes, more than the %d allowed", name, i, h.USize, maxPartUSize)
+			return fmt.Errorf("static delta %s: part %d builds %d bytes, more than the %d allowed", name, i, h.USize, maxPartUSize)
 		}
 	}
-	return l, nil
+	return nil
 }
 
 // fetchParts downloads parts todo of l into dir, opts.Connections at a time, each checked
