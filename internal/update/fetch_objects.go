@@ -250,6 +250,7 @@ func (p *puller) storeContent(c ostree.Checksum, r io.Reader, guard *spaceGuard)
 type spaceGuard struct {
 	dir     string
 	minFree int64
+	free    func(dir string) (int64, error) // freeSpace when nil
 
 	mu        sync.Mutex
 	sinceStat int64
@@ -263,7 +264,11 @@ func (g *spaceGuard) reserve(n int64) error {
 	defer g.mu.Unlock()
 	g.sinceStat += n
 	if !g.stated || g.sinceStat >= 64<<20 || n >= smallObject {
-		avail, err := freeSpace(g.dir)
+		free := g.free
+		if free == nil {
+			free = freeSpace
+		}
+		avail, err := free(g.dir)
 		if err != nil {
 			return err
 		}
