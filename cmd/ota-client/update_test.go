@@ -206,3 +206,30 @@ func TestUpdateProgressJSON(t *testing.T) {
 		t.Errorf("the last percent is %v, not 100", last)
 	}
 }
+
+// TestUpdateKeepsBooted: a device that booted its rollback deployment (the boot script fell
+// back, and it is not marked good yet) keeps it through an update, as ostree does: it is
+// the running system.
+func TestUpdateKeepsBooted(t *testing.T) {
+	d := newDevice(t, 2)
+	tree := filepath.Join(t.TempDir(), "tree")
+	writeFiles(t, tree, map[string]string{
+		"boot/vmlinuz-6.1.0-test":                "KERNEL",
+		"usr/lib/modules/6.1.0-test/modules.dep": "",
+		"usr/share/app/version":                  "3.0",
+		"etc/os-release":                         "ID=myos\nVERSION_ID=3.0\n",
+	})
+	out := strings.Fields(must(t, otaBuild, "commit", "--repo", d.repo, "-b", "myos/stable", "--tree", "dir="+tree, "--bootable",
+		"--version", "3.0", "--timestamp", "1700000002"))
+	d.commits = append(d.commits, out[len(out)-1])
+	d.publish(t)
+	booted := d.cmdlineOf(t, d.commits[0])
+	mustClient(t, "--sysroot", d.sysroot, "--cmdline", booted, "update")
+	want := []string{d.commits[2] + ".0", d.commits[1] + ".0", d.commits[0] + ".0"}
+	if got := d.ostreeStatus(t); !slices.Equal(got, want) {
+		t.Errorf("ostree admin status: %v, want %v (new default, rollback, booted)", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(d.sysroot, "ostree/deploy/myos/deploy", d.commits[0]+".0")); err != nil {
+		t.Errorf("the booted deployment is gone: %v", err)
+	}
+}

@@ -54,16 +54,21 @@ func (e *BootEntry) bls() string {
 // WriteDefault makes d (from DeployTree) the default deployment, as `ostree admin deploy`
 // does (ostree_sysroot_simple_write_deployment): the new list is d, then the previous
 // default of d's stateroot, the rollback, then the deployments of other stateroots. The
-// stateroot's older deployments are dropped, and removed by WriteDeployments.
-func (s *Sysroot) WriteDefault(ctx context.Context, d *Deployment) error {
+// stateroot's older deployments are dropped, and removed by WriteDeployments, but for
+// those in keep: the booted deployment must stay, as ostree keeps it, when it is neither
+// the default nor the rollback (a device that fell back and was not marked good yet).
+func (s *Sysroot) WriteDefault(ctx context.Context, d *Deployment, keep ...*Deployment) error {
 	list := []*Deployment{d}
 	keptRollback := false
 	for _, o := range s.deployments {
-		if o.OSName != d.OSName {
+		switch {
+		case o.OSName != d.OSName:
 			list = append(list, o)
-		} else if !keptRollback {
+		case !keptRollback:
 			list = append(list, o)
 			keptRollback = true
+		case slices.Contains(keep, o):
+			list = append(list, o)
 		}
 	}
 	return s.WriteDeployments(ctx, list)

@@ -24,6 +24,9 @@ type DeployOptions struct {
 	// skips the check.
 	Base           *ostree.Commit
 	AllowDowngrade bool
+	// Booted is the booted deployment (nil: unknown), which stays in the list even when it
+	// is neither the default nor the rollback any more.
+	Booted *sysroot.Deployment
 	// Counter, when set, is reset once the new deployment is the default, so that the boot
 	// script gives it its full number of attempts.
 	Counter *sysroot.BootCounter
@@ -62,7 +65,11 @@ func Deploy(ctx context.Context, s *sysroot.Sysroot, commit ostree.Checksum, opt
 	}
 	rep.Stage("finalize", 0)
 	progress.Span(rep, 0, pctDeploy, 100)
-	if err := s.WriteDefault(ctx, d); err != nil {
+	var keep []*sysroot.Deployment
+	if opts.Booted != nil {
+		keep = append(keep, opts.Booted)
+	}
+	if err := s.WriteDefault(ctx, d, keep...); err != nil {
 		return nil, err
 	}
 	if opts.Counter != nil {
