@@ -15,6 +15,7 @@ import (
 )
 
 func main() {
+	os.Args = ostreePrepareRootArgs(os.Args, os.Getpid() == 1)
 	otacli.Main(newApp())
 }
 
@@ -36,7 +37,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: /proc/cmdline when --sysroot is /, else none is booted)"},
 		},
 		Commands: []*cli.Command{statusCommand(), checkCommand(), pullCommand(), deployCommand(), updateCommand(), applyBundleCommand(),
-			rollbackCommand(), markCommand(true), markCommand(false)},
+			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand()},
 	}
 	otacli.Setup(app)
 	return app

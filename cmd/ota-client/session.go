@@ -27,6 +27,7 @@ type session struct {
 	keys     []ed25519.PublicKey
 	s        *sysroot.Sysroot
 	def      *sysroot.Deployment // the default deployment
+	booted   *sysroot.Deployment // nil when unknown (--sysroot not / and no --cmdline)
 	base     *sysroot.Deployment // the booted deployment, else the default
 	baseMeta *ostree.Commit      // base's commit
 	rep      progress.Reporter
@@ -62,8 +63,8 @@ func openSession(c *cli.Context, needRemote bool) (*session, error) {
 		return nil, fmt.Errorf("%s: no deployment to update (flash an image made by ota-build first)", c.String("sysroot"))
 	}
 	ss.def, ss.base = deps[0], deps[0]
-	if b := s.Booted(line); b != nil {
-		ss.base = b
+	if ss.booted = s.Booted(line); ss.booted != nil {
+		ss.base = ss.booted
 	}
 	cm, _, err := s.Repo().ReadCommit(ss.base.Commit)
 	if err != nil {
@@ -109,7 +110,7 @@ func (ss *session) deploy(commit ostree.Checksum) (*sysroot.Deployment, error) {
 		refspec = ss.cfg.Remote + ":" + refspec
 	}
 	opts := update.DeployOptions{OSName: ss.def.OSName, Refspec: refspec, TrustedKeys: ss.keys,
-		Base: ss.baseMeta, AllowDowngrade: ss.cfg.AllowDowngrade, Progress: ss.rep}
+		Base: ss.baseMeta, AllowDowngrade: ss.cfg.AllowDowngrade, Booted: ss.booted, Progress: ss.rep}
 	// The counter lives on the boot partition; a device without one mounted has none.
 	if st, err := os.Stat(filepath.Dir(ss.cfg.BootCounter)); err == nil && st.IsDir() {
 		opts.Counter = &sysroot.BootCounter{Path: ss.cfg.BootCounter}

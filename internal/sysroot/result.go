@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -76,23 +75,14 @@ func (s *Sysroot) WriteResult(osName string, r Result) error {
 // found from its ostree= argument as ostree-prepare-root does, or nil when cmdline has
 // none or it names no deployment of the current list.
 func (s *Sysroot) Booted(cmdline string) *Deployment {
-	for _, a := range strings.Fields(cmdline) {
-		link, ok := strings.CutPrefix(a, "ostree=")
-		if !ok {
-			continue
-		}
-		target, err := os.Readlink(filepath.Join(s.path, link))
-		if err != nil {
-			return nil
-		}
-		m := deployRE.FindStringSubmatch(target)
-		if m == nil {
-			return nil
-		}
-		for _, d := range s.deployments {
-			if d.OSName == m[1] && d.Name() == m[2]+"."+m[3] {
-				return d
-			}
+	link, _ := BootLinkArg(cmdline)
+	osName, name, err := ResolveBootLink(s.path, link)
+	if err != nil {
+		return nil
+	}
+	for _, d := range s.deployments {
+		if d.OSName == osName && d.Name() == name {
+			return d
 		}
 	}
 	return nil

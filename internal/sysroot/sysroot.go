@@ -15,6 +15,8 @@
 //     for a new default deployment, keeping the previous one as the rollback;
 //   - Sysroot.Cleanup removes what the deployment list no longer uses
 //     (ostree_sysroot_cleanup);
+//   - BootLinkArg and ResolveBootLink find the deployment an ostree= kernel argument
+//     names (Sysroot.Booted; ota-client prepare-root at boot, internal/prepareroot);
 //   - a Bootloader renders the files its bootloader reads (OstreeBootloader); UBoot
 //     writes uEnv.txt;
 //   - an Attrs decides how files get their owners, modes and extended attributes: set on
