@@ -233,3 +233,23 @@ func TestUpdateKeepsBooted(t *testing.T) {
 		t.Errorf("the booted deployment is gone: %v", err)
 	}
 }
+
+// TestUpdateReboot: update --reboot runs reboot once the update is deployed, and not when
+// there was nothing to deploy.
+func TestUpdateReboot(t *testing.T) {
+	d := newDevice(t, 1)
+	d.publish(t)
+	bin := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "rebooted")
+	writeFiles(t, bin, map[string]string{"reboot": "#!/bin/sh\necho \"$@\" >> " + marker + "\n"})
+	os.Chmod(filepath.Join(bin, "reboot"), 0o755)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	mustClient(t, "--sysroot", d.sysroot, "update", "--reboot")
+	if data, err := os.ReadFile(marker); err != nil || string(data) != "\n" {
+		t.Fatalf("reboot after the update: %q, %v", data, err)
+	}
+	mustClient(t, "--sysroot", d.sysroot, "update", "--reboot")
+	if data, _ := os.ReadFile(marker); string(data) != "\n" {
+		t.Errorf("reboot ran again with nothing deployed: %q", data)
+	}
+}
