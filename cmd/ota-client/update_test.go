@@ -16,11 +16,11 @@ import (
 	"github.com/otakit/ota/internal/sysroot"
 )
 
-// updateReport runs ota-client ARGS --json and decodes its report.
-func updateReport(t *testing.T, d device, args ...string) updateJSON {
+// updateReport runs ota-client COMMAND --json ARGS and decodes its report.
+func updateReport(t *testing.T, d device, command string, args ...string) updateJSON {
 	t.Helper()
 	var rep updateJSON
-	out := mustClient(t, append([]string{"--sysroot", d.sysroot}, append(args, "--json")...)...).stdout
+	out := mustClient(t, append([]string{"--sysroot", d.sysroot, command, "--json"}, args...)...).stdout
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -252,4 +252,24 @@ func TestUpdateReboot(t *testing.T) {
 	if data, _ := os.ReadFile(marker); string(data) != "\n" {
 		t.Errorf("reboot ran again with nothing deployed: %q", data)
 	}
+}
+
+// TestApplyBundle: a signed bundle from v1 to v2 (ota-build bundle) updates a device
+// without a network: v2 is the default, v1 the rollback, as the real ostree sees it.
+func TestApplyBundle(t *testing.T) {
+	d := newDevice(t, 1)
+	key := d.publish(t)
+	bundle := filepath.Join(t.TempDir(), "v2.bundle")
+	must(t, otaBuild, "bundle", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "-o", bundle, "--sign-key", key+".key")
+	// No remote: client.yaml without a url.
+	writeFiles(t, d.sysroot, map[string]string{"etc/ota/client.yaml": "ref: myos/stable\n"})
+	rep := updateReport(t, d, "apply-bundle", bundle)
+	if rep.Pull != nil || rep.Deployment == nil || rep.Deployment.Commit != d.commits[1] {
+		t.Fatalf("apply-bundle: %+v", rep)
+	}
+	if got, want := d.ostreeStatus(t), []string{d.commits[1] + ".0", d.commits[0] + ".0"}; !slices.Equal(got, want) {
+		t.Errorf("ostree admin status: %v, want %v", got, want)
+	}
+	must(t, "ostree", "fsck", "--repo="+filepath.Join(d.sysroot, "ostree/repo"))
+	sameAsCommit(t, d, d.commits[1])
 }
