@@ -41,9 +41,11 @@ type DownloadOptions struct {
 // renamed to dst. A file that does not match, or that the server declares larger than
 // expected, removes the partial and returns an error. Other errors, cancellation of ctx
 // included, leave the partial (unless it is empty) for the next call to continue; callers
-// delete partials they give up on. The partial is not synced while it grows: after a power
-// cut its tail may be garbage, which the size and sha256 checks (or the caller's checksum
-// of the content) catch, and the next call starts over. Paths are expected to name immutable files (as objects and deltas are): a
+// delete partials they give up on. The partial is synced each time it has grown by
+// SyncEvery bytes, so that a power cut loses at most that much of it and the next boot's
+// call continues from there (a file only ever appended to and synced keeps its synced bytes;
+// should a filesystem leave garbage in the tail, the size and sha256 checks, or the
+// caller's checksum of the content, catch it, and the next call starts over). Paths are expected to name immutable files (as objects and deltas are): a
 // partial is continued without asking whether the file changed, which only the sha256
 // check would notice.
 //
@@ -94,6 +96,13 @@ func (c *Client) Download(ctx context.Context, path, dst string, opts DownloadOp
 	return err
 }
 
+// SyncEvery is how many bytes a partial file grows by between two syncs to disk: what a
+// power cut in the middle of a download can lose.
+const SyncEvery = 1 << 20
+
+// syncFile syncs a partial file to disk; tests watch it.
+var syncFile = (*os.File).Sync
+
 // download is the state of one Download: the partial file and how far it goes.
 type download struct {
 	c     *Client
@@ -103,6 +112,7 @@ type download struct {
 	limit int64 // the most bytes the file may have
 
 	off      int64     // the partial file's size
+	synced   int64     // the size at the last sync
 	h        hash.Hash // sha256 of the partial's content, when a digest is expected
 	reported int64     // bytes given to the progress reporter
 	bad      bool      // the partial's content is known to be wrong
@@ -120,7 +130,7 @@ func (d *download) resume() error {
 	if fi.Size() > d.limit {
 		return d.truncate()
 	}
-	d.off = fi.Size()
+	d.off, d.synced = fi.Size(), fi.Size()
 	if d.h != nil {
 		if _, err := io.Copy(d.h, io.NewSectionReader(d.f, 0, d.off)); err != nil {
 			return err
@@ -135,14 +145,14 @@ func (d *download) truncate() error {
 	if err := d.f.Truncate(0); err != nil {
 		return err
 	}
-	d.off = 0
+	d.off, d.synced = 0, 0
 	if d.h != nil {
 		d.h.Reset()
 	}
 	return nil
 }
 
-// Write appends p to the partial file.
+// Write appends p to the partial file, and syncs it every SyncEvery bytes.
 func (d *download) Write(p []byte) (int, error) {
 	n, err := d.f.WriteAt(p, d.off)
 	if d.h != nil {
@@ -150,6 +160,11 @@ func (d *download) Write(p []byte) (int, error) {
 	}
 	d.off += int64(n)
 	d.progress()
+	if err == nil && d.off-d.synced >= SyncEvery {
+		if err = syncFile(d.f); err == nil {
+			d.synced = d.off
+		}
+	}
 	return n, err
 }
 
