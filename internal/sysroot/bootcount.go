@@ -65,8 +65,14 @@ func (b BootCounter) write(n int64) error {
 }
 
 // writeFileSynced replaces file p with data through a temporary file in its directory,
-// synced and renamed over p, then syncs the directory: after a power cut, p holds the old
-// data or the new, never a part.
+// synced and renamed over p, then syncs the file again and the directory: after a power
+// cut, p holds the old data or the new, never a part.
+//
+// The second sync is for FAT (the boot counter's partition): there a rename over an
+// existing file moves the file into the target's directory entry, which only the file's
+// next write-back updates, while the directory's sync writes the table that frees the old
+// file's clusters. Without it, a power cut soon after leaves the old entry on the disk,
+// pointing to freed clusters: U-Boot reads the old count.
 func writeFileSynced(p string, data []byte) error {
 	dir := filepath.Dir(p)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+"-*")
@@ -80,14 +86,21 @@ func writeFileSynced(p string, data []byte) error {
 	if err == nil {
 		err = f.Sync()
 	}
+	renamed := false
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+		renamed = err == nil
+	}
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
 	if err != nil {
-		os.Remove(f.Name())
+		if !renamed {
+			os.Remove(f.Name())
+		}
 		return err
 	}
 	d, err := os.Open(dir)
