@@ -43,10 +43,6 @@ func checkCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			line, err := cmdline(c)
-			if err != nil {
-				return err
-			}
 			opts := update.CheckOptions{Ref: cfg.Ref, TrustedKeys: keys, AllowDowngrade: cfg.AllowDowngrade}
 			s, err := openSysroot(c)
 			if err != nil {
@@ -56,7 +52,9 @@ func checkCommand() *cli.Command {
 			if deps := s.Deployments(); len(deps) > 0 {
 				opts.Default = &deps[0].Commit
 				base := deps[0]
-				if b := s.Booted(line); b != nil {
+				if b, err := booted(c, s); err != nil {
+					return err
+				} else if b != nil {
 					base = b
 				}
 				cm, _, err := s.Repo().ReadCommit(base.Commit)

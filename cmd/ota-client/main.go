@@ -34,7 +34,7 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "sysroot", Value: "/", Usage: "the device's root `DIR`: the physical sysroot, whose ostree/ and boot/ are managed"},
 			&cli.StringFlag{Name: "config", Value: clientconfig.DefaultFile, Usage: "configuration `FILE`, on the device (under --sysroot)"},
-			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: /proc/cmdline when --sysroot is /, else none is booted)"},
+			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: with --sysroot /, the deployment mounted as /; else none is booted)"},
 		},
 		Commands: []*cli.Command{statusCommand(), checkCommand(), pullCommand(), deployCommand(), updateCommand(), applyBundleCommand(),
 			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand()},
@@ -58,16 +58,21 @@ func openSysroot(c *cli.Context) (*sysroot.Sysroot, error) {
 	return sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{})
 }
 
-// cmdline returns the kernel command line of the running system: --cmdline's file, else
-// /proc/cmdline when the sysroot is the running system's, else none.
-func cmdline(c *cli.Context) (string, error) {
-	file := c.String("cmdline")
-	if file == "" {
-		if filepath.Clean(c.String("sysroot")) != "/" {
-			return "", nil
+// booted returns the deployment the system booted, nil for none: with --cmdline, the one
+// the ostree= argument of that command line names; else, when the sysroot is / (the
+// running system), the deployment mounted as /, found as ostree finds it
+// (sysroot.RootDeployment), because the ostree= boot link in /proc/cmdline no longer leads
+// to it once a rollback or a kept fallback has rewritten the boot configuration; else none.
+func booted(c *cli.Context, s *sysroot.Sysroot) (*sysroot.Deployment, error) {
+	if file := c.String("cmdline"); file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
 		}
-		file = "/proc/cmdline"
+		return s.Booted(string(data)), nil
 	}
-	data, err := os.ReadFile(file)
-	return string(data), err
+	if filepath.Clean(c.String("sysroot")) != "/" {
+		return nil, nil
+	}
+	return s.RootDeployment("/")
 }

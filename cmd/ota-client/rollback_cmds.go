@@ -144,28 +144,24 @@ func markCommand(good bool) *cli.Command {
 // keepFallback makes the booted deployment the default when the boot script fell back to
 // it, and records it; it reports whether it did.
 func keepFallback(c *cli.Context, b sysroot.BootCounter) (bool, error) {
-	line, err := cmdline(c)
-	if err != nil || line == "" {
-		return false, err
-	}
 	s, err := openSysroot(c)
 	if err != nil {
 		return false, err
 	}
 	defer s.Close()
 	deps := s.Deployments()
-	booted := s.Booted(line)
-	if booted == nil || len(deps) == 0 || booted == deps[0] {
-		return false, nil
+	running, err := booted(c, s)
+	if err != nil || running == nil || len(deps) == 0 || running == deps[0] {
+		return false, err
 	}
 	n, err := b.Count()
 	if err != nil {
 		return false, err
 	}
 	def := deps[0]
-	list := append([]*sysroot.Deployment{booted}, slices.DeleteFunc(deps, func(d *sysroot.Deployment) bool { return d == booted })...)
-	note := fmt.Sprintf("rolled back: %s failed to boot (bootcount %x), the boot script started %s", def.Name(), n, booted.Name())
-	return true, writeRecorded(c, s, "fallback", def, booted, list, note)
+	list := append([]*sysroot.Deployment{running}, slices.DeleteFunc(deps, func(d *sysroot.Deployment) bool { return d == running })...)
+	note := fmt.Sprintf("rolled back: %s failed to boot (bootcount %x), the boot script started %s", def.Name(), n, running.Name())
+	return true, writeRecorded(c, s, "fallback", def, running, list, note)
 }
 
 // requireRollback fails unless the sysroot has a deployment to fall back to.

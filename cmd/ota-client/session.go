@@ -48,10 +48,6 @@ func openSession(c *cli.Context, needRemote bool) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	line, err := cmdline(c)
-	if err != nil {
-		return nil, err
-	}
 	s, err := openSysroot(c)
 	if err != nil {
 		return nil, err
@@ -63,7 +59,10 @@ func openSession(c *cli.Context, needRemote bool) (*session, error) {
 		return nil, fmt.Errorf("%s: no deployment to update (flash an image made by ota-build first)", c.String("sysroot"))
 	}
 	ss.def, ss.base = deps[0], deps[0]
-	if ss.booted = s.Booted(line); ss.booted != nil {
+	if ss.booted, err = booted(c, s); err != nil {
+		s.Close()
+		return nil, err
+	} else if ss.booted != nil {
 		ss.base = ss.booted
 	}
 	cm, _, err := s.Repo().ReadCommit(ss.base.Commit)

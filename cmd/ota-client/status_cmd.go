@@ -52,10 +52,6 @@ func statusCommand() *cli.Command {
 				otacli.Warn(c, []string{"no remote: " + err.Error()})
 			}
 			rep.Remote = cfg
-			line, err := cmdline(c)
-			if err != nil {
-				return err
-			}
 			s, err := openSysroot(c)
 			if err != nil {
 				return err
@@ -69,7 +65,9 @@ func statusCommand() *cli.Command {
 					}
 				}
 			}
-			if d := s.Booted(line); d != nil {
+			if d, err := booted(c, s); err != nil {
+				return err
+			} else if d != nil {
 				if rep.Booted, err = describe(s, d); err != nil {
 					return err
 				}

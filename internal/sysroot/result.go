@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Result is the outcome of the last operation of the device client on a stateroot, kept in
@@ -73,7 +75,9 @@ func (s *Sysroot) WriteResult(osName string, r Result) error {
 
 // Booted returns the deployment that kernel command line cmdline (/proc/cmdline) booted,
 // found from its ostree= argument as ostree-prepare-root does, or nil when cmdline has
-// none or it names no deployment of the current list.
+// none or it names no deployment of the current list. The boot link is only valid until the
+// boot configuration is rewritten (a rollback, a fallback made permanent): on the running
+// system, RootDeployment finds the booted deployment however the links changed since.
 func (s *Sysroot) Booted(cmdline string) *Deployment {
 	link, _ := BootLinkArg(cmdline)
 	osName, name, err := ResolveBootLink(s.path, link)
@@ -86,4 +90,22 @@ func (s *Sysroot) Booted(cmdline string) *Deployment {
 		}
 	}
 	return nil
+}
+
+// RootDeployment returns the deployment whose directory is the file system root mounted on
+// root (/ on the running system), as ostree finds the booted deployment: the directory of
+// the same device and inode, which prepare-root's bind mounts keep. It returns nil when
+// root is no deployment of the current list.
+func (s *Sysroot) RootDeployment(root string) (*Deployment, error) {
+	var want unix.Stat_t
+	if err := unix.Stat(root, &want); err != nil {
+		return nil, fmt.Errorf("sysroot: %s: %w", root, err)
+	}
+	for _, d := range s.deployments {
+		var st unix.Stat_t
+		if unix.Stat(s.DeploymentDir(d), &st) == nil && st.Dev == want.Dev && st.Ino == want.Ino {
+			return d, nil
+		}
+	}
+	return nil, nil
 }
