@@ -35,7 +35,8 @@ func serveCommand() *cli.Command {
 			"ostree pull can fetch from it: GET and HEAD with Range requests, no\n" +
 			"directory listings, nothing outside the repository (symlinks that leave it are not followed).\n" +
 			"Prints \"serving DIR at http://ADDR/\" with the bound address (--addr 127.0.0.1:0 picks a free\n" +
-			"port) and logs a line per request to standard error. Stops on SIGINT or SIGTERM.\n" +
+			"port) and logs a line per request to standard error, with the Range asked for (a resumed\n" +
+			"download). Stops on SIGINT or SIGTERM.\n" +
 			"Meant for development: no TLS and no authentication; use a real web server in production.",
 		Flags: []cli.Flag{
 			repoFlag,
@@ -184,7 +185,8 @@ func repoContentType(name string) string {
 	return "application/octet-stream"
 }
 
-// accessLog wraps h to log every request in the common log format followed by its duration.
+// accessLog wraps h to log every request in the common log format followed by its duration
+// and, for a request with a Range header, range="VALUE".
 func accessLog(h http.Handler, l *log.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -197,8 +199,13 @@ func accessLog(h http.Handler, l *log.Logger) http.Handler {
 		if err != nil {
 			host = r.RemoteAddr
 		}
-		l.Printf("%s - - [%s] \"%s %s %s\" %d %d %s", host, start.Format("02/Jan/2006:15:04:05 -0700"),
-			r.Method, r.URL.EscapedPath(), r.Proto, rec.status, rec.bytes, time.Since(start).Round(time.Microsecond))
+		// A resumed download shows where it continued: the Range asked for, quoted.
+		var rng string
+		if v := r.Header.Get("Range"); v != "" {
+			rng = " range=" + strconv.Quote(v)
+		}
+		l.Printf("%s - - [%s] \"%s %s %s\" %d %d %s%s", host, start.Format("02/Jan/2006:15:04:05 -0700"),
+			r.Method, r.URL.EscapedPath(), r.Proto, rec.status, rec.bytes, time.Since(start).Round(time.Microsecond), rng)
 	})
 }
 

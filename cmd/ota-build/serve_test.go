@@ -332,6 +332,13 @@ func TestServeAccessLogAndErrors(t *testing.T) {
 		if !logLine.MatchString(srv.stderr.String()) {
 			t.Errorf("no access log line for GET /config in:\n%s", srv.stderr)
 		}
+		// A range request logs the range: the resumed downloads of a device show in the log.
+		do(t, "GET", srv.url+"config", map[string]string{"Range": "bytes=3-"})
+		srv.waitStderr(t, `range=`)
+		rangeLine := regexp.MustCompile(`(?m)^127\.0\.0\.1 - - \[[^]]+\] "GET /config HTTP/1\.1" 206 \d+ \S+s range="bytes=3-"$`)
+		if !rangeLine.MatchString(srv.stderr.String()) {
+			t.Errorf("no access log line with the range for GET /config in:\n%s", srv.stderr)
+		}
 	})
 
 	t.Run("quiet", func(t *testing.T) {
