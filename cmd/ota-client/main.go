@@ -35,7 +35,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "config", Value: clientconfig.DefaultFile, Usage: "configuration `FILE`, on the device (under --sysroot)"},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: /proc/cmdline when --sysroot is /, else none is booted)"},
 		},
-		Commands: []*cli.Command{statusCommand(), checkCommand(), rollbackCommand(), markCommand(true), markCommand(false)},
+		Commands: []*cli.Command{statusCommand(), checkCommand(), rollbackCommand(), markCommand(true), markCommand(false), cleanupCommand()},
 	}
 	otacli.Setup(app)
 	return app
