@@ -3,7 +3,6 @@ package update
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -185,6 +184,3 @@ func havePart(repo *ostree.Repo, h delta.PartHeader) bool {
 	}
 	return true
 }
-
-// errNoSpace is wrapped by the errors of checkSpace.
-var errNoSpace = errors.New("not enough space")
