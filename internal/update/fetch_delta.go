@@ -103,9 +103,6 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 func (p *puller) fetchSuperblock(ctx context.Context, from *ostree.Checksum, dir string) (*delta.Loaded, error) {
 	name := ostree.Delta{From: from, To: p.t.sum}.Name()
 	digest := p.t.summary.Deltas[name]
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	sbPath := filepath.Join(dir, "superblock")
 	data, err := os.ReadFile(sbPath)
 	if err != nil || sha256.Sum256(data) != digest {
@@ -115,6 +112,7 @@ func (p *puller) fetchSuperblock(ctx context.Context, from *ostree.Checksum, dir
 		if sha256.Sum256(data) != digest {
 			return nil, fmt.Errorf("static delta %s: the superblock does not match the summary's digest (tampered or corrupt)", name)
 		}
+		// Creates dir: a superblock refused leaves nothing behind.
 		if err := p.repo.WriteFileAtomic(filepath.Join("tmp", filepath.Base(dir), "superblock"), data, 0o644); err != nil {
 			return nil, err
 		}
