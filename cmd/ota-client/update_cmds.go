@@ -12,6 +12,7 @@ import (
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/release"
+	"github.com/otakit/ota/internal/sign"
 	"github.com/otakit/ota/internal/sysroot"
 	"github.com/otakit/ota/internal/update"
 )
@@ -175,7 +176,10 @@ func applyBundleCommand() *cli.Command {
 // target commit.
 func applyBundle(c *cli.Context, ss *session, file string) (ostree.Checksum, error) {
 	l, err := delta.Open(file, ss.keys)
-	if err != nil {
+	if errors.Is(err, sign.ErrBadSignature) {
+		// The envelope of a signed bundle, which Open verifies: say what failed.
+		return ostree.Checksum{}, fmt.Errorf("%s: its signature is not by a trusted key, or the bundle changed since it was signed", file)
+	} else if err != nil {
 		return ostree.Checksum{}, err
 	}
 	cm, err := ostree.ParseCommit(l.Commit)

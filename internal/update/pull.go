@@ -98,6 +98,13 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	res := &PullResult{CheckResult: t.result, Method: "none"}
 	partial := filepath.Join(repo.Path, "state", t.sum.String()+".commitpartial")
 	if _, err := os.Stat(partial); err != nil && repo.HasObject(t.sum, ostree.ObjCommit) {
+		// A commit that came without a trusted signature (an ostree pull that did not
+		// verify, a deployment made by ostree) gets the one just verified: Deploy checks it.
+		if VerifyCommit(repo, t.sum, opts.TrustedKeys) != nil {
+			if err := repo.WriteDetachedMetadata(t.sum, t.meta); err != nil {
+				return nil, err
+			}
+		}
 		return res, repo.WriteRef(PendingRef, t.sum)
 	}
 	// What the delta declares is checked before its download; objects are checked as they
