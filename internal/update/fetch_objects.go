@@ -183,37 +183,27 @@ func (p *puller) fetchObjects(ctx context.Context, objs []ostree.Checksum) error
 // fetchContent fetches content object c (.filez, as archive repositories serve it) and
 // stores it in the bare repository, verified as it is written: an object whose bytes do
 // not hash to c is not stored. Small objects are fetched into memory, large ones into a
-// file under tmp/ that a later call continues.
+// file under tmp/ that a later call continues; the response that reveals an object is
+// large is that file's start, so no byte is fetched twice.
 func (p *puller) fetchContent(ctx context.Context, c ostree.Checksum, guard *spaceGuard) error {
 	if p.repo.HasObject(c, ostree.ObjFile) {
 		return nil
 	}
-	path := objectPath(c, ostree.ObjFile)
-	data, err := p.c.Get(ctx, path, smallObject)
-	var tooLarge *remote.TooLargeError
-	if errors.As(err, &tooLarge) {
-		return p.fetchLargeContent(ctx, c, tooLarge.Size, guard)
-	} else if err != nil {
-		return err
-	}
-	return p.storeContent(c, bytes.NewReader(data), guard)
-}
-
-// fetchLargeContent downloads content object c of size bytes (0: unknown) through a file.
-func (p *puller) fetchLargeContent(ctx context.Context, c ostree.Checksum, size int64, guard *spaceGuard) error {
-	if size > p.opts.MaxObject {
-		return fmt.Errorf("object %s: %d bytes, more than the %d allowed", c, size, p.opts.MaxObject)
-	}
-	if err := guard.reserve(max(size, smallObject)); err != nil {
-		return err
-	}
 	dst := filepath.Join(p.repo.Path, "tmp", ObjectFilePrefix+c.String()+".filez")
-	opts := remote.DownloadOptions{Size: size}
-	if size == 0 {
-		opts.Max = p.opts.MaxObject
-	}
-	if err := p.c.Download(ctx, objectPath(c, ostree.ObjFile), dst, opts); err != nil {
+	data, err := p.c.Fetch(ctx, objectPath(c, ostree.ObjFile), smallObject, dst, remote.DownloadOptions{
+		Max: p.opts.MaxObject,
+		Accept: func(size int64) error {
+			if size > p.opts.MaxObject {
+				return fmt.Errorf("object %s: %d bytes, more than the %d allowed", c, size, p.opts.MaxObject)
+			}
+			return guard.reserve(max(size, smallObject))
+		},
+	})
+	if err != nil {
 		return err
+	}
+	if data != nil {
+		return p.storeContent(c, bytes.NewReader(data), guard)
 	}
 	defer os.Remove(dst)
 	f, err := os.Open(dst)
