@@ -118,17 +118,6 @@ func (s *repoServer) files() map[string][]response {
 	return out
 }
 
-// sentBytes returns the body bytes sent so far for path.
-func (s *repoServer) sentBytes(p string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var n int64
-	for _, r := range s.responses(p) {
-		n += r.sent
-	}
-	return n
-}
-
 // connKey is the context key of a request's countingConn.
 type connKey struct{}
 
