@@ -86,7 +86,8 @@ func updateCommand() *cli.Command {
 		ArgsUsage: " ",
 		Description: "pull, then deploy when the remote commit is not the default deployment's already. With\n" +
 			"--reboot, reboots into it once it is deployed. The outcome is recorded as the last\n" +
-			"result (see status).",
+			"result (see status). When the remote commit is the default already, finishes the cleanup\n" +
+			"that an update interrupted after its swap left (the previous boot version's files).",
 		Flags: []cli.Flag{jsonFlag(), maxRateFlag(), &cli.BoolFlag{Name: "reboot", Usage: "reboot (the reboot command) after deploying an update"}},
 		Action: func(c *cli.Context) error {
 			return runUpdate(c, false, c.Bool("reboot"))
@@ -129,6 +130,13 @@ func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
 			return err
 		}
 		return ss.record("update", nil, err)
+	}
+	if !pullOnly && !res.Available {
+		// The remote's commit is the default already: finish the cleanup a deploy killed
+		// after its swap did not (the previous boot configuration, dropped deployments).
+		if _, err := ss.s.CleanupBoot(); err != nil {
+			return err
+		}
 	}
 	if pullOnly || !res.Available {
 		return report(c, ss, res, nil)

@@ -46,18 +46,29 @@ type CleanupResult struct {
 // WriteDeployments ends with the first part; calling Cleanup again finishes a cleanup an
 // interruption stopped.
 func (s *Sysroot) Cleanup(ctx context.Context) (*CleanupResult, error) {
-	res := &CleanupResult{}
-	if err := s.cleanup(res); err != nil {
-		return nil, fmt.Errorf("sysroot: cleaning up: %w", err)
+	res, err := s.CleanupBoot()
+	if err != nil {
+		return nil, err
 	}
 	roots := make([]ostree.Ref, len(s.deployments))
 	for i, d := range s.deployments {
 		roots[i] = ostree.Ref{Name: "deployment " + d.OSName + "/" + d.Name(), Commit: d.Commit}
 	}
-	var err error
 	res.Repo, err = s.repo.Prune(ctx, ostree.PruneOptions{Roots: roots, NoHistory: true, KeepPartial: true})
 	if err != nil {
 		return nil, fmt.Errorf("sysroot: pruning %s: %w", s.repo.Path, err)
+	}
+	return res, nil
+}
+
+// CleanupBoot is the first part of Cleanup alone, which WriteDeployments ends with: the
+// boot configuration, boot links, kernels, deployments and deployment refs the list no
+// longer uses go; the repository is not pruned. It finishes what an interruption of
+// WriteDeployments after its swap left.
+func (s *Sysroot) CleanupBoot() (*CleanupResult, error) {
+	res := &CleanupResult{}
+	if err := s.cleanup(res); err != nil {
+		return nil, fmt.Errorf("sysroot: cleaning up: %w", err)
 	}
 	return res, nil
 }
