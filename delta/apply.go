@@ -447,6 +447,9 @@ func (e *executor) step(op byte) error {
 			if ostree.Sum(data) != obj.Checksum {
 				return fmt.Errorf("%s %s: checksum mismatch", obj.Type, obj.Checksum)
 			}
+			if err := checkMeta(obj.Type, data); err != nil {
+				return fmt.Errorf("%s %s: %w", obj.Type, obj.Checksum, err)
+			}
 			_, err = e.repo.WriteObject(obj.Type, data)
 			return err
 		}
@@ -567,6 +570,20 @@ func (e *executor) step(op byte) error {
 		return errors.New("unknown operation")
 	}
 	return nil
+}
+
+// checkMeta validates a dirtree or dirmeta object before it is stored: a checksum only
+// says the object is the one the delta meant, and a delta could carry, say, a dirtree with
+// an entry ".." or "a/b", which must not land in the repository.
+func checkMeta(t ostree.ObjectType, data []byte) error {
+	var err error
+	switch t {
+	case ostree.ObjDirTree:
+		_, err = ostree.ParseDirTree(data)
+	case ostree.ObjDirMeta:
+		_, err = ostree.ParseDirMeta(data)
+	}
+	return err
 }
 
 // store verifies a content object against its expected checksum and writes it, reading

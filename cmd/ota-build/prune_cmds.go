@@ -19,10 +19,12 @@ func pruneCommand() *cli.Command {
 		ArgsUsage: " ",
 		Description: "Like ostree prune --refs-only: keeps every commit a ref (local, remote or mirror) points\n" +
 			"to, the ancestors of those still stored, their trees and signatures, and removes every\n" +
-			"other object, the static deltas whose target commit is gone and the temporary files\n" +
-			"interrupted ota-build commands left in tmp/. A refused or interrupted commit or delta\n" +
-			"apply can leave such unreachable objects. Takes the repository lock. Does not rewrite\n" +
-			"the summary (run summary afterwards if it listed a removed delta).",
+			"other object, the static deltas whose target commit is gone, the temporary files\n" +
+			"interrupted ota-build commands left in tmp/ and, as ostree does, any other entry of tmp/\n" +
+			"not modified for core.tmp-expiry-secs (a day) that nobody holds locked. A refused or\n" +
+			"interrupted commit or delta apply can leave such unreachable objects. Takes the\n" +
+			"repository lock. Does not rewrite the summary (run summary afterwards if it listed a\n" +
+			"removed delta).",
 		Flags: []cli.Flag{
 			repoFlag,
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "report what would be removed, remove nothing"},
@@ -37,7 +39,7 @@ func pruneCommand() *cli.Command {
 				return err
 			}
 			dry := c.Bool("dry-run")
-			res, err := repo.Prune(c.Context, dry)
+			res, err := repo.Prune(c.Context, ostree.PruneOptions{DryRun: dry})
 			if err != nil {
 				return fmt.Errorf("prune: %w", err)
 			}

@@ -1,6 +1,6 @@
-// Command ota-client is the device half of the OTA system: it shows the device's
-// deployments and manages rollback and the boot counter; pulling and deploying updates
-// follow (docs/client.md).
+// Command ota-client is the device half of the OTA system: it pulls verified updates,
+// deploys them atomically, rolls back, manages the boot counter and prepares the root
+// filesystem at boot (docs/client.md).
 package main
 
 import (
@@ -25,9 +25,11 @@ func newApp() *cli.App {
 		Name:  "ota-client",
 		Usage: "update an embedded Linux device from OSTree commits that ota-build publishes, and roll it back",
 		Description: "ota-client manages the deployments of the device's OSTree sysroot: `status` shows them,\n" +
-			"`check` asks the remote whether a verified update is available,\n" +
-			"`rollback` makes the previous one the default, `mark-good` and `mark-bad` tell the boot\n" +
-			"script (image/bootscript) whether the running system is healthy. It reads\n" +
+			"`check` asks the remote whether a verified update is available, `pull`, `deploy` and\n" +
+			"`update` fetch and deploy it (`apply-bundle` from a file), `rollback` makes the previous\n" +
+			"deployment the default, `mark-good` and `mark-bad` tell the boot script\n" +
+			"(image/bootscript) whether the running system is healthy, `cleanup` frees what is no\n" +
+			"longer used, and `prepare-root` mounts the booted deployment at boot. It reads\n" +
 			clientconfig.DefaultFile + " or, without it, the ostree remote in " + clientconfig.RemotesDir + "/*.conf\n" +
 			"(docs/client.md); with --sysroot DIR, every path of the device is taken under DIR.\n" +
 			otacli.Conventions,
@@ -37,7 +39,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: with --sysroot /, the deployment mounted as /; else none is booted)"},
 		},
 		Commands: []*cli.Command{statusCommand(), checkCommand(), pullCommand(), deployCommand(), updateCommand(), applyBundleCommand(),
-			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand()},
+			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand()},
 	}
 	otacli.Setup(app)
 	return app

@@ -10,8 +10,10 @@ import (
 
 	"github.com/otakit/ota/delta"
 	otacli "github.com/otakit/ota/internal/cli"
+	"github.com/otakit/ota/internal/clientconfig"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/release"
+	"github.com/otakit/ota/internal/sign"
 	"github.com/otakit/ota/internal/sysroot"
 	"github.com/otakit/ota/internal/update"
 )
@@ -33,7 +35,7 @@ func pullCommand() *cli.Command {
 			"repository lacks, " + "verifying every object before it is stored. Delta parts and large objects\n" +
 			"resume where an interrupted pull left them. The free space the delta declares must fit\n" +
 			"first. The pulled commit is kept by the ref " + update.PendingRef + " until deploy.",
-		Flags: []cli.Flag{jsonFlag()},
+		Flags: []cli.Flag{jsonFlag(), maxRateFlag()},
 		Action: func(c *cli.Context) error {
 			return runUpdate(c, true, false)
 		},
@@ -84,12 +86,18 @@ func updateCommand() *cli.Command {
 		ArgsUsage: " ",
 		Description: "pull, then deploy when the remote commit is not the default deployment's already. With\n" +
 			"--reboot, reboots into it once it is deployed. The outcome is recorded as the last\n" +
-			"result (see status).",
-		Flags: []cli.Flag{jsonFlag(), &cli.BoolFlag{Name: "reboot", Usage: "reboot (the reboot command) after deploying an update"}},
+			"result (see status). When the remote commit is the default already, finishes the cleanup\n" +
+			"that an update interrupted after its swap left (the previous boot version's files).",
+		Flags: []cli.Flag{jsonFlag(), maxRateFlag(), &cli.BoolFlag{Name: "reboot", Usage: "reboot (the reboot command) after deploying an update"}},
 		Action: func(c *cli.Context) error {
 			return runUpdate(c, false, c.Bool("reboot"))
 		},
 	}
+}
+
+// maxRateFlag is the --max-rate flag of the commands that download.
+func maxRateFlag() cli.Flag {
+	return &cli.StringFlag{Name: "max-rate", Usage: "cap the download rate at `RATE` bytes per second (e.g. 512KiB, 2MiB; 0: no cap) instead of the configuration's max-rate"}
 }
 
 // runUpdate is pull (pullOnly) and update.
@@ -97,11 +105,21 @@ func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
 	if c.Args().Present() {
 		return otacli.Usagef("unexpected argument %q", c.Args().First())
 	}
+	maxRate := int64(-1)
+	if c.IsSet("max-rate") {
+		var err error
+		if maxRate, err = clientconfig.ParseRate(c.String("max-rate")); err != nil {
+			return otacli.Usagef("--max-rate: %v", err)
+		}
+	}
 	ss, err := openSession(c, true)
 	if err != nil {
 		return err
 	}
 	defer ss.close()
+	if maxRate >= 0 {
+		ss.cfg.MaxRate = maxRate
+	}
 	client, err := ss.client()
 	if err != nil {
 		return err
@@ -112,6 +130,13 @@ func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
 			return err
 		}
 		return ss.record("update", nil, err)
+	}
+	if !pullOnly && !res.Available {
+		// The remote's commit is the default already: finish the cleanup a deploy killed
+		// after its swap did not (the previous boot configuration, dropped deployments).
+		if _, err := ss.s.CleanupBoot(); err != nil {
+			return err
+		}
 	}
 	if pullOnly || !res.Available {
 		return report(c, ss, res, nil)
@@ -175,7 +200,10 @@ func applyBundleCommand() *cli.Command {
 // target commit.
 func applyBundle(c *cli.Context, ss *session, file string) (ostree.Checksum, error) {
 	l, err := delta.Open(file, ss.keys)
-	if err != nil {
+	if errors.Is(err, sign.ErrBadSignature) {
+		// The envelope of a signed bundle, which Open verifies: say what failed.
+		return ostree.Checksum{}, fmt.Errorf("%s: its signature is not by a trusted key, or the bundle changed since it was signed", file)
+	} else if err != nil {
 		return ostree.Checksum{}, err
 	}
 	cm, err := ostree.ParseCommit(l.Commit)

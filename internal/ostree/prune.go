@@ -5,12 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-
-	"github.com/otakit/ota/internal/scratch"
+	"time"
 )
+
+// PruneOptions adjust what Prune keeps and whether it removes anything.
+type PruneOptions struct {
+	// DryRun removes nothing: the result says what would be removed.
+	DryRun bool
+	// Roots are commits kept as the refs' are, named for error messages: a sysroot's
+	// deployments, whose refs may be missing.
+	Roots []Ref
+	// NoHistory keeps only the commits the refs, Roots and partial commits name, not
+	// their ancestors: ostree's depth 0, with which `ostree admin cleanup` prunes a
+	// sysroot's repository (an old deployment's commit, the parent of the new one, goes
+	// once no deployment uses it).
+	NoHistory bool
+	// KeepPartial keeps the commits being pulled: a commit with a
+	// state/<commit>.commitpartial mark younger than the temporary-file expiry (see
+	// Prune) is kept with the objects of its tree that are present, as if a ref pointed to
+	// it, so that an interrupted pull goes on where it stopped. A pull that writes its
+	// commit object last leaves nothing that can be told apart as its own: those objects
+	// are removed.
+	KeepPartial bool
+}
 
 // PruneResult counts what Prune removed, or would remove in a dry run.
 type PruneResult struct {
@@ -20,38 +42,61 @@ type PruneResult struct {
 	// Removed counts the unreachable objects removed, by type name ("commit", "dirtree",
 	// "dirmeta", "file", "commitmeta", ...).
 	Removed map[string]int
+	// Partial is the number of commits kept because they are being pulled (see
+	// PruneOptions.KeepPartial).
+	Partial int
 	// Deltas is the number of static deltas removed (their target commit is gone).
 	Deltas int
-	// TempFiles is the number of temporary files and directories that interrupted writers
-	// left in tmp/ and that were removed.
+	// TempFiles is the number of entries of tmp/ removed (see Prune).
 	TempFiles int
 	// Bytes is the disk space freed: the sizes of every file removed.
 	Bytes int64
 }
 
+// DefaultTmpExpiry is how old an entry of a repository's tmp/ that is not this package's
+// must be before Prune removes it, unless the config's core.tmp-expiry-secs says
+// otherwise: one day, as ostree.
+const DefaultTmpExpiry = 24 * time.Hour
+
 // Prune removes what no ref reaches, as `ostree prune --refs-only` does: every loose object
 // that is not a commit a ref points to, an ancestor of one still stored, or the dirtree,
 // dirmeta or file of such a commit's tree; the detached metadata (.commitmeta) and
 // state/*.commitpartial marks of the commits removed; static deltas whose target commit is
-// gone; and the temporary files and scratch directories of this module's writers that an
-// interrupted command left in tmp/. Refs are the local branches, remote refs and mirror
-// refs. With dryRun nothing is removed and the result says what would be. Prune holds the
-// repository lock throughout; commits are removed before the objects they reach, so an
-// interrupted prune leaves a repository fsck accepts. A ref to a missing commit, or a
-// missing dirtree in a complete commit, is an error: the repository needs repair first.
-func (r *Repo) Prune(ctx context.Context, dryRun bool) (*PruneResult, error) {
+// gone. Refs are the local branches, remote refs and mirror refs; opts adds roots and
+// drops history (see PruneOptions). With opts.DryRun nothing is removed and the result says
+// what would be.
+//
+// In tmp/ it removes the temporary files and scratch directories of this module's writers
+// that an interrupted command left, and, as ostree does, any other entry (but tmp/cache)
+// not modified for the expiry (core.tmp-expiry-secs, else DefaultTmpExpiry) that nobody
+// holds locked: neither the entry nor an ostree-style NAME-lock beside it carries a
+// flock(2) or fcntl lock. A download's partial file (internal/remote's DST.partial) is
+// locked while it grows, and an interrupted one is kept for the expiry, so that a rerun
+// resumes it.
+//
+// Prune holds the repository lock throughout; commits are removed before the objects they
+// reach, so an interrupted prune leaves a repository fsck accepts. A ref or root naming a
+// missing commit, or a missing dirtree in a complete commit, is an error: the repository
+// needs repair first.
+func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneResult, error) {
+	expiry, err := r.tmpExpiry()
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := r.lock(false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	res := &PruneResult{Removed: map[string]int{}}
-	keep, err := r.reachable(ctx)
+	keep, err := r.reachable(ctx, opts, expiry, res)
 	if err != nil {
 		return nil, err
 	}
+	dryRun := opts.DryRun
 	remove := func(p string) {
-		if st, err := os.Lstat(p); err == nil {
+		// A symlink's target lives in its inode: only regular files free blocks.
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() {
 			res.Bytes += st.Size()
 		}
 		if !dryRun {
@@ -121,26 +166,32 @@ func (r *Repo) Prune(ctx context.Context, dryRun bool) (*PruneResult, error) {
 		remove(paths[k])
 		res.Removed[k.t.String()]++
 	}
-
-	tmp := filepath.Join(r.Path, "tmp")
-	stale, _ := filepath.Glob(filepath.Join(tmp, TempPrefix+"*")) // ours, and we hold the lock
-	dirs, _ := scratch.Stale(tmp, ScratchPrefix)
-	for _, p := range append(stale, dirs...) {
-		res.TempFiles++
-		res.Bytes += TreeSize(p)
-		if !dryRun {
-			os.RemoveAll(p)
-		}
-	}
+	r.pruneTmp(expiry, dryRun, res)
 	return res, nil
 }
 
-// reachable returns the objects the refs reach (see Prune).
-func (r *Repo) reachable(ctx context.Context) (map[objectKey]bool, error) {
+// reachable returns the objects the refs and roots reach (see Prune), counting the partial
+// commits kept in res.
+func (r *Repo) reachable(ctx context.Context, opts PruneOptions, expiry time.Duration, res *PruneResult) (map[objectKey]bool, error) {
 	keep := map[objectKey]bool{}
-	roots, err := r.allRefs()
+	refs, err := r.allRefs()
 	if err != nil {
 		return nil, err
+	}
+	roots := make([]Ref, 0, len(refs)+len(opts.Roots))
+	for _, name := range slices.Sorted(maps.Keys(refs)) {
+		roots = append(roots, Ref{Name: "ref " + name, Commit: refs[name]})
+	}
+	roots = append(roots, opts.Roots...)
+	if opts.KeepPartial {
+		partial, err := r.pulling(expiry)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range partial {
+			roots = append(roots, Ref{Name: "partial commit", Commit: c})
+		}
+		res.Partial = len(partial)
 	}
 	var tree func(tree, meta Checksum, partial bool) error
 	tree = func(t, m Checksum, partial bool) error {
@@ -168,26 +219,49 @@ func (r *Repo) reachable(ctx context.Context) (map[objectKey]bool, error) {
 		}
 		return nil
 	}
-	for name, c := range roots {
-		for first := true; !keep[objectKey{c, ObjCommit}]; first = false {
+	for _, root := range roots {
+		for c, first := root.Commit, true; !keep[objectKey{c, ObjCommit}]; first = false {
 			cm, _, err := r.ReadCommit(c)
 			if errors.Is(err, fs.ErrNotExist) && !first {
 				break // history not stored beyond this commit
 			} else if err != nil {
-				return nil, fmt.Errorf("ref %s: %w", name, err)
+				return nil, fmt.Errorf("%s: %w", root.Name, err)
 			}
 			keep[objectKey{c, ObjCommit}] = true
 			_, perr := os.Stat(filepath.Join(r.Path, "state", c.String()+".commitpartial"))
 			if err := tree(cm.RootTree, cm.RootMeta, perr == nil); err != nil {
-				return nil, fmt.Errorf("ref %s: commit %s: %w", name, c, err)
+				return nil, fmt.Errorf("%s: commit %s: %w", root.Name, c, err)
 			}
-			if !cm.HasParent {
+			if !cm.HasParent || opts.NoHistory {
 				break
 			}
 			c = cm.Parent
 		}
 	}
 	return keep, nil
+}
+
+// pulling returns the stored commits with a state/<commit>.commitpartial mark younger than
+// expiry, in name order: pulls in progress or interrupted lately.
+func (r *Repo) pulling(expiry time.Duration) ([]Checksum, error) {
+	ents, err := os.ReadDir(filepath.Join(r.Path, "state"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var out []Checksum
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".commitpartial")
+		c, err := ParseChecksum(name)
+		if !ok || err != nil || !r.HasObject(c, ObjCommit) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) <= expiry {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // allRefs returns the commit of every ref: local branches (refs/heads), remote refs

@@ -27,6 +27,9 @@ type DownloadOptions struct {
 	Max int64
 	// SHA256, when set, is the 32-byte sha256 digest the file must have.
 	SHA256 []byte
+	// Accept, when set, is called with the file's size as each response declares it,
+	// before any of its bytes is written; its error ends the download.
+	Accept func(size int64) error
 }
 
 // Download fetches the repository file at path into dst, through the partial file
@@ -58,6 +61,45 @@ func (c *Client) Download(ctx context.Context, path, dst string, opts DownloadOp
 	if err != nil {
 		return err
 	}
+	return c.download(ctx, u, dst, opts, nil)
+}
+
+// Fetch returns the content of the repository file at path when the server declares at
+// most max bytes, as Get does (never nil). A larger file is downloaded into dst as Download
+// does with opts, and Fetch returns nil data: the response that declared its size is the download's
+// first attempt (where a Get refusing it and a Download would fetch its first bytes
+// twice). A partial file that an earlier call left at dst is continued at once.
+func (c *Client) Fetch(ctx context.Context, path string, max int64, dst string, opts DownloadOptions) ([]byte, error) {
+	u, err := c.fileURL(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(dst + ".partial"); err == nil {
+		return nil, c.download(ctx, u, dst, opts, nil)
+	}
+	data, large, err := c.get(ctx, u, max, true)
+	var tooLarge *TooLargeError
+	switch {
+	case errors.As(err, &tooLarge) && tooLarge.Size == 0:
+		// Larger than declared (no Content-Length): only a download can take it.
+		return nil, c.download(ctx, u, dst, opts, nil)
+	case err != nil:
+		return nil, err
+	case large != nil:
+		return nil, c.download(ctx, u, dst, opts, large)
+	}
+	if data == nil {
+		data = []byte{} // nil means downloaded
+	}
+	return data, nil
+}
+
+// download is Download, with first, when not nil, the response to a request for the
+// whole file to take as its first attempt.
+func (c *Client) download(ctx context.Context, u *url.URL, dst string, opts DownloadOptions, first *pending) error {
+	if first != nil {
+		defer first.close()
+	}
 	fail := func(err error) error { return &Error{URL: redact(u), Err: err} }
 	switch {
 	case opts.Size < 0 || opts.Max < 0 || opts.Size == 0 && opts.Max == 0:
@@ -74,14 +116,25 @@ func (c *Client) Download(ctx context.Context, path, dst string, opts DownloadOp
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail(fmt.Errorf("%s is in use by another download", partial))
 	}
-	d := &download{c: c, u: u, f: f, opts: opts, limit: opts.Size}
+	d := &download{c: c, u: u, f: f, opts: opts, limit: opts.Size, first: first}
 	if d.limit == 0 {
 		d.limit = opts.Max
 	}
 	if err := d.resume(); err != nil {
 		return fail(err)
 	}
-	err = c.retry(ctx, u, d.attempt)
+	// An attempt makes progress when the partial grows past its largest size so far: a
+	// server whose bytes keep being thrown away (a restart from byte 0) still runs out of
+	// retries.
+	peak := d.off
+	err = c.retry(ctx, u, func(ctx context.Context) error {
+		err := d.attempt(ctx)
+		if err != nil && d.off > peak {
+			peak = d.off
+			return progressed{err}
+		}
+		return err
+	})
 	if err == nil {
 		err = d.finish(dst)
 		if err != nil {
@@ -109,7 +162,8 @@ type download struct {
 	u     *url.URL
 	f     *os.File
 	opts  DownloadOptions
-	limit int64 // the most bytes the file may have
+	limit int64    // the most bytes the file may have
+	first *pending // a response to take as the first attempt, when not nil
 
 	off      int64     // the partial file's size
 	synced   int64     // the size at the last sync
@@ -179,6 +233,11 @@ func (d *download) progress() {
 // attempt sends one request for the rest of the file and writes what comes to the partial.
 // It returns nil once the partial holds the whole file as the server declares it.
 func (d *download) attempt(ctx context.Context) error {
+	if p := d.first; p != nil {
+		d.first = nil
+		defer p.close()
+		return d.receive(p.ctx, p.resp, p.wd, false)
+	}
 	if d.opts.Size > 0 && d.off == d.opts.Size {
 		return nil
 	}
@@ -197,10 +256,16 @@ func (d *download) attempt(ctx context.Context) error {
 		return err
 	}
 	defer resp.Body.Close()
+	return d.receive(ctx, resp, wd, ranged)
+}
+
+// receive writes what resp, the answer to a request from the partial's size (ranged) or
+// for the whole file, brings to the partial file.
+func (d *download) receive(ctx context.Context, resp *http.Response, wd *watchdog, ranged bool) error {
 	total, end := int64(-1), int64(-1) // the file's size and where this response ends
 	switch resp.StatusCode {
 	case http.StatusOK:
-		if ranged {
+		if d.off > 0 {
 			// The server ignored Range: the body is the file from byte 0.
 			if err := d.truncate(); err != nil {
 				return permanent{err}
@@ -235,6 +300,11 @@ func (d *download) attempt(ctx context.Context) error {
 		return statusError(resp.StatusCode)
 	default:
 		return statusError(resp.StatusCode)
+	}
+	if total >= 0 && d.opts.Accept != nil {
+		if err := d.opts.Accept(total); err != nil {
+			return permanent{err}
+		}
 	}
 	if total >= 0 && (d.opts.Size > 0 && total != d.opts.Size || total > d.limit) {
 		d.bad = true

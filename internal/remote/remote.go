@@ -5,9 +5,10 @@
 // A Client talks to one remote. Get fetches small metadata into memory under a hard size
 // bound; Download fetches a large file (a delta part, a big object) into DST.partial,
 // continues it with an HTTP Range request after a dropped connection, a stall or a restart
-// of the process, and renames it to DST only once its size and optional sha256 match. Both
-// retry transient failures (network errors, stalls, 408, 429, 5xx) with exponential backoff
-// and jitter, abort an attempt that receives no byte for Options.StallTimeout, share one
+// of the process, and renames it to DST only once its size and optional sha256 match;
+// Fetch is Get for a file that may turn out large, which it then downloads. All retry
+// transient failures (network errors, stalls, 408, 429, 5xx) with exponential backoff and
+// jitter, abort an attempt that receives no byte for Options.StallTimeout, share one
 // bandwidth cap (Options.MaxRate) across all transfers, and reuse keep-alive connections.
 // Every error is one line naming the URL, without the credentials of the base URL.
 //
@@ -63,7 +64,8 @@ type Options struct {
 	// StallTimeout aborts an attempt (to be retried) that receives no byte for this long,
 	// response headers included.
 	StallTimeout time.Duration
-	// Retries is how many times a failed request is retried; negative means never.
+	// Retries is how many times a failed request is retried; negative means never. A
+	// download's attempt that brought new bytes before failing does not count.
 	Retries int
 	// Backoff is the wait before the first retry; it doubles for each further one, up to
 	// MaxBackoff. Each wait is drawn at random between half and all of it.
@@ -265,10 +267,18 @@ func (c *Client) fileURL(p string) (*url.URL, error) {
 	return c.base.JoinPath(p), nil
 }
 
+// progressed marks the error of an attempt that kept some bytes before it failed.
+type progressed struct{ error }
+
+func (p progressed) Unwrap() error { return p.error }
+
 // retry runs attempt until it succeeds, fails permanently, ctx ends or the retries are
-// spent, waiting with backoff in between. It returns the last error as one line naming u.
+// spent, waiting with backoff in between. An attempt that failed after making progress
+// (its error wraps progressed) does not count: the retries and the backoff start again,
+// so that a connection dropped every few megabytes does not end a long download. It
+// returns the last error as one line naming u.
 func (c *Client) retry(ctx context.Context, u *url.URL, attempt func(context.Context) error) error {
-	for n := 0; ; n++ {
+	for n, attempts := 0, 1; ; n, attempts = n+1, attempts+1 {
 		err := attempt(ctx)
 		if err == nil {
 			return nil
@@ -279,8 +289,11 @@ func (c *Client) retry(ctx context.Context, u *url.URL, attempt func(context.Con
 		if isPermanent(err) {
 			return &Error{URL: redact(u), Err: err}
 		}
+		if errors.As(err, new(progressed)) {
+			n = 0
+		}
 		if n >= c.retries {
-			return &Error{URL: redact(u), Err: fmt.Errorf("%w (gave up after %d attempts)", err, n+1)}
+			return &Error{URL: redact(u), Err: fmt.Errorf("%w (gave up after %d attempts)", err, attempts)}
 		}
 		t := time.NewTimer(c.backoffFor(n))
 		select {
@@ -414,36 +427,67 @@ func (c *Client) Get(ctx context.Context, path string, max int64) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	var out []byte
-	err = c.retry(ctx, u, func(ctx context.Context) error {
-		b, err := c.getOnce(ctx, u, max)
-		out = b
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	c.progress.Add(0, int64(len(out)))
-	return out, nil
+	out, _, err := c.get(ctx, u, max, false)
+	return out, err
 }
 
-func (c *Client) getOnce(ctx context.Context, u *url.URL, max int64) ([]byte, error) {
+// get is Get. With keep, the response to a file the server declares larger than max is
+// returned unread instead of refused.
+func (c *Client) get(ctx context.Context, u *url.URL, max int64, keep bool) ([]byte, *pending, error) {
+	var out []byte
+	var large *pending
+	err := c.retry(ctx, u, func(ctx context.Context) error {
+		b, p, err := c.getOnce(ctx, u, max, keep)
+		out, large = b, p
+		return err
+	})
+	if err != nil || large != nil {
+		return nil, large, err
+	}
+	c.progress.Add(0, int64(len(out)))
+	return out, nil, nil
+}
+
+// pending is a response whose body is still to be read, under its attempt's watchdog;
+// release ends the attempt. close may be called more than once.
+type pending struct {
+	ctx     context.Context
+	resp    *http.Response
+	wd      *watchdog
+	release context.CancelFunc
+}
+
+func (p *pending) close() {
+	p.resp.Body.Close()
+	p.release()
+}
+
+func (c *Client) getOnce(ctx context.Context, u *url.URL, max int64, keep bool) ([]byte, *pending, error) {
 	ctx, wd, cancel := c.watch(ctx)
-	defer cancel()
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, permanent{err}
+		return nil, nil, permanent{err}
 	}
 	resp, err := c.send(req, wd)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if resp.StatusCode == http.StatusOK && resp.ContentLength > max && keep {
+		p := &pending{ctx: ctx, resp: resp, wd: wd, release: cancel}
+		cancel = nil // the caller's now
+		return nil, p, nil
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(resp.StatusCode)
+		return nil, nil, statusError(resp.StatusCode)
 	}
 	if resp.ContentLength > max {
-		return nil, permanent{&TooLargeError{Size: resp.ContentLength, Max: max}}
+		return nil, nil, permanent{&TooLargeError{Size: resp.ContentLength, Max: max}}
 	}
 	var b bytes.Buffer
 	if resp.ContentLength > 0 {
@@ -453,7 +497,7 @@ func (c *Client) getOnce(ctx context.Context, u *url.URL, max int64) ([]byte, er
 		if errors.Is(err, errOverLimit) {
 			err = permanent{&TooLargeError{Max: max}}
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return b.Bytes(), nil
+	return b.Bytes(), nil, nil
 }

@@ -111,8 +111,10 @@ func TestWriteDeploymentsRollback(t *testing.T) {
 	if d3.Serial != 1 {
 		t.Errorf("second deployment of c2 has serial %d, want 1", d3.Serial)
 	}
-	if err := s.Cleanup(); err != nil {
+	if res, err := s.Cleanup(ctx); err != nil {
 		t.Fatal(err)
+	} else if res.Deployments != 1 {
+		t.Errorf("Cleanup removed %d deployments, want 1", res.Deployments)
 	}
 	if _, err := os.Stat(s.DeploymentDir(d3)); !os.IsNotExist(err) {
 		t.Errorf("unwritten deployment %s left: %v", d3.Name(), err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // BootCounter is the boot counter of the U-Boot boot script of the images
@@ -66,7 +68,9 @@ func (b BootCounter) write(n int64) error {
 
 // writeFileSynced replaces file p with data through a temporary file in its directory,
 // synced and renamed over p, then syncs the file again and the directory: after a power
-// cut, p holds the old data or the new, never a part.
+// cut, p holds the old data or the new, never a part. The writer holds a flock on its
+// temporary file until the rename, so the next write can tell those of killed writers,
+// which it removes first.
 //
 // The second sync is for FAT (the boot counter's partition): there a rename over an
 // existing file moves the file into the target's directory entry, which only the file's
@@ -74,8 +78,9 @@ func (b BootCounter) write(n int64) error {
 // file's clusters. Without it, a power cut soon after leaves the old entry on the disk,
 // pointing to freed clusters: U-Boot reads the old count.
 func writeFileSynced(p string, data []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+"-*")
+	dir, prefix := filepath.Dir(p), "."+filepath.Base(p)+"-"
+	removeStaleTemps(dir, prefix)
+	f, err := createLockedTemp(dir, prefix)
 	if err != nil {
 		return err
 	}
@@ -88,7 +93,7 @@ func writeFileSynced(p string, data []byte) error {
 	}
 	renamed := false
 	if err == nil {
-		err = os.Rename(f.Name(), p)
+		err = os.Rename(f.Name(), p) // before Close, which releases the lock
 		renamed = err == nil
 	}
 	if err == nil {
@@ -112,4 +117,50 @@ func writeFileSynced(p string, data []byte) error {
 		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
+}
+
+// createLockedTemp creates a temporary file prefix* in dir and takes a flock on it. A file
+// that a concurrent removeStaleTemps removed before the lock was taken is given up for
+// another.
+func createLockedTemp(dir, prefix string) (*os.File, error) {
+	for {
+		f, err := os.CreateTemp(dir, prefix+"*")
+		if err != nil {
+			return nil, err
+		}
+		var st unix.Stat_t
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err == nil {
+			err = unix.Fstat(int(f.Fd()), &st)
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, err
+		}
+		if st.Nlink > 0 {
+			return f, nil
+		}
+		f.Close()
+	}
+}
+
+// removeStaleTemps removes the temporary files prefix* in dir that no writer holds (see
+// createLockedTemp): those of writers killed before their rename.
+func removeStaleTemps(dir, prefix string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
 }

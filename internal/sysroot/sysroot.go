@@ -13,8 +13,8 @@
 //     entries and bootloader configuration at the other boot version and swaps boot/loader
 //     to it (ostree_sysroot_write_deployments), and Sysroot.WriteDefault chooses that list
 //     for a new default deployment, keeping the previous one as the rollback;
-//   - Sysroot.Cleanup removes what the deployment list no longer uses
-//     (ostree_sysroot_cleanup);
+//   - Sysroot.Cleanup removes what the deployment list no longer uses and prunes the
+//     repository (ostree_sysroot_cleanup);
 //   - BootLinkArg and ResolveBootLink find the deployment an ostree= kernel argument
 //     names (Sysroot.Booted; ota-client prepare-root at boot, internal/prepareroot);
 //   - a Bootloader renders the files its bootloader reads (OstreeBootloader); UBoot

@@ -121,7 +121,7 @@ func (s *Sysroot) WriteDeployments(ctx context.Context, list []*Deployment) erro
 		return err
 	}
 	s.bootversion, s.subbootversion, s.deployments = nb, m, slices.Clone(list)
-	if err := s.cleanup(); err != nil {
+	if err := s.cleanup(&CleanupResult{}); err != nil {
 		return fmt.Errorf("sysroot: deployed, but cleaning up failed: %w", err)
 	}
 	return nil

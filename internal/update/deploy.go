@@ -27,8 +27,12 @@ type DeployOptions struct {
 	// Booted is the booted deployment (nil: unknown), which stays in the list even when it
 	// is neither the default nor the rollback any more.
 	Booted *sysroot.Deployment
-	// Counter, when set, is reset once the new deployment is the default, so that the boot
-	// script gives it its full number of attempts.
+	// Counter, when set, is reset just before the new deployment becomes the default, so
+	// that the boot script gives it its full number of attempts. Before, not after: a crash
+	// between the swap and the reset would leave the new default with the count of the
+	// running system, and the boot script could fall back from it at its first boot; a
+	// crash between the reset and the swap leaves the running system the default with a
+	// fresh count, as mark-good would.
 	Counter *sysroot.BootCounter
 	// Progress receives the stages deploy and finalize, the end of an update's percent.
 	Progress progress.Reporter
@@ -37,9 +41,9 @@ type DeployOptions struct {
 // Deploy makes commit, complete in the sysroot's repository (Pull), the new default
 // deployment of opts.OSName, the previous default becoming the rollback: the commit's
 // signature and the downgrade rule are checked first, then the tree is checked out with its
-// /etc merged (sysroot.Sysroot.DeployTree) and the boot configuration swapped in
-// atomically (sysroot.Sysroot.WriteDefault). A failure before the swap leaves the boot
-// configuration as it was.
+// /etc merged (sysroot.Sysroot.DeployTree), the boot counter reset and the boot
+// configuration swapped in atomically (sysroot.Sysroot.WriteDefault). A failure before the
+// swap leaves the boot configuration as it was.
 func Deploy(ctx context.Context, s *sysroot.Sysroot, commit ostree.Checksum, opts DeployOptions) (*sysroot.Deployment, error) {
 	rep := opts.Progress
 	if rep == nil {
@@ -65,17 +69,17 @@ func Deploy(ctx context.Context, s *sysroot.Sysroot, commit ostree.Checksum, opt
 	}
 	rep.Stage("finalize", 0)
 	progress.Span(rep, 0, pctDeploy, 100)
+	if opts.Counter != nil {
+		if err := opts.Counter.MarkGood(); err != nil {
+			return nil, err
+		}
+	}
 	var keep []*sysroot.Deployment
 	if opts.Booted != nil {
 		keep = append(keep, opts.Booted)
 	}
 	if err := s.WriteDefault(ctx, d, keep...); err != nil {
 		return nil, err
-	}
-	if opts.Counter != nil {
-		if err := opts.Counter.MarkGood(); err != nil {
-			return nil, err
-		}
 	}
 	rep.Done()
 	return d, nil

@@ -3,7 +3,6 @@ package update
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,15 +101,13 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 // verified against the summary's digest, and opens it.
 func (p *puller) loadSuperblock(ctx context.Context, from *ostree.Checksum, dir string) (*delta.Loaded, error) {
 	name := ostree.Delta{From: from, To: p.t.sum}.Name()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	sbPath := filepath.Join(dir, "superblock")
 	if data, err := os.ReadFile(sbPath); err != nil || sha256.Sum256(data) != p.t.summary.Deltas[name] {
 		data, err := getSuperblock(ctx, p.c, p.t, from)
 		if err != nil {
 			return nil, err
 		}
+		// Creates dir: a superblock refused leaves nothing behind.
 		if err := p.repo.WriteFileAtomic(filepath.Join("tmp", filepath.Base(dir), "superblock"), data, 0o644); err != nil {
 			return nil, err
 		}
@@ -185,6 +182,3 @@ func havePart(repo *ostree.Repo, h delta.PartHeader) bool {
 	}
 	return true
 }
-
-// errNoSpace is wrapped by the errors of checkSpace.
-var errNoSpace = errors.New("not enough space")

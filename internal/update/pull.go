@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
@@ -88,6 +89,15 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	if opts.MaxObject <= 0 {
 		opts.MaxObject = DefaultMaxObject
 	}
+	// Taking the repository's lock removes the temporary files (tmp/ota-tmp-*) of writes a
+	// kill interrupted: ours (a ref, detached metadata) or Deploy's (the deployment refs).
+	// Pull cannot hold it, as delta.Apply takes it; the sysroot's lock keeps other
+	// writers out.
+	unlock, err := repo.Lock()
+	if err != nil {
+		return nil, err
+	}
+	unlock()
 	rep.Stage("check", 0)
 	progress.Span(rep, 0, 0, pctCheck)
 	t, err := resolve(ctx, c, opts.CheckOptions)
@@ -98,6 +108,13 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	res := &PullResult{CheckResult: t.result, Method: "none"}
 	partial := filepath.Join(repo.Path, "state", t.sum.String()+".commitpartial")
 	if _, err := os.Stat(partial); err != nil && repo.HasObject(t.sum, ostree.ObjCommit) {
+		// A commit that came without a trusted signature (an ostree pull that did not
+		// verify, a deployment made by ostree) gets the one just verified: Deploy checks it.
+		if VerifyCommit(repo, t.sum, opts.TrustedKeys) != nil {
+			if err := repo.WriteDetachedMetadata(t.sum, t.meta); err != nil {
+				return nil, err
+			}
+		}
 		return res, repo.WriteRef(PendingRef, t.sum)
 	}
 	// What the delta declares is checked before its download; objects are checked as they
@@ -147,7 +164,30 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	if err := os.Remove(partial); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	if err := removeDownloads(repo); err != nil {
+		return nil, err
+	}
 	return res, repo.WriteRef(PendingRef, t.sum)
+}
+
+// removeDownloads removes the delta directories and object downloads that interrupted
+// pulls left in the repository's tmp/ and this one did not finish: an object stored
+// before its download file went, a download that a delta made useless. Once the commit is
+// complete they serve no pull (the remote's ref moved on from theirs).
+func removeDownloads(repo *ostree.Repo) error {
+	tmp := filepath.Join(repo.Path, "tmp")
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), DeltaDirPrefix) || strings.HasPrefix(e.Name(), ObjectFilePrefix) {
+			if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // chooseDelta returns the base of the static delta to use, or scratch when it is a
