@@ -43,7 +43,9 @@ cat <<EOT
 Built in $OUT:
   repo/                     signed commits, static deltas, signed summary (serve it:
                             $ota serve --repo $OUT/repo)
-  quickstart-2.0.img        qemu-aarch64 disk image (+ .bmap, .zst)
+  quickstart-2.0.img        qemu-aarch64 disk image (+ .bmap, .zst); its kernel is a
+                            stand-in, so it stops at U-Boot: examples/qemu-aarch64/e2e.sh
+                            builds one that boots
   quickstart-2.0.bundle     offline update from 1.0 to 2.0
   report-2.0.json           everything the last build produced
 EOT
