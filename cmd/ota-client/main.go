@@ -39,7 +39,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: /proc/cmdline when --sysroot is /, else none is booted)"},
 		},
 		Commands: []*cli.Command{statusCommand(), checkCommand(), pullCommand(), deployCommand(), updateCommand(), applyBundleCommand(),
-			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand()},
+			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand(), daemonCommand()},
 	}
 	otacli.Setup(app)
 	return app

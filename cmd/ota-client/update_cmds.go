@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 
 	"github.com/urfave/cli/v2"
 
@@ -118,7 +115,7 @@ func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
 		return err
 	}
 	if reboot && out.Deployment != nil {
-		return rebootNow()
+		return rebootNow(c)
 	}
 	return nil
 }
@@ -149,7 +146,7 @@ func applyBundleCommand() *cli.Command {
 				return err
 			}
 			if c.Bool("reboot") {
-				return rebootNow()
+				return rebootNow(c)
 			}
 			return nil
 		},
@@ -180,11 +177,4 @@ func report(c *cli.Context, out *session.Outcome) error {
 }
 
 // rebootNow runs the reboot command.
-func rebootNow() error {
-	cmd := exec.Command("reboot")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return errors.New("reboot: " + err.Error())
-	}
-	return nil
-}
+func rebootNow(c *cli.Context) error { return session.Reboot(c.Context) }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/internal/ostree"
+	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/release"
 	"github.com/otakit/ota/internal/sign"
 	"github.com/otakit/ota/internal/sysroot"
@@ -70,7 +73,7 @@ func readBase(opts Options, copts *update.CheckOptions) error {
 	}
 	copts.Default = &deps[0].Commit
 	base := deps[0]
-	if b := s.Booted(opts.Cmdline); b != nil {
+	if b := opts.BootedDeployment(s); b != nil {
 		base = b
 	}
 	cm, _, err := s.Repo().ReadCommit(base.Commit)
@@ -200,10 +203,21 @@ func (ss *Session) applyBundle(ctx context.Context, file string) (ostree.Checksu
 	}
 	rep := ss.opts.progress()
 	rep.Stage("apply", int64(len(l.Parts)))
+	progress.Span(rep, 0, 0, update.PulledPercent)
 	err = delta.Apply(ctx, ss.Sysroot.Repo(), l, delta.ApplyOptions{Keys: ss.keys, Progress: rep})
 	if err != nil {
 		return ostree.Checksum{}, fmt.Errorf("%s: %w", file, err)
 	}
 	rep.Done()
 	return l.To, ss.Sysroot.Repo().WriteRef(update.PendingRef, l.To)
+}
+
+// Reboot runs the reboot command.
+func Reboot(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "reboot")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return errors.New("reboot: " + err.Error())
+	}
+	return nil
 }

@@ -110,7 +110,7 @@ func mark(ctx context.Context, opts Options, good bool) (*Mark, error) {
 // keepFallback makes the booted deployment the default when the boot script fell back to
 // it, and records it; it reports whether it did.
 func keepFallback(ctx context.Context, opts Options, b sysroot.BootCounter) (bool, error) {
-	if opts.Cmdline == "" {
+	if opts.Cmdline == "" && opts.Booted == "" {
 		return false, nil
 	}
 	s, err := opts.OpenSysroot()
@@ -119,7 +119,7 @@ func keepFallback(ctx context.Context, opts Options, b sysroot.BootCounter) (boo
 	}
 	defer s.Close()
 	deps := s.Deployments()
-	booted := s.Booted(opts.Cmdline)
+	booted := opts.BootedDeployment(s)
 	if booted == nil || len(deps) == 0 || booted == deps[0] {
 		return false, nil
 	}

@@ -33,6 +33,11 @@ type Options struct {
 	// Cmdline is the kernel command line of the running system, whose ostree= argument
 	// names the booted deployment; empty when none is booted.
 	Cmdline string
+	// Booted, when set, names the booted deployment as OSNAME/COMMIT.SERIAL instead of
+	// Cmdline: the ostree= link of the command line no longer resolves once an update
+	// swapped the boot version, so a process that outlives an update (the daemon) finds the
+	// booted deployment once, at its start (see BootedName).
+	Booted string
 	// Progress receives the progress of pulls, bundles and deployments (nil: none).
 	Progress progress.Reporter
 	// Warn receives the warnings of an operation that fails: a last result that could not
@@ -46,6 +51,22 @@ type Options struct {
 func (opts Options) LoadConfig() (*clientconfig.Config, error) {
 	return clientconfig.Load(opts.Sysroot, opts.Config)
 }
+
+// BootedDeployment returns the booted deployment of s, or nil when it is unknown.
+func (opts Options) BootedDeployment(s *sysroot.Sysroot) *sysroot.Deployment {
+	if opts.Booted == "" {
+		return s.Booted(opts.Cmdline)
+	}
+	for _, d := range s.Deployments() {
+		if BootedName(d) == opts.Booted {
+			return d
+		}
+	}
+	return nil
+}
+
+// BootedName is the name of deployment d as Options.Booted takes it.
+func BootedName(d *sysroot.Deployment) string { return d.OSName + "/" + d.Name() }
 
 // OpenSysroot opens, and locks, the sysroot opts name.
 func (opts Options) OpenSysroot() (*sysroot.Sysroot, error) {
@@ -76,7 +97,7 @@ type Session struct {
 	Sysroot *sysroot.Sysroot
 	// Default is the default deployment at Open.
 	Default *sysroot.Deployment
-	// Booted is the booted deployment, nil when unknown (no Options.Cmdline).
+	// Booted is the booted deployment, nil when unknown (no Options.Cmdline nor Booted).
 	Booted *sysroot.Deployment
 	// Base is the booted deployment, else the default: the downgrade check's reference.
 	base     *sysroot.Deployment
@@ -112,7 +133,7 @@ func Open(opts Options, needRemote bool) (*Session, error) {
 		return nil, fmt.Errorf("%s: no deployment to update (flash an image made by ota-build first)", opts.Sysroot)
 	}
 	ss.Default, ss.base = deps[0], deps[0]
-	if ss.Booted = s.Booted(opts.Cmdline); ss.Booted != nil {
+	if ss.Booted = opts.BootedDeployment(s); ss.Booted != nil {
 		ss.base = ss.Booted
 	}
 	cm, _, err := s.Repo().ReadCommit(ss.base.Commit)
