@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"fmt"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -10,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/otakit/ota/internal/dbusapi"
 )
@@ -150,4 +154,156 @@ func (m *monitor) wait(t *testing.T, pattern string) {
 			t.Fatalf("gdbus monitor printed no line matching %q:\n%s", pattern, strings.Join(m.lines(), "\n"))
 		}
 	}
+}
+
+// holdLargeFile makes s send a third of the large file (the delta part or the object over
+// largeFile) at its first request and then hold the connection until the client goes away;
+// it returns the file's path and the size of the third.
+func holdLargeFile(s *repoServer) (big *string, third *int64, mu *sync.Mutex) {
+	big, third, mu = new(string), new(int64), &sync.Mutex{}
+	s.setPlan(func(p string, size int64, n int) action {
+		if size <= largeFile || n > 0 {
+			return serveAll
+		}
+		mu.Lock()
+		*big, *third = p, size/3
+		mu.Unlock()
+		return action{limit: size / 3, hold: true}
+	})
+	return big, third, mu
+}
+
+// waitPartial waits until the partial file of the large file's download holds want bytes.
+func waitPartial(t *testing.T, d device, want func() int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, size := findPartial(t, d)
+		if w := want(); w > 0 && size == w {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the partial file has %d bytes, not %d", size, want())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDaemonCancelResume (acceptance 2): Cancel() in the middle of the download of a delta
+// part stops the update: Finished says it was cancelled, and the sysroot is as it was but
+// for the download's resume state and the last result; a later Update() continues the part
+// from the bytes already fetched (one Range request from the partial's size) and deploys
+// v2.
+func TestDaemonCancelResume(t *testing.T) {
+	d, s := resumeDevice(t, "delta")
+	big, third, mu := holdLargeFile(s)
+	b := startBus(t, d)
+	startDaemon(t, b, d)
+	c := dialBus(t, b)
+	e := &refusalEnv{d: d}
+	before := e.state(t)
+
+	from := c.mark()
+	c.mustCall(t, "Update")
+	waitPartial(t, d, func() int64 { mu.Lock(); defer mu.Unlock(); return *third })
+	c.mustCall(t, "Cancel")
+	f, _ := c.waitFinished(t, from, "update", 30*time.Second)
+	if f.success || f.message != "update: cancelled" {
+		t.Errorf("Finished after Cancel: %+v, want a failure 'update: cancelled'", f)
+	}
+	if got := c.prop(t, "Error"); got != "update: cancelled" {
+		t.Errorf("Error after Cancel: %q", got)
+	}
+	e.checkUnchanged(t, before)
+	if err := c.call("Cancel"); err == nil || err.(dbus.Error).Name != dbusapi.ErrorNotRunning {
+		t.Errorf("Cancel with nothing running: %v, want %s", err, dbusapi.ErrorNotRunning)
+	}
+
+	from = c.mark()
+	c.mustCall(t, "Update")
+	if f, _ := c.waitFinished(t, from, "update", 60*time.Second); !f.success {
+		t.Fatalf("Update after the cancel: %+v", f)
+	}
+	checkUpdated(t, d)
+	mu.Lock()
+	rs := s.files()[*big]
+	mu.Unlock()
+	if want := fmt.Sprintf("bytes=%d-", *third); len(rs) != 2 || rs[1].rng != want || rs[1].status != http.StatusPartialContent {
+		t.Errorf("responses for %s: %s; want the second a 206 to %q", *big, describeResponses(rs), want)
+	}
+	checkFetchedOnce(t, s, map[string]int{*big: 1}, func(p string) bool { return p == *big })
+}
+
+// TestDaemonBusy (acceptance 3): while Update() runs (a download capped at 1 MiB/s by
+// max-rate), a second Update() and every other operation is refused with
+// org.otakit.OtaClient1.Error.Busy; an `ota-client update` started meanwhile waits for the
+// sysroot's lock, saying so, and once the daemon's update is done finds nothing to do: the
+// sysroot is the daemon's update, whole, and the daemon's properties say so.
+func TestDaemonBusy(t *testing.T) {
+	d, s := resumeDevice(t, "delta")
+	writeFiles(t, d.sysroot, map[string]string{"etc/ota/client.yaml": "url: " + s.URL + "\nref: myos/stable\nmax-rate: 1MiB\n"})
+	b := startBus(t, d)
+	startDaemon(t, b, d)
+	c := dialBus(t, b)
+
+	from := c.mark()
+	c.mustCall(t, "Update")
+	c.waitProperty(t, from, "Status", "downloading", 20*time.Second)
+	for _, m := range []string{"Update", "Check", "Download", "Install", "Rollback", "MarkGood", "Reboot"} {
+		err := c.call(m)
+		if de, ok := err.(dbus.Error); !ok || de.Name != dbusapi.ErrorBusy || !strings.Contains(fmt.Sprint(de.Body...), "update is running (downloading)") {
+			t.Errorf("%s during the update: %v, want %s", m, err, dbusapi.ErrorBusy)
+		}
+	}
+	if err := c.call("ApplyBundle", "/nonexistent.bundle"); err == nil || err.(dbus.Error).Name != dbusapi.ErrorBusy {
+		t.Errorf("ApplyBundle during the update: %v", err)
+	}
+
+	cli := exec.Command(otaClient, "--sysroot", d.sysroot, "update")
+	var stdout strings.Builder
+	stderr := &syncBuilder{}
+	cli.Stdout, cli.Stderr = &stdout, stderr
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cli.Wait() }()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "waiting for the lock of "+d.sysroot); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ota-client update did not wait for the lock: %q", stderr.String())
+		}
+	}
+	f, i := c.waitFinished(t, from, "update", 60*time.Second)
+	if !f.success {
+		t.Fatalf("the daemon's update: %+v", f)
+	}
+	// "up to date": the command ran once the daemon's update was whole.
+	if err := <-exited; err != nil {
+		t.Fatalf("ota-client update: %v\n%s", err, stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "up to date: myos/stable "+d.commits[1]) {
+		t.Errorf("ota-client update after the daemon's printed %q", stdout.String())
+	}
+	checkUpdated(t, d)
+	if got := c.prop(t, "DefaultRevision"); got != d.commits[1] {
+		t.Errorf("DefaultRevision %v after Finished %+v (signal %d)", got, f, i)
+	}
+}
+
+// syncBuilder is a strings.Builder safe for concurrent use.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -45,6 +45,9 @@ type Options struct {
 	Warn func(msg string)
 	// MaxRate, when not negative, replaces the configuration's max-rate.
 	MaxRate int64
+	// Waiting, when set, is called before an operation waits for the sysroot's lock, which
+	// another process (ota-client, its daemon, ostree) holds.
+	Waiting func()
 }
 
 // LoadConfig reads the configuration opts name.
@@ -70,7 +73,7 @@ func BootedName(d *sysroot.Deployment) string { return d.OSName + "/" + d.Name()
 
 // OpenSysroot opens, and locks, the sysroot opts name.
 func (opts Options) OpenSysroot() (*sysroot.Sysroot, error) {
-	return sysroot.Open(opts.Sysroot, sysroot.OpenOptions{})
+	return sysroot.Open(opts.Sysroot, sysroot.OpenOptions{Waiting: opts.Waiting})
 }
 
 func (opts Options) progress() progress.Reporter {
