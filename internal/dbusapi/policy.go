@@ -13,9 +13,9 @@ func Policy(group string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<!-- ota-client daemon (docs/dbus.md): root owns %[1]s; root and the group of
-     the group client.yaml's daemon mapping names may call it. Printed by ota-client
-     daemon with its print-dbus-policy flag. -->
+<!-- ota-client daemon (docs/dbus.md): root owns %[1]s; root and the members
+     of the group that client.yaml's daemon mapping names may call it. Printed by
+     ota-client daemon with its print-dbus-policy flag. -->
 <busconfig>
   <policy user="root">
     <allow own="%[1]s"/>
