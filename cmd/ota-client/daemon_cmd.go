@@ -56,9 +56,13 @@ func daemonCommand() *cli.Command {
 				return fmt.Errorf("dbus: connecting to the system bus: %w", err)
 			}
 			defer conn.Close()
-			opts.Progress = nil
+			opts.Progress, opts.Waiting = nil, nil
+			policy := cfg.Daemon
+			if cfg.URL == "" || cfg.Ref == "" {
+				policy.Interval = 0 // a device updated from bundles only: nothing to check
+			}
 			srv := dbusapi.NewServer(conn)
-			d := daemon.New(c.Context, daemon.Options{Session: opts, Policy: cfg.Daemon, Observer: srv,
+			d := daemon.New(c.Context, daemon.Options{Session: opts, Policy: policy, Observer: srv,
 				Log: func(line string) { fmt.Fprintln(c.App.ErrWriter, "ota-client daemon: "+line) }})
 			if err := srv.Export(d); err != nil {
 				return err

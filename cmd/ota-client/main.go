@@ -4,6 +4,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -57,7 +58,14 @@ func loadConfig(c *cli.Context) (*clientconfig.Config, error) {
 
 // openSysroot opens the sysroot of the global --sysroot flag.
 func openSysroot(c *cli.Context) (*sysroot.Sysroot, error) {
-	return sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{})
+	return sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{Waiting: waiting(c)})
+}
+
+// waiting returns what says, before a command waits for the sysroot's lock, that it does.
+func waiting(c *cli.Context) func() {
+	return func() {
+		fmt.Fprintf(c.App.ErrWriter, "%s: waiting for the lock of %s: another ota-client, its daemon or ostree is changing it\n", c.App.Name, c.String("sysroot"))
+	}
 }
 
 // cmdline returns the kernel command line of the running system: --cmdline's file, else

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 
 	otacli "github.com/otakit/ota/internal/cli"
@@ -27,8 +25,6 @@ func sessionOptions(c *cli.Context, maxRate int64) (session.Options, error) {
 		Progress: otacli.Progress(c),
 		Warn:     func(msg string) { otacli.Warn(c, []string{msg}) },
 		MaxRate:  maxRate,
-		Waiting: func() {
-			fmt.Fprintf(c.App.ErrWriter, "%s: waiting for the lock of %s: another ota-client, its daemon or ostree is changing it\n", c.App.Name, c.String("sysroot"))
-		},
+		Waiting:  waiting(c),
 	}, nil
 }

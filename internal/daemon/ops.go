@@ -212,8 +212,9 @@ func (d *Daemon) signature() string {
 // pollSysroot reads the device's state again when, between operations, a command (or
 // ostree) changed it.
 func (d *Daemon) pollSysroot() {
+	sig := d.signature()
 	d.mu.Lock()
-	changed := d.cur == nil && d.signature() != d.seen
+	changed := d.cur == nil && sig != d.seen
 	d.mu.Unlock()
 	if changed {
 		d.refresh()
