@@ -31,7 +31,7 @@ func checkCommand() *cli.Command {
 			if c.Args().Present() {
 				return otacli.Usagef("unexpected argument %q", c.Args().First())
 			}
-			opts, err := sessionOptions(c, -1)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}

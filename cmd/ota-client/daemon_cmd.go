@@ -30,7 +30,7 @@ func daemonCommand() *cli.Command {
 			if c.Args().Present() {
 				return otacli.Usagef("unexpected argument %q", c.Args().First())
 			}
-			opts, err := sessionOptions(c, -1)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}

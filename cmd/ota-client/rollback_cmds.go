@@ -29,7 +29,7 @@ func rollbackCommand() *cli.Command {
 			if c.Args().Present() {
 				return otacli.Usagef("unexpected argument %q", c.Args().First())
 			}
-			opts, err := sessionOptions(c, -1)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func markCommand(good bool) *cli.Command {
 		if c.Args().Present() {
 			return otacli.Usagef("unexpected argument %q", c.Args().First())
 		}
-		opts, err := sessionOptions(c, -1)
+		opts, err := sessionOptions(c, nil)
 		if err != nil {
 			return err
 		}

@@ -12,8 +12,8 @@ type deploymentInfo = session.DeploymentInfo
 
 // sessionOptions are the options of the operations of internal/session that the global
 // flags ask for, with progress on standard error and warnings printed as the conventions
-// say. maxRate, when not negative, replaces the configuration's max-rate.
-func sessionOptions(c *cli.Context, maxRate int64) (session.Options, error) {
+// say. maxRate, when set, replaces the configuration's max-rate.
+func sessionOptions(c *cli.Context, maxRate *int64) (session.Options, error) {
 	line, err := cmdline(c)
 	if err != nil {
 		return session.Options{}, err

@@ -54,7 +54,7 @@ func deployCommand() *cli.Command {
 			if c.Args().Present() {
 				rev = c.Args().First()
 			}
-			opts, err := sessionOptions(c, -1)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}
@@ -92,12 +92,13 @@ func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
 	if c.Args().Present() {
 		return otacli.Usagef("unexpected argument %q", c.Args().First())
 	}
-	maxRate := int64(-1)
+	var maxRate *int64
 	if c.IsSet("max-rate") {
-		var err error
-		if maxRate, err = clientconfig.ParseRate(c.String("max-rate")); err != nil {
+		rate, err := clientconfig.ParseRate(c.String("max-rate"))
+		if err != nil {
 			return otacli.Usagef("--max-rate: %v", err)
 		}
+		maxRate = &rate
 	}
 	opts, err := sessionOptions(c, maxRate)
 	if err != nil {
@@ -134,7 +135,7 @@ func applyBundleCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return otacli.Usagef("apply-bundle takes one FILE, the bundle")
 			}
-			opts, err := sessionOptions(c, -1)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}

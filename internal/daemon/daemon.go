@@ -66,7 +66,7 @@ type Observer interface {
 
 // Options configure a Daemon.
 type Options struct {
-	// Session names the device; its Progress and MaxRate are the daemon's.
+	// Session names the device; its Progress is the daemon's.
 	Session session.Options
 	// Policy is the configuration's daemon policy.
 	Policy clientconfig.Daemon

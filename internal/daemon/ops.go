@@ -27,7 +27,6 @@ func (d *Daemon) perform(op *operation) (result, error) {
 	d.mu.Lock()
 	opts := d.opts.Session
 	d.mu.Unlock()
-	opts.MaxRate = -1
 	opts.Progress = progress.NewFunc(d.opts.ProgressInterval, func(e progress.Event) { d.onProgress(op, e) })
 	ctx := op.ctx
 	switch op.name {

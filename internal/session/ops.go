@@ -42,8 +42,8 @@ func Check(ctx context.Context, opts Options) (*update.CheckResult, error) {
 	if cfg.URL == "" || cfg.Ref == "" {
 		return nil, errors.New("configuration: the remote needs a url and a ref")
 	}
-	if opts.MaxRate >= 0 {
-		cfg.MaxRate = opts.MaxRate
+	if opts.MaxRate != nil {
+		cfg.MaxRate = *opts.MaxRate
 	}
 	keys, err := cfg.TrustedPublicKeys()
 	if err != nil {

@@ -43,8 +43,8 @@ type Options struct {
 	// Warn receives the warnings of an operation that fails: a last result that could not
 	// be recorded (nil: dropped).
 	Warn func(msg string)
-	// MaxRate, when not negative, replaces the configuration's max-rate.
-	MaxRate int64
+	// MaxRate, when set, replaces the configuration's max-rate (bytes per second; 0: no cap).
+	MaxRate *int64
 	// Waiting, when set, is called before an operation waits for the sysroot's lock, which
 	// another process (ota-client, its daemon, ostree) holds.
 	Waiting func()
@@ -118,8 +118,8 @@ func Open(opts Options, needRemote bool) (*Session, error) {
 	if needRemote && (cfg.URL == "" || cfg.Ref == "") {
 		return nil, errors.New("configuration: the remote needs a url and a ref")
 	}
-	if opts.MaxRate >= 0 {
-		cfg.MaxRate = opts.MaxRate
+	if opts.MaxRate != nil {
+		cfg.MaxRate = *opts.MaxRate
 	}
 	keys, err := cfg.TrustedPublicKeys()
 	if err != nil {
