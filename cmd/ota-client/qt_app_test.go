@@ -22,6 +22,19 @@ import (
 func qtApp(t *testing.T) string {
 	t.Helper()
 	requireTool(t, "cmake", "c++", "qtpaths6")
+	// The QML modules main.qml imports (Debian's qml6-module-* packages).
+	qml, err := exec.Command("qtpaths6", "--query", "QT_INSTALL_QML").Output()
+	if err != nil {
+		t.Fatalf("qtpaths6: %v", err)
+	}
+	for _, m := range []string{"QtQuick/Controls/Basic", "QtQuick/Layouts", "QtQuick/Templates", "QtQuick/Window", "QtQml/WorkerScript"} {
+		if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(qml)), m, "qmldir")); err != nil {
+			if os.Getenv("OTA_REQUIRE_TOOLS") == "1" {
+				t.Fatalf("the QML module %s is required (OTA_REQUIRE_TOOLS=1) but not installed", m)
+			}
+			t.Skipf("the QML module %s is not installed", m)
+		}
+	}
 	src, err := filepath.Abs("../../examples/qt-ota-app")
 	if err != nil {
 		t.Fatal(err)
