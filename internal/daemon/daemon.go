@@ -196,11 +196,15 @@ func (d *Daemon) Run() {
 	}
 }
 
-// untilDue is the time until the next planned check or reboot.
+// untilDue is the time until the next planned check or reboot; while an operation runs,
+// what is due waits for its end, which wakes Run.
 func (d *Daemon) untilDue() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	wait := 24 * time.Hour
+	if d.cur != nil {
+		return wait
+	}
 	for _, t := range []time.Time{d.nextCheck, d.rebootAt} {
 		if !t.IsZero() {
 			wait = min(wait, max(time.Until(t), 0))
