@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -9,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	otacli "github.com/otakit/ota/internal/cli"
-	"github.com/otakit/ota/internal/remote"
+	"github.com/otakit/ota/internal/session"
 	"github.com/otakit/ota/internal/update"
 )
 
@@ -32,45 +31,11 @@ func checkCommand() *cli.Command {
 			if c.Args().Present() {
 				return otacli.Usagef("unexpected argument %q", c.Args().First())
 			}
-			cfg, err := loadConfig(c)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}
-			if cfg.URL == "" || cfg.Ref == "" {
-				return errors.New("configuration: the remote needs a url and a ref")
-			}
-			keys, err := cfg.TrustedPublicKeys()
-			if err != nil {
-				return err
-			}
-			opts := update.CheckOptions{Ref: cfg.Ref, TrustedKeys: keys, AllowDowngrade: cfg.AllowDowngrade}
-			s, err := openSysroot(c)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if deps := s.Deployments(); len(deps) > 0 {
-				opts.Default = &deps[0].Commit
-				base := deps[0]
-				if b, err := booted(c, s); err != nil {
-					return err
-				} else if b != nil {
-					base = b
-				}
-				cm, _, err := s.Repo().ReadCommit(base.Commit)
-				if err != nil {
-					return fmt.Errorf("deployment %s: %w", base.Name(), err)
-				}
-				opts.Base = &cm
-			}
-			client, err := remote.New(cfg.URL, remote.Options{
-				TLS:     remote.TLSOptions{CAFile: cfg.TLS.CA, CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key},
-				MaxRate: cfg.MaxRate,
-			})
-			if err != nil {
-				return err
-			}
-			res, err := update.Check(c.Context, client, opts)
+			res, err := session.Check(c.Context, opts)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -11,6 +12,7 @@ import (
 
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/clientconfig"
+	"github.com/otakit/ota/internal/session"
 	"github.com/otakit/ota/internal/sysroot"
 )
 
@@ -39,7 +41,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: with --sysroot /, the deployment mounted as /; else none is booted)"},
 		},
 		Commands: []*cli.Command{statusCommand(), checkCommand(), pullCommand(), deployCommand(), updateCommand(), applyBundleCommand(),
-			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand()},
+			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand(), daemonCommand()},
 	}
 	otacli.Setup(app)
 	return app
@@ -57,24 +59,38 @@ func loadConfig(c *cli.Context) (*clientconfig.Config, error) {
 
 // openSysroot opens the sysroot of the global --sysroot flag.
 func openSysroot(c *cli.Context) (*sysroot.Sysroot, error) {
-	return sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{})
+	return sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{Waiting: waiting(c)})
 }
 
-// booted returns the deployment the system booted, nil for none: with --cmdline, the one
-// the ostree= argument of that command line names; else, when the sysroot is / (the
-// running system), the deployment mounted as /, found as ostree finds it
+// waiting returns what says, before a command waits for the sysroot's lock, that it does.
+func waiting(c *cli.Context) func() {
+	return func() {
+		fmt.Fprintf(c.App.ErrWriter, "%s: waiting for the lock of %s: another ota-client, its daemon or ostree is changing it\n", c.App.Name, c.String("sysroot"))
+	}
+}
+
+// bootedBy returns what tells the booted deployment: with --cmdline, that command line,
+// whose ostree= argument names it; else, when the sysroot is / (the running system), the
+// root "/", the deployment mounted there being found as ostree finds it
 // (sysroot.RootDeployment), because the ostree= boot link in /proc/cmdline no longer leads
-// to it once a rollback or a kept fallback has rewritten the boot configuration; else none.
-func booted(c *cli.Context, s *sysroot.Sysroot) (*sysroot.Deployment, error) {
+// to it once an update, a rollback or a kept fallback has rewritten the boot
+// configuration; else nothing (none is booted).
+func bootedBy(c *cli.Context) (cmdline, root string, err error) {
 	if file := c.String("cmdline"); file != "" {
 		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		return s.Booted(string(data)), nil
+		return string(data), "", err
 	}
-	if filepath.Clean(c.String("sysroot")) != "/" {
-		return nil, nil
+	if filepath.Clean(c.String("sysroot")) == "/" {
+		return "", "/", nil
 	}
-	return s.RootDeployment("/")
+	return "", "", nil
+}
+
+// booted returns the deployment the system booted, nil for none (see bootedBy).
+func booted(c *cli.Context, s *sysroot.Sysroot) (*sysroot.Deployment, error) {
+	line, root, err := bootedBy(c)
+	if err != nil {
+		return nil, err
+	}
+	return session.Options{Cmdline: line, Root: root}.BootedDeployment(s), nil
 }

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"slices"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	otacli "github.com/otakit/ota/internal/cli"
-	"github.com/otakit/ota/internal/sysroot"
+	"github.com/otakit/ota/internal/session"
 )
 
 // rollbackJSON is the report of rollback --json: the deployments after the swap.
@@ -32,61 +29,25 @@ func rollbackCommand() *cli.Command {
 			if c.Args().Present() {
 				return otacli.Usagef("unexpected argument %q", c.Args().First())
 			}
-			s, err := openSysroot(c)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			deps := s.Deployments()
-			if len(deps) < 2 {
-				return errors.New("no rollback deployment: nothing changed")
-			}
-			list := append([]*sysroot.Deployment{deps[1], deps[0]}, deps[2:]...)
-			if err := writeRecorded(c, s, "rollback", deps[0], deps[1], list, ""); err != nil {
-				return err
-			}
-			var rep rollbackJSON
-			if rep.Default, err = describe(s, deps[1]); err != nil {
-				return err
-			}
-			if rep.Rollback, err = describe(s, deps[0]); err != nil {
+			sw, err := session.Rollback(c.Context, opts)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
-				return otacli.PrintJSON(c.App.Writer, rep)
+				return otacli.PrintJSON(c.App.Writer, rollbackJSON{Default: sw.DefaultInfo, Rollback: sw.RollbackInfo})
 			}
-			fmt.Fprintf(c.App.Writer, "default:  %s %s\nrollback: %s %s\n", deps[1].Name(), rep.Default.Version, deps[0].Name(), rep.Rollback.Version)
+			fmt.Fprintf(c.App.Writer, "default:  %s %s\nrollback: %s %s\n", sw.Default.Name(), sw.DefaultInfo.Version, sw.Rollback.Name(), sw.RollbackInfo.Version)
 			return nil
 		},
 	}
 }
 
-// writeRecorded makes list the sysroot's deployments, from being the default before and to
-// after, and records the outcome of operation as the last result, with note as its
-// message.
-func writeRecorded(c *cli.Context, s *sysroot.Sysroot, operation string, from, to *sysroot.Deployment, list []*sysroot.Deployment, note string) error {
-	res := sysroot.Result{Operation: operation, From: from.Commit.String(), To: to.Commit.String(), Outcome: "success", Message: note}
-	err := s.WriteDeployments(c.Context, list)
-	res.Time = time.Now().UTC().Truncate(time.Second)
-	if err != nil {
-		res.Outcome, res.Error, res.Message = "failure", err.Error(), ""
-		if rerr := s.WriteResult(from.OSName, res); rerr != nil {
-			otacli.Warn(c, []string{rerr.Error()})
-		}
-		return err
-	}
-	return s.WriteResult(to.OSName, res)
-}
-
 // markJSON is the report of mark-good and mark-bad --json.
-type markJSON struct {
-	// BootCounter is the state file written; Bootcount the count it holds now.
-	BootCounter string `json:"boot_counter"`
-	Bootcount   int64  `json:"bootcount"`
-	// FellBack is true when mark-good found the system booted from the rollback entry
-	// and made that deployment the default.
-	FellBack bool `json:"fell_back"`
-}
+type markJSON = session.Mark
 
 func markCommand(good bool) *cli.Command {
 	cmd := &cli.Command{
@@ -111,68 +72,23 @@ func markCommand(good bool) *cli.Command {
 		if c.Args().Present() {
 			return otacli.Usagef("unexpected argument %q", c.Args().First())
 		}
-		cfg, err := loadConfig(c)
+		opts, err := sessionOptions(c, nil)
 		if err != nil {
 			return err
 		}
-		b := sysroot.BootCounter{Path: cfg.BootCounter}
-		rep := markJSON{BootCounter: b.Path}
-		if good {
-			if rep.FellBack, err = keepFallback(c, b); err == nil {
-				err = b.MarkGood()
-			}
-		} else {
-			if err = requireRollback(c); err == nil {
-				err = b.MarkBad()
-			}
+		run := session.MarkGood
+		if !good {
+			run = session.MarkBad
 		}
+		rep, err := run(c.Context, opts)
 		if err != nil {
-			return err
-		}
-		if rep.Bootcount, err = b.Count(); err != nil {
 			return err
 		}
 		if c.Bool("json") {
 			return otacli.PrintJSON(c.App.Writer, rep)
 		}
-		fmt.Fprintf(c.App.Writer, "%s: bootcount=%x\n", b.Path, rep.Bootcount)
+		fmt.Fprintf(c.App.Writer, "%s: bootcount=%x\n", rep.BootCounter, rep.Bootcount)
 		return nil
 	}
 	return cmd
-}
-
-// keepFallback makes the booted deployment the default when the boot script fell back to
-// it, and records it; it reports whether it did.
-func keepFallback(c *cli.Context, b sysroot.BootCounter) (bool, error) {
-	s, err := openSysroot(c)
-	if err != nil {
-		return false, err
-	}
-	defer s.Close()
-	deps := s.Deployments()
-	running, err := booted(c, s)
-	if err != nil || running == nil || len(deps) == 0 || running == deps[0] {
-		return false, err
-	}
-	n, err := b.Count()
-	if err != nil {
-		return false, err
-	}
-	def := deps[0]
-	list := append([]*sysroot.Deployment{running}, slices.DeleteFunc(deps, func(d *sysroot.Deployment) bool { return d == running })...)
-	note := fmt.Sprintf("rolled back: %s failed to boot (bootcount %x), the boot script started %s", def.Name(), n, running.Name())
-	return true, writeRecorded(c, s, "fallback", def, running, list, note)
-}
-
-// requireRollback fails unless the sysroot has a deployment to fall back to.
-func requireRollback(c *cli.Context) error {
-	s, err := openSysroot(c)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	if len(s.Deployments()) < 2 {
-		return errors.New("no rollback deployment to fall back to: nothing changed")
-	}
-	return nil
 }

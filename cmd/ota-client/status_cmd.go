@@ -9,18 +9,9 @@ import (
 
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/clientconfig"
+	"github.com/otakit/ota/internal/session"
 	"github.com/otakit/ota/internal/sysroot"
 )
-
-// deploymentInfo is a deployment in the reports.
-type deploymentInfo struct {
-	Stateroot string    `json:"stateroot"`
-	Commit    string    `json:"commit"`
-	Serial    int       `json:"serial"`
-	Version   string    `json:"version,omitempty"`
-	Timestamp time.Time `json:"timestamp"`
-	Subject   string    `json:"subject,omitempty"`
-}
 
 // statusJSON is the report of status --json. A deployment that does not exist is null.
 type statusJSON struct {
@@ -60,7 +51,7 @@ func statusCommand() *cli.Command {
 			deps := s.Deployments()
 			for i, p := range []**deploymentInfo{&rep.Default, &rep.Rollback} {
 				if i < len(deps) {
-					if *p, err = describe(s, deps[i]); err != nil {
+					if *p, err = session.Describe(s, deps[i]); err != nil {
 						return err
 					}
 				}
@@ -68,7 +59,7 @@ func statusCommand() *cli.Command {
 			if d, err := booted(c, s); err != nil {
 				return err
 			} else if d != nil {
-				if rep.Booted, err = describe(s, d); err != nil {
+				if rep.Booted, err = session.Describe(s, d); err != nil {
 					return err
 				}
 			}
@@ -84,18 +75,6 @@ func statusCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-// describe reads deployment d's commit.
-func describe(s *sysroot.Sysroot, d *sysroot.Deployment) (*deploymentInfo, error) {
-	cm, _, err := s.Repo().ReadCommit(d.Commit)
-	if err != nil {
-		return nil, fmt.Errorf("deployment %s: %w", d.Name(), err)
-	}
-	return &deploymentInfo{
-		Stateroot: d.OSName, Commit: d.Commit.String(), Serial: d.Serial, Version: cm.Version(),
-		Timestamp: time.Unix(int64(cm.Timestamp), 0).UTC(), Subject: cm.Subject,
-	}, nil
 }
 
 // printStatus writes the text form of status.

@@ -1,20 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/otakit/ota/delta"
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/clientconfig"
-	"github.com/otakit/ota/internal/ostree"
-	"github.com/otakit/ota/internal/release"
-	"github.com/otakit/ota/internal/sign"
-	"github.com/otakit/ota/internal/sysroot"
+	"github.com/otakit/ota/internal/session"
 	"github.com/otakit/ota/internal/update"
 )
 
@@ -57,24 +50,19 @@ func deployCommand() *cli.Command {
 			if c.NArg() > 1 {
 				return otacli.Usagef("unexpected argument %q", c.Args().Get(1))
 			}
-			ss, err := openSession(c, false)
-			if err != nil {
-				return err
-			}
-			defer ss.close()
 			rev := update.PendingRef
 			if c.Args().Present() {
 				rev = c.Args().First()
 			}
-			commit, err := ss.s.Repo().Resolve(rev)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
-				return fmt.Errorf("deploy %s: %w (pull first)", rev, err)
-			}
-			d, err := ss.deploy(commit)
-			if err = ss.record("deploy", &commit, err); err != nil {
 				return err
 			}
-			return report(c, ss, nil, d)
+			out, err := session.Deploy(c.Context, opts, rev)
+			if err != nil {
+				return err
+			}
+			return report(c, out)
 		},
 	}
 }
@@ -105,55 +93,31 @@ func runUpdate(c *cli.Context, pullOnly, reboot bool) error {
 	if c.Args().Present() {
 		return otacli.Usagef("unexpected argument %q", c.Args().First())
 	}
-	maxRate := int64(-1)
+	var maxRate *int64
 	if c.IsSet("max-rate") {
-		var err error
-		if maxRate, err = clientconfig.ParseRate(c.String("max-rate")); err != nil {
+		rate, err := clientconfig.ParseRate(c.String("max-rate"))
+		if err != nil {
 			return otacli.Usagef("--max-rate: %v", err)
 		}
+		maxRate = &rate
 	}
-	ss, err := openSession(c, true)
+	opts, err := sessionOptions(c, maxRate)
 	if err != nil {
 		return err
 	}
-	defer ss.close()
-	if maxRate >= 0 {
-		ss.cfg.MaxRate = maxRate
+	run := session.Update
+	if pullOnly {
+		run = session.Pull
 	}
-	client, err := ss.client()
+	out, err := run(c.Context, opts)
 	if err != nil {
 		return err
 	}
-	res, err := update.Pull(c.Context, client, ss.s.Repo(), ss.pullOptions())
-	if err != nil {
-		if pullOnly {
-			return err
-		}
-		return ss.record("update", nil, err)
-	}
-	if !pullOnly && !res.Available {
-		// The remote's commit is the default already: finish the cleanup a deploy killed
-		// after its swap did not (the previous boot configuration, dropped deployments).
-		if _, err := ss.s.CleanupBoot(); err != nil {
-			return err
-		}
-	}
-	if pullOnly || !res.Available {
-		return report(c, ss, res, nil)
-	}
-	to, err := ostree.ParseChecksum(res.Remote.Checksum)
-	if err != nil {
+	if err := report(c, out); err != nil {
 		return err
 	}
-	d, err := ss.deploy(to)
-	if err = ss.record("update", &to, err); err != nil {
-		return err
-	}
-	if err := report(c, ss, res, d); err != nil {
-		return err
-	}
-	if reboot {
-		return rebootNow()
+	if reboot && out.Deployment != nil {
+		return rebootNow(c)
 	}
 	return nil
 }
@@ -172,73 +136,33 @@ func applyBundleCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return otacli.Usagef("apply-bundle takes one FILE, the bundle")
 			}
-			ss, err := openSession(c, false)
+			opts, err := sessionOptions(c, nil)
 			if err != nil {
 				return err
 			}
-			defer ss.close()
-			to, err := applyBundle(c, ss, c.Args().First())
+			out, err := session.ApplyBundle(c.Context, opts, c.Args().First())
 			if err != nil {
-				return ss.record("apply-bundle", nil, err)
-			}
-			d, err := ss.deploy(to)
-			if err = ss.record("apply-bundle", &to, err); err != nil {
 				return err
 			}
-			if err := report(c, ss, nil, d); err != nil {
+			if err := report(c, out); err != nil {
 				return err
 			}
 			if c.Bool("reboot") {
-				return rebootNow()
+				return rebootNow(c)
 			}
 			return nil
 		},
 	}
 }
 
-// applyBundle applies the bundle at file into the sysroot's repository and returns its
-// target commit.
-func applyBundle(c *cli.Context, ss *session, file string) (ostree.Checksum, error) {
-	l, err := delta.Open(file, ss.keys)
-	if errors.Is(err, sign.ErrBadSignature) {
-		// The envelope of a signed bundle, which Open verifies: say what failed.
-		return ostree.Checksum{}, fmt.Errorf("%s: its signature is not by a trusted key, or the bundle changed since it was signed", file)
-	} else if err != nil {
-		return ostree.Checksum{}, err
-	}
-	cm, err := ostree.ParseCommit(l.Commit)
-	if err != nil {
-		return ostree.Checksum{}, fmt.Errorf("%s: %w", file, err)
-	}
-	if !ss.cfg.AllowDowngrade {
-		if err := release.CheckUpgrade(ss.baseMeta, &cm); err != nil {
-			return ostree.Checksum{}, fmt.Errorf("%s: commit %s: %w", file, l.To, err)
-		}
-	}
-	ss.rep.Stage("apply", int64(len(l.Parts)))
-	err = delta.Apply(c.Context, ss.s.Repo(), l, delta.ApplyOptions{Keys: ss.keys, Progress: ss.rep})
-	if err != nil {
-		return ostree.Checksum{}, fmt.Errorf("%s: %w", file, err)
-	}
-	ss.rep.Done()
-	return l.To, ss.s.Repo().WriteRef(update.PendingRef, l.To)
-}
-
 // report prints what pull, deploy, update or apply-bundle did.
-func report(c *cli.Context, ss *session, res *update.PullResult, d *sysroot.Deployment) error {
-	rep := updateJSON{Pull: res}
-	if d != nil {
-		info, err := describe(ss.s, d)
-		if err != nil {
-			return err
-		}
-		rep.Deployment = info
-	}
+func report(c *cli.Context, out *session.Outcome) error {
+	rep := updateJSON{Pull: out.Pull, Deployment: out.Info}
 	if c.Bool("json") {
 		return otacli.PrintJSON(c.App.Writer, rep)
 	}
 	w := c.App.Writer
-	if res != nil {
+	if res := out.Pull; res != nil {
 		switch {
 		case !res.Available:
 			fmt.Fprintf(w, "up to date: %s %s\n", res.Ref, res.Remote.Checksum)
@@ -248,18 +172,11 @@ func report(c *cli.Context, ss *session, res *update.PullResult, d *sysroot.Depl
 			fmt.Fprintf(w, "pulled: %s %s (%s, %d files fetched)\n", res.Ref, res.Remote.Checksum, res.Method, res.Fetched)
 		}
 	}
-	if d != nil {
-		fmt.Fprintf(w, "deployed: %s %s (default; rollback: %s)\n", d.Name(), rep.Deployment.Version, ss.def.Name())
+	if out.Deployment != nil {
+		fmt.Fprintf(w, "deployed: %s %s (default; rollback: %s)\n", out.Deployment.Name(), out.Info.Version, out.Previous.Name())
 	}
 	return nil
 }
 
 // rebootNow runs the reboot command.
-func rebootNow() error {
-	cmd := exec.Command("reboot")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return errors.New("reboot: " + err.Error())
-	}
-	return nil
-}
+func rebootNow(c *cli.Context) error { return session.Reboot(c.Context) }

@@ -52,6 +52,8 @@ type Config struct {
 	BootCounter string `json:"boot_counter"`
 	// AllowDowngrade permits updates to an older commit.
 	AllowDowngrade bool `json:"allow_downgrade"`
+	// Daemon is the policy of ota-client daemon (DefaultDaemon without a daemon mapping).
+	Daemon Daemon `json:"-"`
 }
 
 // TLS are the TLS files of the remote.
@@ -119,7 +121,7 @@ func hostPath(sysroot, p string) string {
 }
 
 func defaults() *Config {
-	return &Config{TrustedKeys: DefaultTrustedKeys, BootCounter: DefaultBootCounter, SignVerify: true}
+	return &Config{TrustedKeys: DefaultTrustedKeys, BootCounter: DefaultBootCounter, SignVerify: true, Daemon: DefaultDaemon()}
 }
 
 // parseYAML decodes client.yaml strictly: an unknown or repeated key, or a value of the
@@ -149,6 +151,7 @@ func parseYAML(file string, data []byte) (*Config, error) {
 		"boot-counter":    d.str(&c.BootCounter),
 		"allow-downgrade": d.boolean(&c.AllowDowngrade),
 		"max-rate":        d.rate(&c.MaxRate),
+		"daemon":          d.daemon(&c.Daemon),
 		"tls": func(n *yaml.Node) error {
 			return d.mapping(n, map[string]func(*yaml.Node) error{
 				"ca": d.str(&c.TLS.CA), "cert": d.str(&c.TLS.Cert), "key": d.str(&c.TLS.Key),

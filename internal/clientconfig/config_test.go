@@ -59,6 +59,7 @@ func TestLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := tc.want
+			want.Daemon = DefaultDaemon()
 			for _, p := range []*string{&want.Source, &want.TrustedKeys, &want.BootCounter, &want.TLS.CA, &want.TLS.Cert, &want.TLS.Key} {
 				if *p != "" {
 					*p = filepath.Join(root, *p)
@@ -78,7 +79,7 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, data, want string
 	}{
-		{"unknown key", yamlFile, "url: http://h\nurls: x\n", "client.yaml:2: unknown key \"urls\" (want allow-downgrade, boot-counter, max-rate, ref, tls, trusted-keys, url)"},
+		{"unknown key", yamlFile, "url: http://h\nurls: x\n", "client.yaml:2: unknown key \"urls\" (want allow-downgrade, boot-counter, daemon, max-rate, ref, tls, trusted-keys, url)"},
 		{"unknown tls key", yamlFile, "url: http://h\ntls:\n  ca: x\n  pem: y\n", "client.yaml:4: unknown key \"pem\" (want ca, cert, key)"},
 		{"repeated key", yamlFile, "url: http://h\nref: a\nref: b\n", "client.yaml:3: key \"ref\" already defined at line 2"},
 		{"not a mapping", yamlFile, "- url\n", "client.yaml:1: want a mapping"},

@@ -228,3 +228,27 @@ func TestSpan(t *testing.T) {
 	}
 	Span(Discard, 1, 0, 1) // not a Spanner: nothing happens
 }
+
+// TestFunc: a Func reporter passes on each stage's start and end, progress at most once per
+// interval, and the overall percent of spanned stages.
+func TestFunc(t *testing.T) {
+	var got []Event
+	c := &clock{t: time.Unix(1000, 0)}
+	r := NewFunc(time.Second, func(e Event) { got = append(got, e) })
+	r.now = c.now
+	r.Stage("download", 4)
+	r.Span(400, 10, 50)
+	r.Add(1, 100) // within the interval of the start: not passed on
+	c.t = c.t.Add(time.Second)
+	r.Add(1, 100)
+	r.Log("dropped")
+	r.Done()
+	want := []Event{
+		{Event: "start", Stage: "download", Total: 4},
+		{Event: "progress", Stage: "download", Items: 2, Total: 4, Bytes: 200, Spanned: true, BytesTotal: 400, Percent: 30},
+		{Event: "done", Stage: "download", Items: 2, Total: 4, Bytes: 200, Spanned: true, BytesTotal: 400, Percent: 50},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events:\n%+v\nwant\n%+v", got, want)
+	}
+}

@@ -40,6 +40,9 @@ type OpenOptions struct {
 	Attrs Attrs
 	// NoSync skips every fsync and syncfs (see Options.NoSync).
 	NoSync bool
+	// Waiting, when set, is called before Open waits for the lock that another process
+	// holds.
+	Waiting func()
 }
 
 // Deployment is a commit checked out in a stateroot of a sysroot.
@@ -79,7 +82,7 @@ func Open(path string, opts OpenOptions) (*Sysroot, error) {
 	if s.attrs == nil {
 		s.attrs = onDisk{}
 	}
-	if s.lock, err = lockSysroot(path); err != nil {
+	if s.lock, err = lockSysroot(path, opts.Waiting); err != nil {
 		return nil, err
 	}
 	if err := s.load(); err != nil {
@@ -250,13 +253,21 @@ func parseEntry(s string) map[string]string {
 	return keys
 }
 
-// lockSysroot takes the exclusive lock ostree uses (flock on ostree/lock).
-func lockSysroot(sysroot string) (*os.File, error) {
+// lockSysroot takes the exclusive lock ostree uses (flock on ostree/lock), calling waiting
+// (when not nil) before it waits for another process's.
+func lockSysroot(sysroot string, waiting func()) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(sysroot, "ostree/lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sysroot: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		if waiting != nil {
+			waiting()
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("sysroot: locking: %w", err)
 	}

@@ -31,6 +31,8 @@ type Commit struct {
 	Version   string    `json:"version,omitempty"`
 	Timestamp time.Time `json:"timestamp"`
 	Subject   string    `json:"subject,omitempty"`
+	// Metadata is the commit's a{sv} metadata (not in the JSON reports).
+	Metadata []gvariant.DictEntry `json:"-"`
 }
 
 // CheckOptions says what Check compares the remote with.
@@ -167,7 +169,7 @@ func resolve(ctx context.Context, c *remote.Client, opts CheckOptions) (*target,
 	}
 	commit := t.commit
 	res := &CheckResult{Ref: opts.Ref, Remote: Commit{Checksum: ref.Commit.String(), Version: commit.Version(),
-		Timestamp: time.Unix(int64(commit.Timestamp), 0).UTC(), Subject: commit.Subject}}
+		Timestamp: time.Unix(int64(commit.Timestamp), 0).UTC(), Subject: commit.Subject, Metadata: commit.Metadata}}
 	if opts.Base != nil && !opts.AllowDowngrade {
 		if err := release.CheckUpgrade(opts.Base, commit); err != nil {
 			return nil, fmt.Errorf("ref %s: commit %s: %w", opts.Ref, ref.Commit, err)

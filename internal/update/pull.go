@@ -26,6 +26,11 @@ const (
 	pctDeploy   = 98
 )
 
+// PulledPercent is the overall percent of an update once Pull is done, where Deploy's
+// stages start: an operation of Pull alone (ota-client pull, the daemon's Download) goes
+// from 0 to it.
+const PulledPercent = pctApply
+
 // PullOptions configure Pull.
 type PullOptions struct {
 	CheckOptions
