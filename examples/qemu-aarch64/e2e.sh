@@ -164,7 +164,7 @@ make_rootfs() {
 	local v=$1 r=$E2E_OUT/rootfs-$1
 	rm -rf "$r"
 	cp -a "$here/rootfs" "$r"
-	mkdir -p "$r/usr/bin" "$r/boot" "$r/etc/ostree/trusted.ed25519.d" "$r"/{dev,proc,sys,run,tmp,var}
+	mkdir -p "$r/usr/bin" "$r/boot" "$r/etc/ota" "$r/etc/ostree/trusted.ed25519.d" "$r"/{dev,proc,sys,run,tmp,var}
 	ln -s usr/bin "$r/bin"
 	ln -s usr/bin "$r/sbin"
 	ln -s bin "$r/usr/sbin"
