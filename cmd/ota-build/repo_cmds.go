@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/otakit/ota/builder"
+	"github.com/otakit/ota/internal/apps"
 	"github.com/otakit/ota/commit"
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
@@ -55,10 +56,17 @@ func commitCommand() *cli.Command {
 			"- /var is committed empty: /usr/lib/tmpfiles.d/ota-var.conf recreates it on the device, copying its files\n" +
 			"  from /usr/share/ota/var; /home, /root, /opt, /srv, /mnt, /media become symlinks to var/home, var/roothome,\n" +
 			"  var/opt, var/srv, var/mnt, run/media, their contents handled like /var's;\n" +
-			"- /boot, /dev, /proc, /run, /sys, /tmp are committed empty; /sysroot and /ostree -> sysroot/ostree are added.",
+			"- /boot, /dev, /proc, /run, /sys, /tmp are committed empty; /sysroot and /ostree -> sysroot/ostree are added.\n\n" +
+			"--app NAME commits an application (docs/apps.md) to the branch apps/NAME/ARCH/CHANNEL, with the metadata\n" +
+			apps.MetaName + " (NAME), " + apps.MetaOSVersions + " (--os-versions) and " + apps.MetaExec + " (--exec).",
 		Flags: []cli.Flag{
 			repoFlag,
-			&cli.StringFlag{Name: "branch", Aliases: []string{"b"}, Usage: "branch `REF` to commit to", Required: true},
+			&cli.StringFlag{Name: "branch", Aliases: []string{"b"}, Usage: "branch `REF` to commit to (required without --app)"},
+			&cli.StringFlag{Name: "app", Usage: "commit application `NAME` to apps/NAME/ARCH/CHANNEL (see below)"},
+			&cli.StringFlag{Name: "arch", Usage: "the application's architecture `ARCH`, as uname -m on the device says (with --app; required)"},
+			&cli.StringFlag{Name: "channel", Value: "stable", Usage: "the application's `CHANNEL` (with --app)"},
+			&cli.StringFlag{Name: "os-versions", Usage: "OS versions the application supports: comma-separated `PATTERNS` (path.Match syntax, e.g. 1.*,2.0; default: any)"},
+			&cli.StringFlag{Name: "exec", Usage: "how to run the application: `COMMAND` line whose first word is relative to its tree (with --app)"},
 			&cli.StringFlag{Name: "tree", Usage: "tree to commit: dir=`PATH`, tar=FILE or tar=-", Required: true},
 			&cli.StringFlag{Name: "subject", Aliases: []string{"s"}, Usage: "commit subject"},
 			&cli.StringFlag{Name: "body", Aliases: []string{"m"}, Usage: "commit body"},
@@ -98,6 +106,9 @@ func runCommit(c *cli.Context) error {
 	}
 	if opts.KernelVersion != "" && !opts.Bootable {
 		return otacli.Usagef("--kernel-version needs --bootable")
+	}
+	if err := appOptions(c, &opts); err != nil {
+		return err
 	}
 	for _, kv := range c.StringSlice("add-metadata-string") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -188,6 +199,44 @@ func runCommit(c *cli.Context) error {
 		return fmt.Errorf("commit %s written, but updating the summary failed: %w", res.Commit, err)
 	}
 	return printCommitReport(c, repo, rep, res.Warnings, start)
+}
+
+// appOptions sets the branch and the metadata of an application's commit (--app), and
+// checks that the application flags go with --app and a branch is named.
+func appOptions(c *cli.Context, opts *commit.Options) error {
+	name := c.String("app")
+	if name == "" {
+		for _, f := range []string{"arch", "os-versions", "exec"} {
+			if c.IsSet(f) {
+				return otacli.Usagef("--%s needs --app", f)
+			}
+		}
+		if opts.Branch == "" {
+			return otacli.Usagef("--branch is required (or --app)")
+		}
+		return nil
+	}
+	if err := apps.CheckName(name); err != nil {
+		return otacli.Usagef("--app: %v", err)
+	}
+	if opts.Bootable {
+		return otacli.Usagef("--app and --bootable: an application is not a bootable tree")
+	}
+	if c.String("arch") == "" {
+		return otacli.Usagef("--app needs --arch")
+	}
+	ref := apps.Ref(name, c.String("arch"), c.String("channel"))
+	if err := apps.CheckRef(name, ref); err != nil {
+		return otacli.Usagef("%v", err)
+	}
+	if opts.Branch != "" && opts.Branch != ref {
+		return otacli.Usagef("--branch %s: an application's branch is %s", opts.Branch, ref)
+	}
+	opts.Branch = ref
+	opts.Metadata = append(opts.Metadata, commit.KeyValue{Key: apps.MetaName, Value: name},
+		commit.KeyValue{Key: apps.MetaOSVersions, Value: c.String("os-versions")},
+		commit.KeyValue{Key: apps.MetaExec, Value: c.String("exec")})
+	return nil
 }
 
 // commitJSON is the report of commit --json: the commit as build reports it.

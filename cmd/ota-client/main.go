@@ -31,7 +31,8 @@ func newApp() *cli.App {
 			"`update` fetch and deploy it (`apply-bundle` from a file), `rollback` makes the previous\n" +
 			"deployment the default, `mark-good` and `mark-bad` tell the boot script\n" +
 			"(image/bootscript) whether the running system is healthy, `cleanup` frees what is no\n" +
-			"longer used, and `prepare-root` mounts the booted deployment at boot. It reads\n" +
+			"longer used, `prepare-root` mounts the booted deployment at boot, and `app` manages\n" +
+			"applications that update on their own (docs/apps.md). It reads\n" +
 			clientconfig.DefaultFile + " or, without it, the ostree remote in " + clientconfig.RemotesDir + "/*.conf\n" +
 			"(docs/client.md); with --sysroot DIR, every path of the device is taken under DIR.\n" +
 			otacli.Conventions,
@@ -41,7 +42,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `FILE` whose ostree= argument names the booted deployment (default: with --sysroot /, the deployment mounted as /; else none is booted)"},
 		},
 		Commands: []*cli.Command{statusCommand(), checkCommand(), pullCommand(), deployCommand(), updateCommand(), applyBundleCommand(),
-			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand(), daemonCommand()},
+			rollbackCommand(), markCommand(true), markCommand(false), prepareRootCommand(), cleanupCommand(), daemonCommand(), appCommand()},
 	}
 	otacli.Setup(app)
 	return app

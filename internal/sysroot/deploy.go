@@ -50,12 +50,8 @@ func (s *Sysroot) DeployTree(ctx context.Context, commit ostree.Checksum, opts D
 	if err := removeTree(dir); err != nil { // leftover of an interrupted deployment
 		return nil, err
 	}
-	cm, _, err := s.repo.ReadCommit(commit)
-	if err != nil {
-		return nil, fmt.Errorf("sysroot: %w", err)
-	}
-	if err := s.checkout(ctx, cm.RootTree, cm.RootMeta, dir); err != nil {
-		return nil, fmt.Errorf("sysroot: checking out %s: %w", commit, err)
+	if err := s.Checkout(ctx, commit, dir); err != nil {
+		return nil, err
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "usr/etc")); err == nil {
 		if err := s.copyTree(filepath.Join(dir, "usr/etc"), filepath.Join(dir, "etc")); err != nil {
@@ -90,6 +86,21 @@ func (s *Sysroot) DeployTree(ctx context.Context, commit ostree.Checksum, opts D
 		return nil, err
 	}
 	return d, nil
+}
+
+// Checkout checks out commit, which must be in the sysroot's repository, at dir, which must
+// not exist, as DeployTree checks out a deployment: files and symlinks are hardlinks to the
+// repository's objects (no second copy), directories get the commit's owners, modes and
+// xattrs. Applications are checked out with it (internal/apps).
+func (s *Sysroot) Checkout(ctx context.Context, commit ostree.Checksum, dir string) error {
+	cm, _, err := s.repo.ReadCommit(commit)
+	if err != nil {
+		return fmt.Errorf("sysroot: %w", err)
+	}
+	if err := s.checkout(ctx, cm.RootTree, cm.RootMeta, dir); err != nil {
+		return fmt.Errorf("sysroot: checking out %s: %w", commit, err)
+	}
+	return nil
 }
 
 // checkout materialises a tree at dir: files and symlinks are hardlinks to the bare

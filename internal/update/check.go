@@ -49,6 +49,10 @@ type CheckOptions struct {
 	// Base is the commit the downgrade check compares with: the booted deployment's, else
 	// the default's (nil: none).
 	Base *ostree.Commit
+	// Accept, when set, is called with the remote commit once its signature is verified,
+	// before anything is written: its error refuses the commit (an application's commit
+	// that does not suit the device's OS, or names another application).
+	Accept func(*ostree.Commit) error
 }
 
 // CheckResult is what Check found.
@@ -172,6 +176,11 @@ func resolve(ctx context.Context, c *remote.Client, opts CheckOptions) (*target,
 		Timestamp: time.Unix(int64(commit.Timestamp), 0).UTC(), Subject: commit.Subject, Metadata: commit.Metadata}}
 	if opts.Base != nil && !opts.AllowDowngrade {
 		if err := release.CheckUpgrade(opts.Base, commit); err != nil {
+			return nil, fmt.Errorf("ref %s: commit %s: %w", opts.Ref, ref.Commit, err)
+		}
+	}
+	if opts.Accept != nil {
+		if err := opts.Accept(commit); err != nil {
 			return nil, fmt.Errorf("ref %s: commit %s: %w", opts.Ref, ref.Commit, err)
 		}
 	}

@@ -49,6 +49,9 @@ type PullOptions struct {
 	MinFree int64
 	// MaxObject bounds the compressed size of one content object (default DefaultMaxObject).
 	MaxObject int64
+	// PendingRef is the ref pointed at the pulled commit (default PendingRef): an
+	// application's pull keeps its commit under its own ref, which deploy ignores.
+	PendingRef string
 }
 
 // Defaults of PullOptions.
@@ -72,7 +75,7 @@ type PullResult struct {
 // repository), verified as Check verifies it, then every object it lacks: through the
 // static delta from a base commit when the summary lists one, else object by object. Every
 // object is verified against its checksum before it is stored. The commit object is written
-// last, after its detached metadata, and the ref PendingRef then points at it: a commit
+// last, after its detached metadata, and the ref opts.PendingRef then points at it: a commit
 // present is a commit complete. An interrupted Pull is continued by the next one: delta
 // parts and large objects resume where their download stopped, and objects already stored
 // are not fetched again. The caller holds the sysroot's lock (sysroot.Open).
@@ -93,6 +96,9 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	}
 	if opts.MaxObject <= 0 {
 		opts.MaxObject = DefaultMaxObject
+	}
+	if opts.PendingRef == "" {
+		opts.PendingRef = PendingRef
 	}
 	// Taking the repository's lock removes the temporary files (tmp/ota-tmp-*) of writes a
 	// kill interrupted: ours (a ref, detached metadata) or Deploy's (the deployment refs).
@@ -120,7 +126,7 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 				return nil, err
 			}
 		}
-		return res, repo.WriteRef(PendingRef, t.sum)
+		return res, repo.WriteRef(opts.PendingRef, t.sum)
 	}
 	// What the delta declares is checked before its download; objects are checked as they
 	// come, the server declaring no total. Either way, nothing is written without MinFree.
@@ -172,7 +178,7 @@ func Pull(ctx context.Context, c *remote.Client, repo *ostree.Repo, opts PullOpt
 	if err := removeDownloads(repo); err != nil {
 		return nil, err
 	}
-	return res, repo.WriteRef(PendingRef, t.sum)
+	return res, repo.WriteRef(opts.PendingRef, t.sum)
 }
 
 // removeDownloads removes the delta directories and object downloads that interrupted
