@@ -12,8 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/otakit/ota/builder"
-	"github.com/otakit/ota/internal/apps"
 	"github.com/otakit/ota/commit"
+	"github.com/otakit/ota/internal/apps"
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/rootfs"

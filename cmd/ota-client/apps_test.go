@@ -174,7 +174,9 @@ func TestAppLifecycle(t *testing.T) {
 	if got := d.runApp(t); got != "hello 2.0" {
 		t.Errorf("after the OS update the app prints %q", got)
 	}
-	var rep struct{ Apps []struct{ Name, Current string } }
+	var rep struct {
+		Apps []struct{ Name, Current string }
+	}
 	json.Unmarshal([]byte(mustClient(t, "--sysroot", d.sysroot, "app", "list", "--json").stdout), &rep)
 	if list := rep.Apps; len(list) != 1 || list[0].Name != "hello" || list[0].Current != v2 {
 		t.Errorf("app list: %+v", rep)
