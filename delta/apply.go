@@ -347,8 +347,13 @@ func havePart(repo *ostree.Repo, h PartHeader) bool {
 	return true
 }
 
-// checkComplete verifies every object of a tree is present.
+// checkComplete verifies every object of a tree is present, subtrees on several
+// goroutines. The error is the first a walk in order would meet.
 func checkComplete(repo *ostree.Repo, tree, meta ostree.Checksum) error {
+	return checkTree(repo, tree, meta, make(chan struct{}, 2*runtime.NumCPU()))
+}
+
+func checkTree(repo *ostree.Repo, tree, meta ostree.Checksum, sem chan struct{}) error {
 	if !repo.HasObject(meta, ostree.ObjDirMeta) {
 		return fmt.Errorf("dirmeta %s missing", meta)
 	}
@@ -361,8 +366,22 @@ func checkComplete(repo *ostree.Repo, tree, meta ostree.Checksum) error {
 			return fmt.Errorf("file %s (%s) missing", f.Checksum, f.Name)
 		}
 	}
-	for _, d := range t.Dirs {
-		if err := checkComplete(repo, d.Tree, d.Meta); err != nil {
+	errs := make([]error, len(t.Dirs))
+	var wg sync.WaitGroup
+	for i, d := range t.Dirs {
+		select {
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				errs[i] = checkTree(repo, d.Tree, d.Meta, sem)
+				<-sem
+			})
+		default:
+			errs[i] = checkTree(repo, d.Tree, d.Meta, sem)
+		}
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}
