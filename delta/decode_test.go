@@ -2,6 +2,7 @@ package delta
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -170,5 +171,46 @@ func TestPartOrder(t *testing.T) {
 	}
 	if got, want := partOrder(parts), []int{3, 4, 1, 0, 2}; !slices.Equal(got, want) {
 		t.Fatalf("partOrder = %v, want %v", got, want)
+	}
+}
+
+// checkComplete, which walks subtrees on several goroutines, reports the first missing
+// object a walk in order meets, in one line.
+func TestCheckCompleteFirstMissing(t *testing.T) {
+	repo, err := ostree.Init(filepath.Join(t.TempDir(), "repo"), ostree.ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []file
+	for d := range 12 {
+		for f := range 3 {
+			files = append(files, file{name: fmt.Sprintf("usr/d%02d/f%d", d, f), body: fmt.Sprintf("file %d of %d", f, d)})
+		}
+	}
+	c := commitTree(t, repo, files)
+	cm, _, err := repo.ReadCommit(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkComplete(repo, cm.RootTree, cm.RootMeta); err != nil {
+		t.Fatalf("complete tree: %v", err)
+	}
+	sum := func(body string) ostree.Checksum {
+		c, err := ostree.ContentChecksum(&ostree.FileHeader{Mode: 0o100644}, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, name := range []string{"file 2 of 9", "file 1 of 4", "file 0 of 11"} {
+		if err := os.Remove(repo.ObjectPath(sum(name), ostree.ObjFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		err := checkComplete(repo, cm.RootTree, cm.RootMeta)
+		if want := fmt.Sprintf("file %s (f1) missing", sum("file 1 of 4")); err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %q", err, want)
+		}
 	}
 }
