@@ -256,7 +256,8 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 			if err := applyPart(repo, d, i, opts.XZ); err != nil {
 				errs[i] = fmt.Errorf("part %d: %w", i, err)
 				return
-			} else if opts.Progress != nil {
+			}
+			if opts.Progress != nil {
 				opts.Progress.Add(1, int64(d.Parts[i].USize))
 			}
 			if syncing.CompareAndSwap(false, true) {
