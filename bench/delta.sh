@@ -59,80 +59,11 @@ TIMESTAMP_V2=1706745600
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 
-# all_pkgs: prints every package as "NAME ARCH", ARCH being arm64 or all.
-all_pkgs() {
-	local pkg
-	for pkg in "${ARM64_PKGS[@]}"; do
-		printf '%s arm64\n' "$pkg"
-	done
-	for pkg in "${ALL_PKGS[@]}"; do
-		printf '%s all\n' "$pkg"
-	done
-}
-
-# new_deb NAME ARCH: prints V2's .deb of the package (bench/commit.sh's download).
-new_deb() {
-	local have=("$DEBS/$1_"*"_$2.deb")
-	[[ -e ${have[0]} ]] || die "missing ${DEBS}/$1_*_$2.deb"
-	printf '%s\n' "${have[0]}"
-}
-
 # V2: bench/commit.sh's rootfs, prepared the same way when missing.
 prepare_v2() { prepare_debian_rootfs "$V2_ROOT" bench/delta.sh; }
 
-# V1: the same packages, each at the oldest version apt offers below V2's version.
-prepare_v1() {
-	if [[ -f $V1_ROOT/.bench-complete && -s $VERSIONS ]]; then
-		log "reusing V1 rootfs $V1_ROOT"
-		return
-	fi
-	is_root || die "rootfs $V1_ROOT is not prepared yet; preparing it needs root (apt-get): run 'sudo bash bench/delta.sh' once"
-	apt_prepare
-	mkdir -p "$OLD_DEBS"
-	chown _apt "$OLD_DEBS" 2>/dev/null || true
-	local name arch spec newver oldver v have
-	: >"$VERSIONS.tmp"
-	while read -r name arch; do
-		spec=$name
-		[[ $arch == all ]] || spec=$name:$arch
-		newver=$(dpkg-deb -f "$(new_deb "$name" "$arch")" Version)
-		oldver=
-		while read -r v; do
-			if dpkg --compare-versions "$v" lt "$newver" &&
-				{ [[ -z $oldver ]] || dpkg --compare-versions "$v" lt "$oldver"; }; then
-				oldver=$v
-			fi
-		done < <(apt-cache madison "$spec" | awk -F'|' '{gsub(/ /, "", $2); print $2}')
-		if [[ -n $oldver ]]; then
-			have=("$OLD_DEBS/${name}_"*"_$arch.deb")
-			if [[ ! -e ${have[0]} ]] || [[ $(dpkg-deb -f "${have[0]}" Version) != "$oldver" ]]; then
-				rm -f "$OLD_DEBS/${name}_"*"_$arch.deb"
-				log "downloading $spec=$oldver"
-				(cd "$OLD_DEBS" && run "$LOGS/apt.log" apt-get download -q "$spec=$oldver")
-			fi
-			printf '%s %s %s %s\n' "$name" "$arch" "$oldver" "$newver" >>"$VERSIONS.tmp"
-		else
-			printf '%s %s %s %s\n' "$name" "$arch" "$newver" "$newver" >>"$VERSIONS.tmp"
-		fi
-	done < <(all_pkgs)
-	log "unpacking V1 into $V1_ROOT"
-	rm -rf "$V1_ROOT" "$V1_ROOT.tmp"
-	mkdir -p "$V1_ROOT.tmp"
-	local old new deb
-	while read -r name arch old new; do
-		if [[ $old == "$new" ]]; then
-			deb=$(new_deb "$name" "$arch")
-		else
-			have=("$OLD_DEBS/${name}_"*"_$arch.deb")
-			deb=${have[0]}
-			[[ -e $deb ]] || die "missing $OLD_DEBS/${name}_*_$arch.deb after apt-get download"
-		fi
-		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$V1_ROOT.tmp"
-	done <"$VERSIONS.tmp"
-	mv "$VERSIONS.tmp" "$VERSIONS"
-	touch "$V1_ROOT.tmp/.bench-complete"
-	mv "$V1_ROOT.tmp" "$V1_ROOT"
-}
+# V1: the same packages, each at the oldest version apt offers below V2's version (lib.sh).
+prepare_v1() { prepare_debian_v1 bench/delta.sh; }
 
 # Commits V1 and V2 (untimed) to a fresh archive repo; sets FROM and TO.
 make_repo() {
@@ -158,38 +89,8 @@ warm() {
 	done
 }
 
-# Sums the resident memory of every descendant of process ARGV[1] (the /usr/bin/time running
-# a timed command) every 50 ms while it lives, and prints the peak in KiB. /usr/bin/time's own
-# figure is the peak of the largest single process, which leaves out ota-build's xz children.
-# lib.sh's timed runs it as TIMED_SAMPLER; its peak becomes T_SAMPLED.
-TREE_RSS_SAMPLER='
-import os, sys, time
-root = int(sys.argv[1])
-page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
-peak = 0
-while os.path.exists("/proc/%d" % root):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    todo, total = list(kids.get(root, [])), 0
-    while todo:
-        pid = todo.pop()
-        try:
-            with open("/proc/%d/statm" % pid) as f:
-                total += int(f.read().split()[1]) * page_kb
-        except (OSError, IndexError, ValueError):
-            pass
-        todo.extend(kids.get(pid, []))
-    peak = max(peak, total)
-    time.sleep(0.05)
-print(peak)
-'
+# The sum over all processes of a timed command (lib.sh's TREE_RSS_SAMPLER): ota-build's xz
+# children included.
 if command -v python3 >/dev/null; then
 	TIMED_SAMPLER=(python3 -c "$TREE_RSS_SAMPLER")
 fi

@@ -110,6 +110,46 @@ fail_run() {
 }
 
 
+# Sums the resident memory of every descendant of process ARGV[1] (the /usr/bin/time running
+# a timed command) every 50 ms while it lives, and prints the peak in KiB. /usr/bin/time's own
+# figure is the peak of the largest single process, which leaves out children such as the
+# xz processes of ota-build and ota-client. A child that still runs its parent's program
+# (between fork and exec) is left out: it shares its parent's memory.
+# A script that wants it sets TIMED_SAMPLER=(python3 -c "$TREE_RSS_SAMPLER"); timed's
+# T_SAMPLED is then its peak.
+# shellcheck disable=SC2034 # used by the scripts
+TREE_RSS_SAMPLER='
+import os, sys, time
+root = int(sys.argv[1])
+page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+peak = 0
+while os.path.exists("/proc/%d" % root):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    todo, total = [(pid, root) for pid in kids.get(root, [])], 0
+    while todo:
+        pid, parent = todo.pop()
+        try:
+            # A child between fork and exec runs its parent'"'"'s program in its parent'"'"'s memory
+            # (Go forks with CLONE_VM): not counted twice.
+            if os.readlink("/proc/%d/exe" % pid) != os.readlink("/proc/%d/exe" % parent):
+                with open("/proc/%d/statm" % pid) as f:
+                    total += int(f.read().split()[1]) * page_kb
+        except (OSError, IndexError, ValueError):
+            pass
+        todo.extend((kid, pid) for kid in kids.get(pid, []))
+    peak = max(peak, total)
+    time.sleep(0.05)
+print(peak)
+'
+
 # Prints the ota-build binary to use, building it when OTA_BUILD is unset.
 ota_binary() {
 	if [[ -n $OTA_BUILD ]]; then
@@ -241,6 +281,83 @@ prepare_debian_rootfs() {
 	done
 	touch "$dir.tmp/.bench-complete"
 	mv "$dir.tmp" "$dir"
+}
+
+# all_pkgs: prints every package as "NAME ARCH", ARCH being arm64 or all.
+all_pkgs() {
+	local pkg
+	for pkg in "${ARM64_PKGS[@]}"; do
+		printf '%s arm64\n' "$pkg"
+	done
+	for pkg in "${ALL_PKGS[@]}"; do
+		printf '%s all\n' "$pkg"
+	done
+}
+
+# new_deb NAME ARCH: prints V2's .deb of the package (in $DEBS, bench/commit.sh's download).
+new_deb() {
+	local have=("$DEBS/$1_"*"_$2.deb")
+	[[ -e ${have[0]} ]] || die "missing ${DEBS}/$1_*_$2.deb"
+	printf '%s\n' "${have[0]}"
+}
+
+# prepare_debian_v1 SCRIPT: the delta benchmark's V1 rootfs in $V1_ROOT: the packages of
+# ARM64_PKGS and ALL_PKGS, each at the oldest version apt offers below V2's (the version of
+# its .deb in $DEBS), downloaded into $OLD_DEBS; the versions go to $VERSIONS as "NAME ARCH
+# OLD NEW" lines. Prepared once (root needed: SCRIPT names the script to run as root), then
+# reused.
+prepare_debian_v1() {
+	local script=$1
+	if [[ -f $V1_ROOT/.bench-complete && -s $VERSIONS ]]; then
+		log "reusing V1 rootfs $V1_ROOT"
+		return
+	fi
+	is_root || die "rootfs $V1_ROOT is not prepared yet; preparing it needs root (apt-get): run 'sudo bash $script' once"
+	apt_prepare
+	mkdir -p "$OLD_DEBS"
+	chown _apt "$OLD_DEBS" 2>/dev/null || true
+	local name arch spec newver oldver v have
+	: >"$VERSIONS.tmp"
+	while read -r name arch; do
+		spec=$name
+		[[ $arch == all ]] || spec=$name:$arch
+		newver=$(dpkg-deb -f "$(new_deb "$name" "$arch")" Version)
+		oldver=
+		while read -r v; do
+			if dpkg --compare-versions "$v" lt "$newver" &&
+				{ [[ -z $oldver ]] || dpkg --compare-versions "$v" lt "$oldver"; }; then
+				oldver=$v
+			fi
+		done < <(apt-cache madison "$spec" | awk -F'|' '{gsub(/ /, "", $2); print $2}')
+		if [[ -n $oldver ]]; then
+			have=("$OLD_DEBS/${name}_"*"_$arch.deb")
+			if [[ ! -e ${have[0]} ]] || [[ $(dpkg-deb -f "${have[0]}" Version) != "$oldver" ]]; then
+				rm -f "$OLD_DEBS/${name}_"*"_$arch.deb"
+				log "downloading $spec=$oldver"
+				(cd "$OLD_DEBS" && run "$LOGS/apt.log" apt-get download -q "$spec=$oldver")
+			fi
+			printf '%s %s %s %s\n' "$name" "$arch" "$oldver" "$newver" >>"$VERSIONS.tmp"
+		else
+			printf '%s %s %s %s\n' "$name" "$arch" "$newver" "$newver" >>"$VERSIONS.tmp"
+		fi
+	done < <(all_pkgs)
+	log "unpacking V1 into $V1_ROOT"
+	rm -rf "$V1_ROOT" "$V1_ROOT.tmp"
+	mkdir -p "$V1_ROOT.tmp"
+	local old new deb
+	while read -r name arch old new; do
+		if [[ $old == "$new" ]]; then
+			deb=$(new_deb "$name" "$arch")
+		else
+			have=("$OLD_DEBS/${name}_"*"_$arch.deb")
+			deb=${have[0]}
+			[[ -e $deb ]] || die "missing $OLD_DEBS/${name}_*_$arch.deb after apt-get download"
+		fi
+		run "$LOGS/unpack.log" dpkg-deb -x "$deb" "$V1_ROOT.tmp"
+	done <"$VERSIONS.tmp"
+	mv "$VERSIONS.tmp" "$VERSIONS"
+	touch "$V1_ROOT.tmp/.bench-complete"
+	mv "$V1_ROOT.tmp" "$V1_ROOT"
 }
 
 # kib_mib KIB: KIB in MiB, one decimal.

@@ -3,6 +3,7 @@ package delta
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
@@ -187,6 +189,12 @@ type ApplyOptions struct {
 	CommitMeta []DictEntry
 	// Progress, when set, is told of each part applied: one item and its objects' size.
 	Progress progress.Reporter
+	// XZ, when set, is the xz command (XZ Utils, see DecoderXZ) that decompresses the parts
+	// read from their own files, after each part's size and checksum are checked; the
+	// built-in decoder (github.com/ulikunitz/xz) takes about twice liblzma's time. Inline
+	// parts, and all parts without it, are decompressed by the built-in decoder as they are
+	// read, and checked as they are read.
+	XZ string
 }
 
 // Apply writes the objects of a loaded delta and its target commit into repo, verifying
@@ -230,11 +238,14 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 		}
 	}
 	// Parts are independent (they only read objects of the base), so they are decoded and
-	// applied on all cores.
+	// applied on all cores, the costliest first so that no large part is left for the end.
+	// After each part the objects written so far start going to disk (syncfs in the
+	// background) while the next parts are applied: the final sync has less to wait for.
 	errs := make([]error, len(d.Parts))
 	var wg sync.WaitGroup
+	var syncing atomic.Bool
 	sem := make(chan struct{}, runtime.NumCPU())
-	for i := range d.Parts {
+	for _, i := range partOrder(d.Parts) {
 		if ctx.Err() != nil {
 			break
 		}
@@ -242,10 +253,18 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := applyPart(repo, d, i); err != nil {
+			if err := applyPart(repo, d, i, opts.XZ); err != nil {
 				errs[i] = fmt.Errorf("part %d: %w", i, err)
-			} else if opts.Progress != nil {
+				return
+			}
+			if opts.Progress != nil {
 				opts.Progress.Add(1, int64(d.Parts[i].USize))
+			}
+			if syncing.CompareAndSwap(false, true) {
+				wg.Go(func() {
+					repo.Sync() // only early: the final Sync reports errors
+					syncing.Store(false)
+				})
 			}
 		}()
 	}
@@ -276,6 +295,18 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 	return repo.WriteRef(opts.Ref, d.To)
 }
 
+// partOrder returns the indexes of parts, the costliest first: the bytes a part builds plus
+// four times its compressed size (decompressing costs more per byte than writing).
+func partOrder(parts []PartHeader) []int {
+	cost := func(h PartHeader) uint64 { return h.USize + 4*h.Size }
+	order := make([]int, len(parts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cost(parts[b]), cost(parts[a])) })
+	return order
+}
+
 // checkUpgrade returns an error when ref points to a commit that next, commit c, is older
 // than (release.CheckUpgrade).
 func checkUpgrade(repo *ostree.Repo, ref string, c ostree.Checksum, next *ostree.Commit) error {
@@ -294,13 +325,13 @@ func checkUpgrade(repo *ostree.Repo, ref string, c ostree.Checksum, next *ostree
 }
 
 // applyPart reads, verifies and executes part i unless the repository has all its objects.
-func applyPart(repo *ostree.Repo, d *Loaded, i int) error {
+func applyPart(repo *ostree.Repo, d *Loaded, i int, xzCmd string) error {
 	h := d.Parts[i]
 	if havePart(repo, h) {
 		return nil
 	}
 	// A payload is bounded by what it builds plus its patches and tables.
-	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20)
+	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20, xzCmd)
 	if err != nil {
 		return err
 	}
@@ -317,8 +348,13 @@ func havePart(repo *ostree.Repo, h PartHeader) bool {
 	return true
 }
 
-// checkComplete verifies every object of a tree is present.
+// checkComplete verifies every object of a tree is present, subtrees on several
+// goroutines. The error is the first a walk in order would meet.
 func checkComplete(repo *ostree.Repo, tree, meta ostree.Checksum) error {
+	return checkTree(repo, tree, meta, make(chan struct{}, 2*runtime.NumCPU()))
+}
+
+func checkTree(repo *ostree.Repo, tree, meta ostree.Checksum, sem chan struct{}) error {
 	if !repo.HasObject(meta, ostree.ObjDirMeta) {
 		return fmt.Errorf("dirmeta %s missing", meta)
 	}
@@ -331,8 +367,22 @@ func checkComplete(repo *ostree.Repo, tree, meta ostree.Checksum) error {
 			return fmt.Errorf("file %s (%s) missing", f.Checksum, f.Name)
 		}
 	}
-	for _, d := range t.Dirs {
-		if err := checkComplete(repo, d.Tree, d.Meta); err != nil {
+	errs := make([]error, len(t.Dirs))
+	var wg sync.WaitGroup
+	for i, d := range t.Dirs {
+		select {
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				errs[i] = checkTree(repo, d.Tree, d.Meta, sem)
+				<-sem
+			})
+		default:
+			errs[i] = checkTree(repo, d.Tree, d.Meta, sem)
+		}
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}
@@ -350,6 +400,26 @@ type executor struct {
 	blob   *io.SectionReader // the payload's blob, in memory or spooled to disk
 	source []byte            // content of the read source, when set
 	open   *openObject
+
+	// Reused by the part's objects in turn: a source read, and an object a patch builds,
+	// when they are at most maxReused bytes (larger ones are not kept for later).
+	srcBuf, outBuf []byte
+}
+
+// maxReused bounds the buffers an executor keeps for its next objects.
+const maxReused = 4 << 20
+
+// buffer returns a slice of n bytes, from *keep when it is large enough; the slice is
+// kept in *keep for the next call when n is at most maxReused.
+func buffer(keep *[]byte, n uint64) []byte {
+	if uint64(cap(*keep)) >= n {
+		return (*keep)[:n]
+	}
+	b := make([]byte, n)
+	if n <= maxReused {
+		*keep = b
+	}
+	return b
 }
 
 // openObject is the content object an 'o' op started.
@@ -522,7 +592,7 @@ func (e *executor) step(op byte) error {
 			return err
 		}
 		c, _ := ostree.ChecksumFromBytes(b)
-		_, data, err := readContent(e.repo, c)
+		data, err := e.readSource(c)
 		if err != nil {
 			return fmt.Errorf("read source: %w", err)
 		}
@@ -547,7 +617,7 @@ func (e *executor) step(op byte) error {
 			return fmt.Errorf("%w: %d bytes cannot produce a %d-byte file", bsdiff.ErrCorrupt, a[1], e.open.size)
 		}
 		// The patch is read from the blob as it is applied, never copied whole.
-		out := bytes.NewBuffer(make([]byte, 0, e.open.size))
+		out := bytes.NewBuffer(buffer(&e.outBuf, e.open.size)[:0])
 		if err := bsdiff.PatchTo(out, e.source, bufio.NewReaderSize(patch, 32<<10), int64(e.open.size)); err != nil {
 			return err
 		}
@@ -584,6 +654,24 @@ func checkMeta(t ostree.ObjectType, data []byte) error {
 		_, err = ostree.ParseDirMeta(data)
 	}
 	return err
+}
+
+// readSource returns the content of object c (a symlink: its target), verified as the
+// repository reads it, in the executor's source buffer.
+func (e *executor) readSource(c ostree.Checksum) ([]byte, error) {
+	o, err := e.repo.OpenContent(c)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	if o.Header.IsSymlink() {
+		return []byte(o.Header.LinkTarget), nil
+	}
+	buf := buffer(&e.srcBuf, uint64(o.Size))
+	if _, err := io.ReadFull(o, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // store verifies a content object against its expected checksum and writes it, reading

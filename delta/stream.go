@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 
@@ -77,7 +78,10 @@ func (c *countingHash) Read(p []byte) (int, error) {
 //
 // The part's checksum is verified before spoolPart returns, so before any of its operations
 // runs: a corrupt or tampered part writes no object, exactly as when parts were read whole.
-func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64) (*payload, *os.File, error) {
+func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd string) (*payload, *os.File, error) {
+	if _, inline := d.inline[i]; xzCmd != "" && !inline {
+		return spoolPartCmd(repo, d, i, maxSize, xzCmd)
+	}
 	h := d.Parts[i]
 	in, err := d.openPart(i)
 	if err != nil {
@@ -110,6 +114,79 @@ func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64) (*payload, *
 		return nil, nil, err
 	}
 	return p, spool, nil
+}
+
+// spoolPartCmd is spoolPart for a part file that the xz command xzCmd decompresses. The
+// part is read twice: first to check its size and checksum, so that the command only reads
+// verified bytes, then by the command, its output copied into the spool under maxSize.
+// Parts not compressed with xz take spoolPart's way.
+func spoolPartCmd(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd string) (*payload, *os.File, error) {
+	h := d.Parts[i]
+	f, err := os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	src := &countingHash{r: io.LimitReader(f, int64(min(h.Size+1, math.MaxInt64))), h: sha256.New()}
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return nil, nil, err
+	}
+	var sum ostree.Checksum
+	src.h.Sum(sum[:0])
+	if src.n != h.Size || sum != h.Checksum {
+		return nil, nil, errors.New("checksum or size mismatch (corrupt or truncated)")
+	}
+	var c [1]byte
+	if _, err := f.ReadAt(c[:], 0); err != nil || c[0] != CompressionXZ {
+		return spoolPart(repo, d, i, maxSize, "")
+	}
+	if _, err := f.Seek(1, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
+	spool, err := repo.CreateTemp(0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Unlinked at once: a crash or kill leaves nothing behind in tmp/.
+	os.Remove(spool.Name())
+	out := &limitWriter{w: spool, left: int64(min(maxSize, math.MaxInt64))}
+	var stderr bytes.Buffer
+	cmd := exec.Command(xzCmd, "--decompress", "--stdout", "--quiet")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, out, &stderr
+	err = runTied(cmd)
+	var p *payload
+	switch {
+	case out.over:
+		err = errors.New("part: decompresses to more than its limit")
+	case err != nil:
+		err = fmt.Errorf("part: %s: %v: %s", xzCmd, err, bytes.TrimSpace(stderr.Bytes()))
+	default:
+		p, err = openPayload(spool, out.n)
+	}
+	if err != nil {
+		spool.Close()
+		return nil, nil, err
+	}
+	return p, spool, nil
+}
+
+// limitWriter writes to w until more than left bytes come, then fails.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+	n    int64
+	over bool
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		l.over = true
+		return 0, errors.New("output over the limit")
+	}
+	n, err := l.w.Write(p)
+	l.n += int64(n)
+	l.left -= int64(n)
+	return n, err
 }
 
 // decompress copies the payload that follows r's compression byte into spool and returns

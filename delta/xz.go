@@ -77,6 +77,24 @@ func newXZEncoder(ctx context.Context, choice string) (*xzEncoder, error) {
 	return &xzEncoder{cmd: cmd, name: fmt.Sprintf("xz %s (%s)", f[len(f)-1], cmd)}, nil
 }
 
+// DecoderXZ returns the xz command in $PATH when it is XZ Utils' (its --version starts with
+// "xz (XZ Utils)"), for ApplyOptions.XZ; else "". It asks once per process.
+func DecoderXZ() string { return decoderXZ() }
+
+var decoderXZ = sync.OnceValue(lookDecoderXZ)
+
+func lookDecoderXZ() string {
+	p, err := exec.LookPath("xz")
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil || !bytes.HasPrefix(out, []byte("xz (XZ Utils) ")) {
+		return ""
+	}
+	return p
+}
+
 // builtinXZName names the built-in encoder with its module version, when the binary
 // records it (test binaries do not).
 var builtinXZName = sync.OnceValue(func() string {

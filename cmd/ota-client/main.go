@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,9 +17,22 @@ import (
 	"github.com/otakit/ota/internal/sysroot"
 )
 
+// clientMemory is ota-client's soft memory limit (GOMEMLIMIT overrides it): the garbage
+// collector works harder instead of letting the heap double, which keeps an update within
+// what a small device can spare (bench/RESULTS.md, "client").
+const clientMemory = 32 << 20
+
 func main() {
+	limitMemory()
 	os.Args = ostreePrepareRootArgs(os.Args, os.Getpid() == 1)
 	otacli.Main(newApp())
+}
+
+// limitMemory sets the soft memory limit clientMemory unless GOMEMLIMIT sets one.
+func limitMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(clientMemory)
+	}
 }
 
 // newApp returns the ota-client application, with the conventions of internal/cli applied.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 	"testing/iotest"
 )
@@ -430,6 +431,30 @@ func BenchmarkPatch(b *testing.B) {
 	for b.Loop() {
 		if _, err := Patch(old, p, int64(len(new))); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// addBytes adds bytewise modulo 256, whatever the lengths and alignment.
+func TestAddBytes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := range 40 {
+		for off := range 3 {
+			dst, src := make([]byte, n+off), make([]byte, n+off)
+			for i := range dst {
+				dst[i], src[i] = byte(r.Uint32()), byte(r.Uint32())
+			}
+			if n > 0 {
+				dst[off], src[off] = 0xff, 0x81 // a carry out of the top bit
+			}
+			want := slices.Clone(dst[off:])
+			for i := range want {
+				want[i] += src[off+i]
+			}
+			addBytes(dst[off:], src[off:])
+			if !bytes.Equal(dst[off:], want) {
+				t.Fatalf("n=%d off=%d: got %x, want %x", n, off, dst[off:], want)
+			}
 		}
 	}
 }

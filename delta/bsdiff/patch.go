@@ -2,6 +2,7 @@ package bsdiff
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,21 @@ func PatchTo(w io.Writer, old []byte, r io.Reader, newSize int64) error {
 	return apply(w, old, r, newSize)
 }
 
+// addBytes adds src to dst byte by byte, modulo 256 (len(dst) == len(src)), eight bytes at
+// a time: in each byte the low seven bits are added without a carry out of the byte, then
+// the top bit is the sum of the two top bits and that carry.
+func addBytes(dst, src []byte) {
+	const low, high = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(src) && i+8 <= len(dst); i += 8 {
+		a, b := binary.LittleEndian.Uint64(dst[i:]), binary.LittleEndian.Uint64(src[i:])
+		binary.LittleEndian.PutUint64(dst[i:], (a&low+b&low)^((a^b)&high))
+	}
+	for ; i < len(src); i++ {
+		dst[i] += src[i]
+	}
+}
+
 // apply is bspatch() from mendsley/bsdiff's bspatch.c, followed by a check
 // that r is at EOF.
 func apply(w io.Writer, old []byte, r io.Reader, newSize int64) error {
@@ -85,10 +101,7 @@ func apply(w io.Writer, old []byte, r io.Reader, newSize int64) error {
 			lo, hi := oldpos+done, oldpos+done+int64(len(chunk))
 			if lo < oldsize && hi > 0 {
 				start, end := max(lo, 0), min(hi, oldsize)
-				d := chunk[start-lo : end-lo]
-				for i, o := range old[start:end] {
-					d[i] += o
-				}
+				addBytes(chunk[start-lo:end-lo], old[start:end])
 			}
 			if _, err := w.Write(chunk); err != nil {
 				return err

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -105,7 +107,19 @@ func (s *Sysroot) Checkout(ctx context.Context, commit ostree.Checksum, dir stri
 
 // checkout materialises a tree at dir: files and symlinks are hardlinks to the bare
 // repository's objects; directories get their dirmeta's owner, mode and xattrs and mtime 0.
+// When the attributes go to disk (a device's deploy), subdirectories are checked out on
+// several goroutines: the hard links of a Debian system take most of a deploy's time.
 func (s *Sysroot) checkout(ctx context.Context, tree, meta ostree.Checksum, dir string) error {
+	var sem chan struct{} // nil: one goroutine (recording attributes is not safe for more)
+	if _, ok := s.attrs.(onDisk); ok {
+		sem = make(chan struct{}, 2*runtime.NumCPU())
+	}
+	return s.checkoutDir(ctx, tree, meta, dir, sem)
+}
+
+// checkoutDir checks out one directory, its subdirectories on a goroutine of their own
+// while sem has room.
+func (s *Sysroot) checkoutDir(ctx context.Context, tree, meta ostree.Checksum, dir string, sem chan struct{}) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -126,10 +140,26 @@ func (s *Sysroot) checkout(ctx context.Context, tree, meta ostree.Checksum, dir 
 			return err
 		}
 	}
-	for _, sub := range t.Dirs {
-		if err := s.checkout(ctx, sub.Tree, sub.Meta, filepath.Join(dir, sub.Name)); err != nil {
-			return err
+	errs := make([]error, len(t.Dirs))
+	var wg sync.WaitGroup
+	for i, sub := range t.Dirs {
+		p := filepath.Join(dir, sub.Name)
+		select {
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				errs[i] = s.checkoutDir(ctx, sub.Tree, sub.Meta, p, sem)
+				<-sem
+			})
+			continue
+		default:
 		}
+		if errs[i] = s.checkoutDir(ctx, sub.Tree, sub.Meta, p, sem); errs[i] != nil {
+			break
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if err := s.attrs.set(dir, unix.S_IFDIR, m); err != nil {
 		return err

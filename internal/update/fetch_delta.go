@@ -89,7 +89,7 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 	p.rep.Done()
 	p.rep.Stage("apply", int64(len(l.Parts)))
 	progress.Span(p.rep, int64(applied), pctDownload, pctApply)
-	err = delta.Apply(ctx, p.repo, l, delta.ApplyOptions{CommitMeta: p.t.meta, Progress: p.rep})
+	err = delta.Apply(ctx, p.repo, l, delta.ApplyOptions{CommitMeta: p.t.meta, Progress: p.rep, XZ: delta.DecoderXZ()})
 	if err != nil {
 		return fmt.Errorf("static delta %s: %w", name, err)
 	}

@@ -1,0 +1,216 @@
+package delta
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/otakit/ota/internal/ostree"
+)
+
+// requireXZ returns the path of XZ Utils' xz, skipping the test when it is missing unless
+// OTA_REQUIRE_TOOLS=1.
+func requireXZ(t *testing.T) string {
+	t.Helper()
+	p := DecoderXZ()
+	if p == "" {
+		if os.Getenv("OTA_REQUIRE_TOOLS") == "1" {
+			t.Fatal("xz (XZ Utils) is required (OTA_REQUIRE_TOOLS=1)")
+		}
+		t.Skip("xz (XZ Utils) not installed")
+	}
+	return p
+}
+
+// recordingXZ writes a wrapper of the xz command that appends a line to a log file each
+// time it runs, and returns the wrapper and the log.
+func recordingXZ(t *testing.T, xz string) (cmd, log string) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd, log = filepath.Join(dir, "xz"), filepath.Join(dir, "runs")
+	script := "#!/bin/sh\necho run >>" + log + "\nexec " + xz + " \"$@\"\n"
+	if err := os.WriteFile(cmd, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, log
+}
+
+// With ApplyOptions.XZ the parts in files are decompressed by the xz command, one run per
+// part, and give the same tree as the built-in decoder; inline parts keep the built-in
+// decoder.
+func TestApplyWithXZCommand(t *testing.T) {
+	xz := requireXZ(t)
+	src, from, to := setup(t)
+	want := listing(t, src, to)
+	for _, c := range []struct {
+		name  string
+		opts  Options
+		mode  ostree.Mode
+		inXZ  bool // the command decompresses the parts
+		parts int  // at least
+	}{
+		{"parts in files", Options{MaxPartSize: 10_000}, ostree.ModeBareUser, true, 2},
+		{"into an archive repository", Options{}, ostree.ModeArchive, true, 1},
+		{"inline", Options{Inline: true}, ostree.ModeBareUser, false, 1},
+		{"uncompressed", Options{Uncompressed: true}, ostree.ModeBareUser, false, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := generate(t, src, c.opts, &from, to)
+			if len(res.Superblock.Parts) < c.parts {
+				t.Fatalf("%d parts, want at least %d", len(res.Superblock.Parts), c.parts)
+			}
+			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd, log := recordingXZ(t, xz)
+			dst := target(t, c.mode, true)
+			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: cmd}); err != nil {
+				t.Fatal(err)
+			}
+			if got := listing(t, dst, to); got != want {
+				t.Fatalf("applied tree differs:\n%s\nwant\n%s", got, want)
+			}
+			if problems, err := dst.Fsck(context.Background()); err != nil || len(problems) > 0 {
+				t.Fatalf("fsck: %v %v", problems, err)
+			}
+			runs := 0
+			if data, err := os.ReadFile(log); err == nil {
+				runs = strings.Count(string(data), "run\n")
+			}
+			if want := map[bool]int{true: len(d.Parts), false: 0}[c.inXZ]; runs != want {
+				t.Fatalf("the xz command ran %d times for %d parts, want %d", runs, len(d.Parts), want)
+			}
+		})
+	}
+}
+
+// A damaged part never reaches the xz command: its checksum is checked first, and the
+// repository gains nothing. A command that fails is reported in one line naming it.
+func TestApplyXZCommandRefusals(t *testing.T) {
+	xz := requireXZ(t)
+	src, from, to := setup(t)
+	res := generate(t, src, Options{}, &from, to)
+	dir := filepath.Join(src.Path, res.Dir)
+	part := filepath.Join(dir, "0")
+	data, err := os.ReadFile(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	data[len(data)-1] ^= 1
+	if err := os.WriteFile(part, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, log := recordingXZ(t, xz)
+	dst := target(t, ostree.ModeBareUser, true)
+	before := objectFiles(t, dst)
+	err = Apply(context.Background(), dst, d, ApplyOptions{XZ: cmd})
+	if err == nil || !strings.Contains(err.Error(), "part 0: checksum or size mismatch") {
+		t.Fatalf("apply of a damaged part: error %v, want a checksum mismatch of part 0", err)
+	}
+	if _, err := os.Stat(log); !os.IsNotExist(err) {
+		t.Fatalf("the xz command ran on a damaged part (%v)", err)
+	}
+	if after := objectFiles(t, dst); !slices.Equal(after, before) {
+		t.Fatalf("a refused part changed the repository:\n%s", strings.Join(after, "\n"))
+	}
+
+	data[len(data)-1] ^= 1
+	if err := os.WriteFile(part, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failing := filepath.Join(t.TempDir(), "xz")
+	if err := os.WriteFile(failing, []byte("#!/bin/sh\necho 'xz: out of memory' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = Apply(context.Background(), dst, d, ApplyOptions{XZ: failing})
+	if err == nil || !strings.Contains(err.Error(), "part 0: part: "+failing+": exit status 1: xz: out of memory") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("apply with a failing xz: error %v, want one line naming the command and its message", err)
+	}
+	if after := objectFiles(t, dst); !slices.Equal(after, before) {
+		t.Fatalf("a failed part changed the repository:\n%s", strings.Join(after, "\n"))
+	}
+}
+
+// DecoderXZ finds XZ Utils' xz in $PATH and nothing else.
+func TestDecoderXZ(t *testing.T) {
+	xz := requireXZ(t)
+	if got := lookDecoderXZ(); got != xz {
+		t.Fatalf("with xz in $PATH: %q, want %q", got, xz)
+	}
+	dir := t.TempDir()
+	t.Setenv("PATH", dir)
+	if got := lookDecoderXZ(); got != "" {
+		t.Fatalf("without xz in $PATH: %q, want none", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "xz"), []byte("#!/bin/sh\necho 'xz (BusyBox) 1.36'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookDecoderXZ(); got != "" {
+		t.Fatalf("with another xz in $PATH: %q, want none", got)
+	}
+}
+
+// partOrder puts the costliest parts first, ties in their order.
+func TestPartOrder(t *testing.T) {
+	parts := []PartHeader{
+		{Size: 10, USize: 100},      // 140
+		{Size: 1000, USize: 1000},   // 5000
+		{Size: 10, USize: 100},      // 140
+		{Size: 100, USize: 100_000}, // 100400
+		{Size: 2000, USize: 10},     // 8010
+	}
+	if got, want := partOrder(parts), []int{3, 4, 1, 0, 2}; !slices.Equal(got, want) {
+		t.Fatalf("partOrder = %v, want %v", got, want)
+	}
+}
+
+// checkComplete, which walks subtrees on several goroutines, reports the first missing
+// object a walk in order meets, in one line.
+func TestCheckCompleteFirstMissing(t *testing.T) {
+	repo, err := ostree.Init(filepath.Join(t.TempDir(), "repo"), ostree.ModeBareUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []file
+	for d := range 12 {
+		for f := range 3 {
+			files = append(files, file{name: fmt.Sprintf("usr/d%02d/f%d", d, f), body: fmt.Sprintf("file %d of %d", f, d)})
+		}
+	}
+	c := commitTree(t, repo, files)
+	cm, _, err := repo.ReadCommit(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkComplete(repo, cm.RootTree, cm.RootMeta); err != nil {
+		t.Fatalf("complete tree: %v", err)
+	}
+	sum := func(body string) ostree.Checksum {
+		c, err := ostree.ContentChecksum(&ostree.FileHeader{Mode: 0o100644}, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for _, name := range []string{"file 2 of 9", "file 1 of 4", "file 0 of 11"} {
+		if err := os.Remove(repo.ObjectPath(sum(name), ostree.ObjFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		err := checkComplete(repo, cm.RootTree, cm.RootMeta)
+		if want := fmt.Sprintf("file %s (f1) missing", sum("file 1 of 4")); err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+	}
+}
