@@ -106,7 +106,9 @@ func TestUsageErrorExit2(t *testing.T) {
 		want string
 	}{
 		{[]string{"commit", "--foo"}, "ota-build: commit: flag provided but not defined: -foo (see ota-build commit --help)"},
-		{[]string{"commit", "--repo", repo}, "commit: --branch and --tree are required (see ota-build commit --help)"},
+		{[]string{"commit", "--repo", repo}, "commit: --tree is required (see ota-build commit --help)"},
+		{[]string{"commit", "--repo", repo, "--tree", "dir=" + dir}, "commit: --branch is required (or --app) (see ota-build commit --help)"},
+		{[]string{"commit", "--repo", repo, "--tree", "dir=" + dir, "-b", "main", "--exec", "bin/x"}, "commit: --exec needs --app (see ota-build commit --help)"},
 		{[]string{"commit", "--repo", repo, "-b", "main", "--tree", "zip=x"}, `commit: --tree "zip=x": want dir=PATH, tar=FILE or tar=- (see ota-build commit --help)`},
 		{[]string{"commit", "--repo", repo, "-b", "main", "--tree", "dir=" + dir, "--timestamp", "soon"}, `--timestamp "soon"`},
 		{[]string{"log", "--repo", repo}, "log: want exactly one REF or CHECKSUM argument (see ota-build log --help)"},
