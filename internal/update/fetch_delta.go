@@ -61,7 +61,7 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 	var download, write, applied uint64
 	for i, h := range l.Parts {
 		applied += h.USize
-		if havePart(p.repo, h) {
+		if h.Built(p.repo) {
 			continue
 		}
 		todo = append(todo, i)
@@ -171,14 +171,4 @@ func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, dir string, to
 	}
 	wg.Wait()
 	return context.Cause(ctx)
-}
-
-// havePart reports whether the repository has every object a part builds.
-func havePart(repo *ostree.Repo, h delta.PartHeader) bool {
-	for _, o := range h.Objects {
-		if !repo.HasObject(o.Checksum, o.Type) {
-			return false
-		}
-	}
-	return true
 }

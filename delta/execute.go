@@ -1,0 +1,317 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/otakit/ota/delta/bsdiff"
+	"github.com/otakit/ota/internal/ostree"
+)
+
+// executor runs one part's operation stream.
+type executor struct {
+	repo    *ostree.Repo
+	p       *payload
+	objects []ObjectRef
+	next    int
+	ops     opReader
+
+	blob   *io.SectionReader // the payload's blob, in memory or spooled to disk
+	source []byte            // content of the read source, when set
+	open   *openObject
+
+	// Reused by the part's objects in turn: a source read, and an object a patch builds,
+	// when they are at most maxReused bytes (larger ones are not kept for later).
+	srcBuf, outBuf []byte
+}
+
+// maxReused bounds the buffers an executor keeps for its next objects.
+const maxReused = 4 << 20
+
+// buffer returns a slice of n bytes, from *keep when it is large enough; the slice is
+// kept in *keep for the next call when n is at most maxReused.
+func buffer(keep *[]byte, n uint64) []byte {
+	if uint64(cap(*keep)) >= n {
+		return (*keep)[:n]
+	}
+	b := make([]byte, n)
+	if n <= maxReused {
+		*keep = b
+	}
+	return b
+}
+
+// openObject is the content object an 'o' op started.
+type openObject struct {
+	header ostree.FileHeader
+	size   uint64
+	data   []byte
+}
+
+var errTruncated = errors.New("operation stream references data outside the payload")
+
+// section returns n bytes of the blob at off.
+func (e *executor) section(off, n uint64) (*io.SectionReader, error) {
+	if size := uint64(e.blob.Size()); off > size || n > size-off {
+		return nil, errTruncated
+	}
+	return io.NewSectionReader(e.blob, int64(off), int64(n)), nil
+}
+
+// slice reads n bytes of the blob at off, for what is held in memory anyway: metadata
+// objects, the checksum of a read source, a patch, a piece of an open object.
+func (e *executor) slice(off, n uint64) ([]byte, error) {
+	r, err := e.section(off, n)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}
+
+func (e *executor) header(modeIdx, xattrIdx uint64) (ostree.FileHeader, error) {
+	if modeIdx >= uint64(len(e.p.modes)) || xattrIdx >= uint64(len(e.p.xattrs)) {
+		return ostree.FileHeader{}, errors.New("mode or xattr index out of range")
+	}
+	m := e.p.modes[modeIdx]
+	return ostree.FileHeader{UID: m[0], GID: m[1], Mode: m[2], Xattrs: e.p.xattrs[xattrIdx]}, nil
+}
+
+func (e *executor) args(n int) ([]uint64, error) {
+	out := make([]uint64, n)
+	for i := range out {
+		v, err := e.ops.varint()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func (e *executor) nextObject() (ObjectRef, error) {
+	if e.next >= len(e.objects) {
+		return ObjectRef{}, errors.New("operation stream produces more objects than the part lists")
+	}
+	e.next++
+	return e.objects[e.next-1], nil
+}
+
+func (e *executor) run() error {
+	e.ops = opReader{ops: e.p.ops}
+	e.blob = e.p.blobFile
+	if e.blob == nil {
+		e.blob = io.NewSectionReader(bytes.NewReader(e.p.blob), 0, int64(len(e.p.blob)))
+	}
+	for e.ops.pos < len(e.ops.ops) {
+		op := e.ops.ops[e.ops.pos]
+		e.ops.pos++
+		if err := e.step(op); err != nil {
+			return fmt.Errorf("op %q at %d: %w", op, e.ops.pos-1, err)
+		}
+	}
+	if e.next != len(e.objects) {
+		return fmt.Errorf("operation stream produced %d of %d objects", e.next, len(e.objects))
+	}
+	return nil
+}
+
+func (e *executor) step(op byte) error {
+	switch op {
+	case opOpenSpliceClose:
+		obj, err := e.nextObject()
+		if err != nil {
+			return err
+		}
+		if obj.Type != ostree.ObjFile {
+			a, err := e.args(2)
+			if err != nil {
+				return err
+			}
+			data, err := e.slice(a[1], a[0])
+			if err != nil {
+				return err
+			}
+			if ostree.Sum(data) != obj.Checksum {
+				return fmt.Errorf("%s %s: checksum mismatch", obj.Type, obj.Checksum)
+			}
+			if err := checkMeta(obj.Type, data); err != nil {
+				return fmt.Errorf("%s %s: %w", obj.Type, obj.Checksum, err)
+			}
+			_, err = e.repo.WriteObject(obj.Type, data)
+			return err
+		}
+		a, err := e.args(4)
+		if err != nil {
+			return err
+		}
+		h, err := e.header(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		if h.IsSymlink() {
+			target, err := e.slice(a[3], a[2])
+			if err != nil {
+				return err
+			}
+			h.LinkTarget = string(target)
+			return e.store(obj, &h, io.NewSectionReader(bytes.NewReader(nil), 0, 0))
+		}
+		data, err := e.section(a[3], a[2])
+		if err != nil {
+			return err
+		}
+		// Streamed from the blob: a large file is never held in memory.
+		return e.store(obj, &h, data)
+	case opOpen:
+		a, err := e.args(3)
+		if err != nil {
+			return err
+		}
+		h, err := e.header(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		if e.open != nil {
+			return errors.New("open while an object is open")
+		}
+		e.open = &openObject{header: h, size: a[2]}
+	case opWrite:
+		a, err := e.args(2)
+		if err != nil {
+			return err
+		}
+		if e.open == nil {
+			return errors.New("write without an open object")
+		}
+		if uint64(len(e.open.data))+a[0] > e.open.size {
+			return errTruncated
+		}
+		if e.source == nil {
+			b, err := e.slice(a[1], a[0])
+			if err != nil {
+				return err
+			}
+			e.open.data = append(e.open.data, b...)
+			break
+		}
+		src := e.source
+		if a[1] > uint64(len(src)) || a[0] > uint64(len(src))-a[1] {
+			return errTruncated
+		}
+		e.open.data = append(e.open.data, src[a[1]:a[1]+a[0]]...)
+	case opSetReadSource:
+		a, err := e.args(1)
+		if err != nil {
+			return err
+		}
+		b, err := e.slice(a[0], 32)
+		if err != nil {
+			return err
+		}
+		c, _ := ostree.ChecksumFromBytes(b)
+		data, err := e.readSource(c)
+		if err != nil {
+			return fmt.Errorf("read source: %w", err)
+		}
+		e.source = data
+	case opUnsetReadSource:
+		e.source = nil
+	case opBspatch:
+		a, err := e.args(2)
+		if err != nil {
+			return err
+		}
+		if e.open == nil || e.source == nil {
+			return errors.New("bspatch without an open object and a read source")
+		}
+		patch, err := e.section(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		// A raw bsdiff patch holds every byte of the new file (as a difference or
+		// verbatim), so its length bounds the size the object claims.
+		if e.open.size > a[1] {
+			return fmt.Errorf("%w: %d bytes cannot produce a %d-byte file", bsdiff.ErrCorrupt, a[1], e.open.size)
+		}
+		// The patch is read from the blob as it is applied, never copied whole.
+		out := bytes.NewBuffer(buffer(&e.outBuf, e.open.size)[:0])
+		if err := bsdiff.PatchTo(out, e.source, bufio.NewReaderSize(patch, 32<<10), int64(e.open.size)); err != nil {
+			return err
+		}
+		e.open.data = out.Bytes()
+	case opClose:
+		if e.open == nil {
+			return errors.New("close without an open object")
+		}
+		obj, err := e.nextObject()
+		if err != nil {
+			return err
+		}
+		o := e.open
+		e.open, e.source = nil, nil
+		if uint64(len(o.data)) != o.size {
+			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
+		}
+		return e.store(obj, &o.header, io.NewSectionReader(bytes.NewReader(o.data), 0, int64(len(o.data))))
+	default:
+		return errors.New("unknown operation")
+	}
+	return nil
+}
+
+// checkMeta validates a dirtree or dirmeta object before it is stored: a checksum only
+// says the object is the one the delta meant, and a delta could carry, say, a dirtree with
+// an entry ".." or "a/b", which must not land in the repository.
+func checkMeta(t ostree.ObjectType, data []byte) error {
+	var err error
+	switch t {
+	case ostree.ObjDirTree:
+		_, err = ostree.ParseDirTree(data)
+	case ostree.ObjDirMeta:
+		_, err = ostree.ParseDirMeta(data)
+	}
+	return err
+}
+
+// readSource returns the content of object c (a symlink: its target), verified as the
+// repository reads it, in the executor's source buffer.
+func (e *executor) readSource(c ostree.Checksum) ([]byte, error) {
+	o, err := e.repo.OpenContent(c)
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	if o.Header.IsSymlink() {
+		return []byte(o.Header.LinkTarget), nil
+	}
+	buf := buffer(&e.srcBuf, uint64(o.Size))
+	if _, err := io.ReadFull(o, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// store verifies a content object against its expected checksum and writes it, reading
+// its content twice.
+func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data *io.SectionReader) error {
+	if obj.Type != ostree.ObjFile {
+		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	}
+	c, err := ostree.ContentChecksum(h, io.NewSectionReader(data, 0, data.Size()))
+	if err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	}
+	if c != obj.Checksum {
+		return fmt.Errorf("object %s: checksum mismatch (got %s)", obj.Checksum, c)
+	}
+	_, err = e.repo.WriteContent(c, h, io.NewSectionReader(data, 0, data.Size()), data.Size(), ostree.DefaultCompressionLevel)
+	return err
+}
