@@ -50,9 +50,9 @@ type plan struct {
 	history      []historyEntry
 	reuse        *ostree.Checksum // an existing commit of the same version and tree
 	reuseRes     commit.Result    // the dry run that found reuse
-	warnings     []string         // of the dry run that found reuse
 	deltaVersion []ostree.Checksum
 	xz           string // delta.Options.XZ
+	apps         []appPlan
 }
 
 type historyEntry struct {
@@ -83,7 +83,7 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		}
 		p.xz = opts.XZ
 	}
-	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), StageSeconds: map[string]float64{}, Warnings: p.warnings}
+	rep := &Report{Manifest: m.file, Repo: m.path(m.Repo.Path), StageSeconds: map[string]float64{}}
 	seconds := func(start time.Time) float64 { return float64(time.Since(start).Milliseconds()) / 1000 }
 	stage := func(name string, start time.Time) { rep.StageSeconds[name] = seconds(start) }
 	runStart := time.Now()
@@ -103,55 +103,19 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		return nil, err
 	}
 	unlock()
-	var cs ostree.Checksum
-	var data []byte
-	if p.reuse != nil {
-		cs = *p.reuse
-		rep.Commit = NewCommitReport(p.reuseRes, m.Commit.Branch, m.Commit.Version)
-		rep.Commit.Checksum = cs.String()
-	} else {
-		src, err := rootfs.Open(m.path(m.Commit.Rootfs))
-		if err != nil {
-			return nil, err
-		}
-		res, err := commit.Commit(ctx, p.repo, src, p.commitOpts)
-		src.Close()
-		if err != nil {
-			return nil, fmt.Errorf("commit: %w", err)
-		}
-		cs, rep.Commit = res.Commit, NewCommitReport(res, m.Commit.Branch, m.Commit.Version)
-		rep.Warnings = append(rep.Warnings, res.Warnings...)
-	}
-	var cm ostree.Commit
-	if cm, data, err = p.repo.ReadCommit(cs); err != nil {
-		return nil, err
-	}
-	if cm.HasParent {
-		rep.Commit.Parent = cm.Parent.String()
-	}
-	// A commit made earlier (or by a run with other keys) gets the missing signatures.
-	added, err := commit.AddSignatures(p.repo, cs, data, p.commitOpts.Signers)
+	cs, commitRep, added, warnings, err := p.commit(ctx, m.path(m.Commit.Rootfs), p.commitOpts, p.reuse, p.reuseRes)
 	if err != nil {
 		return nil, err
 	}
-	sigs, err := commit.Signatures(p.repo, cs)
-	if err != nil {
-		return nil, err
-	}
-	rep.Commit.Signatures = len(sigs)
-	state := "unchanged"
-	if rep.Commit.New {
-		state = "new"
-	} else if added > 0 {
-		state = fmt.Sprintf("unchanged, %d signature(s) added", added)
-	}
-	log("commit   %s %s (%s)", m.Commit.Branch, cs, state)
+	rep.Commit = commitRep
+	rep.Warnings = append(rep.Warnings, warnings...)
+	log("commit   %s %s (%s)", m.Commit.Branch, cs, commitState(rep.Commit, added))
 	stage("commit", start)
 
 	// Deltas.
 	start = time.Now()
 	changed := rep.Commit.New || added > 0
-	for _, from := range p.deltaBases(cs) {
+	for _, from := range p.deltaBases(cs, m.Deltas, p.deltaVersion) {
 		d, err := p.delta(ctx, from, cs, "", pr)
 		if err != nil {
 			return nil, err
@@ -161,6 +125,19 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		log("delta    %s (%s)", d.Path, newOr(d.New, "kept"))
 	}
 	stage("deltas", start)
+
+	// Applications, in the same repository: the summary below covers them.
+	if len(p.apps) > 0 {
+		start = time.Now()
+		for _, ap := range p.apps {
+			appChanged, err := p.app(ctx, ap, rep, log, pr)
+			if err != nil {
+				return nil, err
+			}
+			changed = changed || appChanged
+		}
+		stage("apps", start)
+	}
 
 	// Summary.
 	start = time.Now()
@@ -206,6 +183,56 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 	}
 	rep.Seconds = seconds(runStart)
 	return rep, nil
+}
+
+// commit commits the tree at rootfsPath with opts, or takes reuse, an existing commit of
+// the same version and tree (found by the dry run reuseRes), and adds the signatures it
+// lacks. added counts them.
+func (p *plan) commit(ctx context.Context, rootfsPath string, opts commit.Options, reuse *ostree.Checksum, reuseRes commit.Result) (cs ostree.Checksum, rep CommitReport, added int, warnings []string, err error) {
+	if reuse != nil {
+		cs, warnings = *reuse, reuseRes.Warnings
+		rep = NewCommitReport(reuseRes, opts.Branch, opts.Version)
+		rep.Checksum = cs.String()
+	} else {
+		src, err := rootfs.Open(rootfsPath)
+		if err != nil {
+			return cs, rep, 0, nil, err
+		}
+		res, err := commit.Commit(ctx, p.repo, src, opts)
+		src.Close()
+		if err != nil {
+			return cs, rep, 0, nil, fmt.Errorf("commit: %w", err)
+		}
+		cs, rep, warnings = res.Commit, NewCommitReport(res, opts.Branch, opts.Version), res.Warnings
+	}
+	cm, data, err := p.repo.ReadCommit(cs)
+	if err != nil {
+		return cs, rep, 0, nil, err
+	}
+	if cm.HasParent {
+		rep.Parent = cm.Parent.String()
+	}
+	// A commit made earlier (or by a run with other keys) gets the missing signatures.
+	if added, err = commit.AddSignatures(p.repo, cs, data, opts.Signers); err != nil {
+		return cs, rep, 0, nil, err
+	}
+	sigs, err := commit.Signatures(p.repo, cs)
+	if err != nil {
+		return cs, rep, 0, nil, err
+	}
+	rep.Signatures = len(sigs)
+	return cs, rep, added, warnings, nil
+}
+
+// commitState says in a log line whether a commit is new.
+func commitState(r CommitReport, added int) string {
+	switch {
+	case r.New:
+		return "new"
+	case added > 0:
+		return fmt.Sprintf("unchanged, %d signature(s) added", added)
+	}
+	return "unchanged"
 }
 
 func newOr(isNew bool, old string) string {
@@ -342,36 +369,55 @@ func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, err
 			}
 		}
 	}
-	if c.Version == "" || p.repo == nil {
-		return p, nil
-	}
-	i := slices.IndexFunc(p.history, func(h historyEntry) bool { return h.version == c.Version })
-	if i < 0 {
-		return p, nil
-	}
-	// The version exists: the rootfs must still give its tree (checked without writing).
-	existing := p.history[i].c
-	src, err = rootfs.Open(m.path(c.Rootfs))
-	if err != nil {
+	if p.reuse, p.reuseRes, err = p.findReuse(ctx, m.path(c.Rootfs), p.commitOpts, "commit", "version"); err != nil {
 		return nil, err
 	}
-	dry := p.commitOpts
-	dry.DryRun, dry.Progress = true, progress.Discard
-	res, err := commit.Commit(ctx, p.repo, src, dry)
+	for i := range m.Apps {
+		if err := p.prepareApp(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// findReuse returns the commit of opts.Version on opts.Branch, if there is one, after
+// checking (writing nothing) that the tree at rootfsPath is still its tree; the error of
+// another tree names the manifest's line at path.
+func (p *plan) findReuse(ctx context.Context, rootfsPath string, opts commit.Options, path ...string) (*ostree.Checksum, commit.Result, error) {
+	if opts.Version == "" || p.repo == nil {
+		return nil, commit.Result{}, nil
+	}
+	hist, err := history(p.repo, opts.Branch)
+	if err != nil {
+		return nil, commit.Result{}, err
+	}
+	i := slices.IndexFunc(hist, func(h historyEntry) bool { return h.version == opts.Version })
+	if i < 0 {
+		return nil, commit.Result{}, nil
+	}
+	existing := hist[i].c
+	src, err := rootfs.Open(rootfsPath)
+	if err != nil {
+		return nil, commit.Result{}, err
+	}
+	opts.DryRun, opts.Progress = true, progress.Discard
+	res, err := commit.Commit(ctx, p.repo, src, opts)
 	src.Close()
 	if err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
+		return nil, commit.Result{}, fmt.Errorf("commit: %w", err)
 	}
-	p.warnings, p.reuseRes = res.Warnings, res
 	cm, _, err := p.repo.ReadCommit(existing)
 	if err != nil {
-		return nil, err
+		return nil, commit.Result{}, err
 	}
 	if cm.RootTree != res.RootTree || cm.RootMeta != res.RootMeta {
-		return nil, m.errorAt(fmt.Sprintf("version %q already exists on %s (commit %s) with a different tree; give a new version", c.Version, c.Branch, existing), "commit", "version")
+		msg := fmt.Sprintf("version %q already exists on %s (commit %s) with a different tree; give a new version", opts.Version, opts.Branch, existing)
+		if path[0] == "apps" {
+			msg = fmt.Sprintf("apps[%s]: %s", path[1], msg)
+		}
+		return nil, commit.Result{}, p.m.errorAt(msg, path...)
 	}
-	p.reuse = &existing
-	return p, nil
+	return &existing, res, nil
 }
 
 // history lists the commits of a branch, newest first, with their versions.
@@ -405,9 +451,9 @@ func (p *plan) previous(c ostree.Checksum) *ostree.Checksum {
 	return &cm.Parent
 }
 
-// deltaBases lists the bases of the deltas to c (nil for a delta from scratch).
-func (p *plan) deltaBases(c ostree.Checksum) []*ostree.Checksum {
-	d := p.m.Deltas
+// deltaBases lists the bases of the deltas to c that d selects, and the commits of
+// d.FromVersions, versions (nil for a delta from scratch).
+func (p *plan) deltaBases(c ostree.Checksum, d *DeltaSpec, versions []ostree.Checksum) []*ostree.Checksum {
 	if d == nil {
 		return nil
 	}
@@ -432,7 +478,7 @@ func (p *plan) deltaBases(c ostree.Checksum) []*ostree.Checksum {
 		add(prev)
 		at = *prev
 	}
-	for _, v := range p.deltaVersion {
+	for _, v := range versions {
 		add(&v)
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/delta"
 	"github.com/otakit/ota/image"
 	"github.com/otakit/ota/internal/ostree"
@@ -38,6 +40,9 @@ type Manifest struct {
 	Summary SummarySpec `yaml:"summary"`
 	// Image describes the disk image to write (optional).
 	Image *ImageSpec `yaml:"image"`
+	// Apps lists applications (docs/apps.md) committed after the OS, to the same
+	// repository, signed with commit.sign-keys (optional).
+	Apps []AppSpec `yaml:"apps"`
 
 	file string
 	root *yaml.Node
@@ -84,6 +89,39 @@ type CommitSpec struct {
 	// SignKeys sign the commit: key files, file:// URIs, or env://NAME for a key held in
 	// an environment variable (as CI secrets are).
 	SignKeys []string `yaml:"sign-keys"`
+}
+
+// AppSpec describes an application's commit, to apps/NAME/ARCH/CHANNEL.
+type AppSpec struct {
+	// Name is the application's name.
+	Name string `yaml:"name"`
+	// Rootfs is the application's tree: a directory or a tarball, as commit.rootfs.
+	Rootfs string `yaml:"rootfs"`
+	// Arch is the device's architecture as uname -m says; Channel defaults to stable.
+	Arch    string `yaml:"arch"`
+	Channel string `yaml:"channel"`
+	// Version defaults to commit.version; a version already on the branch must have the
+	// same tree.
+	Version string `yaml:"version"`
+	// OSVersions lists the OS versions the application supports (path.Match patterns;
+	// none: any).
+	OSVersions []string `yaml:"os-versions"`
+	// Exec is how to run it: a command line whose first word is relative to its tree.
+	Exec string `yaml:"exec"`
+	// Subject is the commit subject (default: the branch and version).
+	Subject string `yaml:"subject"`
+	// Owner replaces every file's owner, as commit.owner.
+	Owner *Owner `yaml:"owner"`
+	// Deltas selects the static deltas to the new commit (optional).
+	Deltas *AppDeltaSpec `yaml:"deltas"`
+}
+
+// AppDeltaSpec selects the bases of an application's static deltas.
+type AppDeltaSpec struct {
+	// FromLast makes deltas from each of the last N commits of the application's branch.
+	FromLast int `yaml:"from-last"`
+	// FromScratch makes a delta from nothing.
+	FromScratch bool `yaml:"from-scratch"`
 }
 
 // Owner is a uid and gid.
@@ -252,6 +290,9 @@ func (m *Manifest) check() error {
 			}
 		}
 	}
+	if err := m.checkApps(); err != nil {
+		return err
+	}
 	if im := m.Image; im != nil {
 		if (im.Board == "") == (im.Layout == "") {
 			return m.errorAt("image: give board or layout", "image")
@@ -285,6 +326,66 @@ func (m *Manifest) check() error {
 		}
 	}
 	return nil
+}
+
+// checkApps validates the apps: list; errors name the line of the item's field.
+func (m *Manifest) checkApps() error {
+	branches := map[string]int{}
+	for i, a := range m.Apps {
+		at := func(msg string, key ...string) error {
+			return m.errorAt(fmt.Sprintf("apps[%d]: %s", i, msg), append([]string{"apps", strconv.Itoa(i)}, key...)...)
+		}
+		if a.Name == "" {
+			return at("name is required")
+		}
+		if a.Rootfs == "" {
+			return at("rootfs is required")
+		}
+		if _, err := os.Stat(m.path(a.Rootfs)); err != nil {
+			return at("rootfs: "+err.Error(), "rootfs")
+		}
+		var opts commit.Options
+		if err := AppCommitOptions(&opts, m.app(i)); err != nil {
+			field := "name"
+			if ae := (*AppError)(nil); errors.As(err, &ae) && ae.Field != "bootable" {
+				field = ae.Field
+			}
+			if field == "arch" && a.Arch == "" {
+				return at("arch is required")
+			}
+			return at(err.Error(), field)
+		}
+		if j, ok := branches[opts.Branch]; ok {
+			return at(fmt.Sprintf("%s is also the branch of apps[%d]", opts.Branch, j), "name")
+		}
+		if opts.Branch == m.Commit.Branch {
+			return at(opts.Branch+" is also commit.branch", "name")
+		}
+		branches[opts.Branch] = i
+		if a.Version == "" && m.Commit.Version == "" {
+			return at("version is required (commit.version, which it defaults to, is empty)")
+		}
+		for j, p := range a.OSVersions {
+			if _, err := path.Match(p, ""); err != nil || p == "" || strings.Contains(p, ",") {
+				return at(fmt.Sprintf("os-versions: %q is not a path.Match pattern without commas", p), "os-versions", strconv.Itoa(j))
+			}
+		}
+		if a.Deltas != nil && a.Deltas.FromLast < 0 {
+			return at("deltas.from-last must not be negative", "deltas", "from-last")
+		}
+	}
+	return nil
+}
+
+// app returns the i'th application of the manifest as AppCommitOptions takes it.
+func (m *Manifest) app(i int) App {
+	a := m.Apps[i]
+	return App{Name: a.Name, Arch: a.Arch, Channel: a.Channel, OSVersions: strings.Join(a.OSVersions, ","), Exec: a.Exec}
+}
+
+// appVersion returns the version of the i'th application.
+func (m *Manifest) appVersion(i int) string {
+	return cmpOr(m.Apps[i].Version, m.Commit.Version)
 }
 
 // xz returns the deltas' xz encoder choice, a path resolved against the manifest's

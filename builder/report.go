@@ -18,6 +18,8 @@ type Report struct {
 	Deltas   []DeltaReport `json:"deltas"`
 	Bundle   *DeltaReport  `json:"bundle,omitempty"`
 	Image    *ImageReport  `json:"image,omitempty"`
+	// Apps are the manifest's applications, in its order.
+	Apps []AppReport `json:"apps,omitempty"`
 	// Seconds is the time the run took; StageSeconds the time of each stage.
 	Seconds      float64            `json:"seconds"`
 	StageSeconds map[string]float64 `json:"stage_seconds"`
@@ -59,6 +61,13 @@ func NewCommitReport(res commit.Result, branch, version string) CommitReport {
 		r.Parent = res.Parent.String()
 	}
 	return r
+}
+
+// AppReport describes an application's commit and its deltas.
+type AppReport struct {
+	Name   string        `json:"name"`
+	Commit CommitReport  `json:"commit"`
+	Deltas []DeltaReport `json:"deltas"`
 }
 
 // SummaryReport describes the summary.

@@ -16,7 +16,8 @@ func buildCommand() *cli.Command {
 		Usage:     "run the release pipeline of an ota.yaml manifest",
 		ArgsUsage: " ",
 		Description: "Commits the manifest's rootfs, signs it, generates the configured static deltas,\n" +
-			"updates the summary, writes the offline bundle and the disk image, in that order,\n" +
+			"commits the applications of apps: with their deltas, updates the summary (once),\n" +
+			"writes the offline bundle and the disk image, in that order,\n" +
 			"skipping what earlier runs produced (the same tree makes no new commit; existing deltas\n" +
 			"and images are kept). The manifest is checked in full first: an error names file:line\n" +
 			"and nothing is written. See docs/manifest.md.",

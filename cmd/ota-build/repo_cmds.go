@@ -216,27 +216,24 @@ func appOptions(c *cli.Context, opts *commit.Options) error {
 		}
 		return nil
 	}
-	if err := apps.CheckName(name); err != nil {
-		return otacli.Usagef("--app: %v", err)
+	err := builder.AppCommitOptions(opts, builder.App{Name: name, Arch: c.String("arch"),
+		Channel: c.String("channel"), OSVersions: c.String("os-versions"), Exec: c.String("exec")})
+	if ae := (*builder.AppError)(nil); errors.As(err, &ae) {
+		switch ae.Field {
+		case "name":
+			return otacli.Usagef("--app: %v", ae.Err)
+		case "bootable":
+			return otacli.Usagef("--app and --bootable: %v", ae.Err)
+		case "arch":
+			if c.String("arch") == "" {
+				return otacli.Usagef("--app needs --arch")
+			}
+		case "branch":
+			return otacli.Usagef("--%v", ae.Err)
+		}
+		return otacli.Usagef("%v", ae.Err)
 	}
-	if opts.Bootable {
-		return otacli.Usagef("--app and --bootable: an application is not a bootable tree")
-	}
-	if c.String("arch") == "" {
-		return otacli.Usagef("--app needs --arch")
-	}
-	ref := apps.Ref(name, c.String("arch"), c.String("channel"))
-	if err := apps.CheckRef(name, ref); err != nil {
-		return otacli.Usagef("%v", err)
-	}
-	if opts.Branch != "" && opts.Branch != ref {
-		return otacli.Usagef("--branch %s: an application's branch is %s", opts.Branch, ref)
-	}
-	opts.Branch = ref
-	opts.Metadata = append(opts.Metadata, commit.KeyValue{Key: apps.MetaName, Value: name},
-		commit.KeyValue{Key: apps.MetaOSVersions, Value: c.String("os-versions")},
-		commit.KeyValue{Key: apps.MetaExec, Value: c.String("exec")})
-	return nil
+	return err
 }
 
 // commitJSON is the report of commit --json: the commit as build reports it.
