@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/otakit/ota/internal/apps"
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/clientconfig"
 	"github.com/otakit/ota/internal/session"
@@ -20,24 +21,27 @@ type statusJSON struct {
 	Rollback   *deploymentInfo      `json:"rollback"`
 	Remote     *clientconfig.Config `json:"remote"`
 	LastResult *sysroot.Result      `json:"last_result"`
+	// Apps are the applications installed in the default deployment's stateroot.
+	Apps []apps.Info `json:"apps"`
 }
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
-		Usage:     "show the booted, default and rollback deployments, the remote and the last result",
+		Usage:     "show the booted, default and rollback deployments, the remote, the last result and the applications",
 		ArgsUsage: " ",
 		Description: "The default deployment boots next; the rollback one is what the boot script falls back\n" +
 			"to. Each shows its commit, version and timestamp, read from the sysroot's repository. The\n" +
 			"last result is that of the last update, rollback or fallback, kept in the default\n" +
 			"deployment's stateroot as /var/lib/ota/last-result.json. Without a configuration, the\n" +
-			"remote is null (a warning says why).",
+			"remote is null (a warning says why). The applications (ota-client app) are those installed\n" +
+			"in the default deployment's stateroot.",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return otacli.Usagef("unexpected argument %q", c.Args().First())
 			}
-			var rep statusJSON
+			rep := statusJSON{Apps: []apps.Info{}}
 			cfg, err := loadConfig(c)
 			if err != nil {
 				otacli.Warn(c, []string{"no remote: " + err.Error()})
@@ -67,6 +71,11 @@ func statusCommand() *cli.Command {
 				if rep.LastResult, err = s.LastResult(deps[0].OSName); err != nil {
 					return err
 				}
+				list, err := apps.List(s.Repo(), apps.Dir(c.String("sysroot"), deps[0].OSName))
+				if err != nil {
+					return err
+				}
+				rep.Apps = append(rep.Apps, list...)
 			}
 			if c.Bool("json") {
 				return otacli.PrintJSON(c.App.Writer, rep)
@@ -119,5 +128,11 @@ func printStatus(w io.Writer, rep statusJSON) {
 		fmt.Fprintln(w)
 	} else {
 		fmt.Fprintf(w, "%-12s none\n", "last result:")
+	}
+	if len(rep.Apps) == 0 {
+		fmt.Fprintf(w, "%-12s none\n", "apps:")
+	}
+	for _, a := range rep.Apps {
+		fmt.Fprintf(w, "%-12s %s %s %s %s\n", "app:", a.Name, cmpOr(a.Version, "-"), a.Current, a.Ref)
 	}
 }

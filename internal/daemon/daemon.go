@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/otakit/ota/internal/apps"
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/clientconfig"
 	"github.com/otakit/ota/internal/session"
@@ -34,6 +35,11 @@ const (
 	OpApplyBundle = "apply-bundle"
 	OpMarkGood    = "mark-good"
 	OpReboot      = "reboot"
+	// The operations on an application (internal/apps), which StartApp starts.
+	OpInstallApp  = "install-app"
+	OpUpdateApp   = "update-app"
+	OpRollbackApp = "rollback-app"
+	OpRemoveApp   = "remove-app"
 )
 
 // Errors of Start and Cancel, and the causes of a cancelled operation.
@@ -103,7 +109,8 @@ type Daemon struct {
 // operation is a running operation.
 type operation struct {
 	name, arg string
-	auto      bool // started by the policy
+	app       string // the application of an app operation (arg is its ref)
+	auto      bool   // started by the policy
 	ctx       context.Context
 	cancel    context.CancelCauseFunc
 	// lo and hi are the range of an update's overall percent the operation covers.
@@ -123,7 +130,7 @@ func New(ctx context.Context, opts Options) *Daemon {
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 200 * time.Millisecond
 	}
-	d := &Daemon{opts: opts, ctx: ctx, st: State{Status: StatusIdle}, wake: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, ctx: ctx, st: State{Status: StatusIdle, Apps: "[]"}, wake: make(chan struct{}, 1)}
 	d.refresh()
 	return d
 }
@@ -232,6 +239,35 @@ func (d *Daemon) Start(name, arg string) error {
 	return nil
 }
 
+// StartApp starts operation name (OpInstallApp, OpUpdateApp, OpRollbackApp or
+// OpRemoveApp) on application app, installed from ref (install only; "" is
+// apps/APP/MACHINE/stable), and returns at once, as Start does.
+func (d *Daemon) StartApp(name, app, ref string) error {
+	switch name {
+	case OpInstallApp, OpUpdateApp, OpRollbackApp, OpRemoveApp:
+	default:
+		return fmt.Errorf("%q is not an application operation", name)
+	}
+	if err := apps.CheckName(app); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if ref != "" {
+		if err := apps.CheckRef(app, ref); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ctx == nil {
+		return ErrStopped
+	}
+	if d.cur != nil {
+		return &BusyError{Op: d.cur.name, Status: d.st.Status}
+	}
+	d.startOp(&operation{name: name, arg: ref, app: app})
+	return nil
+}
+
 // Cancel cancels the running operation: a download stops where it is (the next one
 // continues it), a deployment before its boot configuration is swapped in.
 func (d *Daemon) Cancel() error {
@@ -246,9 +282,15 @@ func (d *Daemon) Cancel() error {
 
 // start starts an operation; d.mu is held and no operation runs.
 func (d *Daemon) start(name, arg string, auto bool) {
-	op := &operation{name: name, arg: arg, auto: auto, lo: 0, hi: 100}
+	d.startOp(&operation{name: name, arg: arg, auto: auto})
+}
+
+// startOp starts op; d.mu is held and no operation runs.
+func (d *Daemon) startOp(op *operation) {
+	name := op.name
+	op.lo, op.hi = 0, 100
 	switch name {
-	case OpDownload:
+	case OpDownload, OpInstallApp, OpUpdateApp: // an application's pull ends at PulledPercent
 		op.hi = update.PulledPercent
 	case OpInstall:
 		op.lo = update.PulledPercent
@@ -258,9 +300,14 @@ func (d *Daemon) start(name, arg string, auto bool) {
 	d.cur = op
 	d.st.Status = map[string]string{OpCheck: StatusChecking, OpDownload: StatusDownloading, OpInstall: StatusInstalling,
 		OpUpdate: StatusChecking, OpRollback: StatusRollingBack, OpApplyBundle: StatusApplying, OpMarkGood: StatusMarkingGood,
-		OpReboot: StatusRebooting}[name]
+		OpReboot: StatusRebooting, OpInstallApp: StatusInstallingApp, OpUpdateApp: StatusUpdatingApp,
+		OpRollbackApp: StatusRollingBackApp, OpRemoveApp: StatusRemovingApp}[name]
 	d.opts.Observer.Changed(d.st)
-	d.log("%s: started", name)
+	if op.app != "" {
+		d.log("%s %s: started", name, op.app)
+	} else {
+		d.log("%s: started", name)
+	}
 	d.wg.Add(2)
 	go d.execute(op)
 	go d.watch(op)

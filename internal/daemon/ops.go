@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -8,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/otakit/ota/internal/apps"
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/session"
 	"github.com/otakit/ota/internal/sysroot"
@@ -91,8 +94,40 @@ func (d *Daemon) perform(op *operation) (result, error) {
 			return result{}, err
 		}
 		return result{message: "rebooting"}, nil
+	case OpInstallApp, OpUpdateApp, OpRollbackApp, OpRemoveApp:
+		return performApp(ctx, opts, op)
 	}
 	return result{}, fmt.Errorf("unknown operation %q", op.name)
+}
+
+// performApp runs op, an application operation.
+func performApp(ctx context.Context, opts session.Options, op *operation) (result, error) {
+	var out *session.AppOutcome
+	var err error
+	switch op.name {
+	case OpInstallApp:
+		out, err = session.InstallApp(ctx, opts, op.app, op.arg)
+	case OpUpdateApp:
+		out, err = session.UpdateApp(ctx, opts, op.app)
+	case OpRollbackApp:
+		out, err = session.RollbackApp(opts, op.app)
+	case OpRemoveApp:
+		if _, err = session.RemoveApp(opts, op.app); err != nil {
+			return result{}, err
+		}
+		return result{message: "removed application " + op.app}, nil
+	}
+	if err != nil {
+		return result{}, err
+	}
+	what := fmt.Sprintf("%s %s (%s)", op.app, cmp.Or(out.App.Version, "(no version)"), out.App.Current)
+	switch {
+	case op.name == OpRollbackApp:
+		return result{message: "rolled back application " + what + ", the current version"}, nil
+	case !out.Changed:
+		return result{message: "application " + what + " is up to date"}, nil
+	}
+	return result{message: "installed application " + what + ", the current version"}, nil
 }
 
 // installed is the result of an operation that deployed out.
@@ -131,7 +166,8 @@ func (d *Daemon) onProgress(op *operation, e progress.Event) {
 			status = StatusApplying
 		}
 		d.mu.Lock()
-		if status != "" && d.cur == op && d.st.Status != status {
+		// An application's operation keeps its status while it pulls.
+		if status != "" && op.app == "" && d.cur == op && d.st.Status != status {
 			d.st.Status = status
 			d.opts.Observer.Changed(d.st)
 		}
@@ -192,8 +228,9 @@ func (d *Daemon) refresh() {
 	}
 }
 
-// signature is what changes when a command changes the deployments or the last result:
-// boot/loader's target, and the size and time of every stateroot's last result.
+// signature is what changes when a command changes the deployments, the last result or
+// the applications: boot/loader's target, the size and time of every stateroot's last
+// result, and the targets of the applications' current and previous links.
 func (d *Daemon) signature() string {
 	root := d.opts.Session.Sysroot
 	var b strings.Builder
@@ -203,6 +240,13 @@ func (d *Daemon) signature() string {
 	for _, p := range results {
 		if st, err := os.Stat(p); err == nil {
 			fmt.Fprintf(&b, " %s %d %d", p, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	links, _ := filepath.Glob(filepath.Join(apps.Dir(root, "*"), "*", "*"))
+	for _, p := range links {
+		if base := filepath.Base(p); base == "current" || base == "previous" {
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(&b, " %s %s", p, target)
 		}
 	}
 	return b.String()

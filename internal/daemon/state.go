@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/otakit/ota/internal/apps"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/session"
@@ -33,6 +34,9 @@ type State struct {
 	// LastResult is the last result of the default deployment's stateroot as JSON
 	// (sysroot.Result), empty when there is none.
 	LastResult string
+	// Apps lists the applications installed in the default deployment's stateroot as a
+	// JSON array of apps.Info objects ("[]" when none).
+	Apps string
 }
 
 // Revision is a commit as the properties show it.
@@ -57,6 +61,11 @@ const (
 	StatusApplying    = "applying-bundle"
 	StatusMarkingGood = "marking-good"
 	StatusRebooting   = "rebooting"
+	// The status of the application operations.
+	StatusInstallingApp  = "installing-app"
+	StatusUpdatingApp    = "updating-app"
+	StatusRollingBackApp = "rolling-back-app"
+	StatusRemovingApp    = "removing-app"
 )
 
 // commitRevision describes commit c of repo.
@@ -79,7 +88,7 @@ func remoteRevision(c update.Commit) Revision {
 // opts telling the booted deployment.
 func readDevice(s *sysroot.Sysroot, opts session.Options, st *State) error {
 	deps := s.Deployments()
-	st.Booted, st.Default, st.Rollback, st.LastResult = Revision{}, Revision{}, Revision{}, ""
+	st.Booted, st.Default, st.Rollback, st.LastResult, st.Apps = Revision{}, Revision{}, Revision{}, "", "[]"
 	st.RollbackAvailable, st.RestartRequired = len(deps) > 1, false
 	var err error
 	for i, r := range []*Revision{&st.Default, &st.Rollback} {
@@ -97,6 +106,17 @@ func readDevice(s *sysroot.Sysroot, opts session.Options, st *State) error {
 	}
 	if len(deps) == 0 {
 		return nil
+	}
+	list, err := apps.List(s.Repo(), apps.Dir(opts.Sysroot, deps[0].OSName))
+	if err != nil {
+		return err
+	}
+	if list != nil {
+		data, err := json.Marshal(list)
+		if err != nil {
+			return err
+		}
+		st.Apps = string(data)
 	}
 	res, err := s.LastResult(deps[0].OSName)
 	if err != nil || res == nil {

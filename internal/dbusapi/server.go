@@ -5,6 +5,7 @@
 package dbusapi
 
 import (
+	"cmp"
 	_ "embed"
 	"encoding/xml"
 	"errors"
@@ -89,6 +90,7 @@ func properties(st daemon.State) map[string]any {
 	p := map[string]any{
 		"Status": st.Status, "Error": st.Error, "UpdateAvailable": st.UpdateAvailable,
 		"RollbackAvailable": st.RollbackAvailable, "RestartRequired": st.RestartRequired, "LastResult": st.LastResult,
+		"Apps": cmp.Or(st.Apps, "[]"),
 	}
 	for name, r := range map[string]daemon.Revision{"Booted": st.Booted, "Default": st.Default, "Rollback": st.Rollback, "Remote": st.Remote} {
 		p[name+"Revision"], p[name+"Version"], p[name+"Subject"] = r.Checksum, r.Version, r.Subject
@@ -151,6 +153,27 @@ func (m methods) MarkGood() *dbus.Error { return m.start(daemon.OpMarkGood, "") 
 
 // Reboot reboots the device.
 func (m methods) Reboot() *dbus.Error { return m.start(daemon.OpReboot, "") }
+
+// InstallApp installs application name from ref ("": apps/NAME/MACHINE/stable), or updates
+// it from ref when it is installed.
+func (m methods) InstallApp(name, ref string) *dbus.Error {
+	return dbusError(m.d.StartApp(daemon.OpInstallApp, name, ref))
+}
+
+// UpdateApp updates application name from the ref it was installed from.
+func (m methods) UpdateApp(name string) *dbus.Error {
+	return dbusError(m.d.StartApp(daemon.OpUpdateApp, name, ""))
+}
+
+// RollbackApp makes the previous version of application name current again.
+func (m methods) RollbackApp(name string) *dbus.Error {
+	return dbusError(m.d.StartApp(daemon.OpRollbackApp, name, ""))
+}
+
+// RemoveApp removes application name.
+func (m methods) RemoveApp(name string) *dbus.Error {
+	return dbusError(m.d.StartApp(daemon.OpRemoveApp, name, ""))
+}
 
 // Cancel cancels the running operation.
 func (m methods) Cancel() *dbus.Error { return dbusError(m.d.Cancel()) }
