@@ -17,6 +17,7 @@ bitbake ota-build-native -c update_modules
 # task without a cross toolchain.
 twin=$layer/recipes-ota/ota-client/ota-client-native_git.bb
 trap 'rm -f "$twin"' EXIT
+# shellcheck disable=SC2016 # bitbake expands these, not the shell
 printf '%s\n' 'require recipes-ota/ota-source.inc' 'require ${BPN}-licenses.inc' 'require ${BPN}-go-mods.inc' \
 	'GO_INSTALL = "${GO_IMPORT}/cmd/ota-client"' 'inherit native' >"$twin"
 bitbake ota-client-native -c update_modules

@@ -1,107 +1,16 @@
-package metaota
+// Package machines holds the tests of the Yocto layer meta-ota that parse per MACHINE, in
+// build directories that mask the recipes they do not read (seconds instead of minutes),
+// and the offline build of ota-build-native.
+package machines
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/otakit/ota/meta-ota/tests/yoctotest"
 )
-
-// fullBuild is the build directory with every recipe of openembedded-core, meta-raspberrypi,
-// meta-freescale and meta-ota: the parse, the task graph and ota-build-native share it (and
-// so its parse cache).
-var fullBuild = buildConfig{name: "build-full", machine: "raspberrypi4-64"}
-
-// ourFiles matches what names a file of this layer in bitbake's messages.
-var ourFiles = regexp.MustCompile(`meta-ota|ota\.bbclass|ota-build|ota-client|ota-initramfs|ota-settings|ota-u-boot|ota-source`)
-
-// TestBitbakeParse (acceptance 1): scripts/check-layer.sh (its default mode) runs bitbake -p
-// with meta-ota added to openembedded-core and the BSP layers: every recipe parses with no
-// error, and no warning names a file of the layer (the script fails otherwise); its README,
-// SECURITY.md and LAYERSERIES_COMPAT checks pass.
-func TestBitbakeParse(t *testing.T) {
-	e := yocto(t)
-	out := e.checkLayer(t, fullBuild)
-	if !strings.Contains(out, "meta-ota parses with no error and no warning") || !strings.Contains(out, "Parsing of ") {
-		t.Fatalf("check-layer.sh did not parse:\n%s", out)
-	}
-	dir := e.dir(fullBuild)
-	log, err := os.ReadFile(filepath.Join(dir, "bitbake-p.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(log), "\n") {
-		if strings.HasPrefix(line, "ERROR:") || (strings.HasPrefix(line, "WARNING:") && ourFiles.MatchString(line)) {
-			t.Errorf("bitbake -p: %s", line)
-		}
-	}
-	// The layer's recipes are among those parsed.
-	recipes := e.bitbake(t, dir, "bitbake-layers", "show-recipes", "-l", "meta-ota")
-	for _, r := range []string{"ota-build:", "ota-client:", "ota-initramfs:", "ota-initramfs-init:"} {
-		if !strings.Contains(recipes, "\n"+r) {
-			t.Errorf("bitbake-layers show-recipes -l meta-ota lists no %s\n%s", strings.TrimSuffix(r, ":"), tail(recipes, 20))
-		}
-	}
-}
-
-// TestTaskGraph (acceptance 2): in the task graph of an image with the ota class, both image
-// tasks depend on ota-build-native:do_populate_sysroot, and the image-writing task on the
-// commit task and on the deploy tasks of the boot files (Raspberry Pi 4: firmware, U-Boot,
-// kernel and device trees).
-func TestTaskGraph(t *testing.T) {
-	e := yocto(t)
-	dir := e.build(t, fullBuild)
-	e.bitbake(t, dir, "bitbake", "-g", "core-image-minimal")
-	edges := dotEdges(t, filepath.Join(dir, "task-depends.dot"))
-	for _, want := range [][2]string{
-		{"core-image-minimal.do_image_ota", "ota-build-native.do_populate_sysroot"},
-		{"core-image-minimal.do_image_otaimg", "ota-build-native.do_populate_sysroot"},
-		{"core-image-minimal.do_image_otaimg", "core-image-minimal.do_image_ota"},
-		{"core-image-minimal.do_image_otaimg", "rpi-bootfiles.do_deploy"},
-		{"core-image-minimal.do_image_otaimg", "u-boot.do_deploy"},
-		{"core-image-minimal.do_image_otaimg", "linux-raspberrypi.do_deploy"},
-		{"core-image-minimal.do_image_complete", "core-image-minimal.do_image_otaimg"},
-	} {
-		if !edges[want] {
-			t.Errorf("task graph: no edge %s -> %s", want[0], want[1])
-		}
-	}
-	// The rootfs has the client and the kernel the commit boots.
-	pn := e.bitbake(t, dir, "bitbake-getvar", "-r", "core-image-minimal", "--value", "IMAGE_INSTALL")
-	for _, p := range []string{"ota-client", "kernel-image", "kernel-devicetree"} {
-		if !strings.Contains(" "+pn+" ", " "+p+" ") && !strings.Contains(pn, " "+p) {
-			t.Errorf("IMAGE_INSTALL of core-image-minimal lacks %s: %s", p, pn)
-		}
-	}
-}
-
-// dotEdges reads the "A" -> "B" lines of a bitbake -g graph.
-func dotEdges(t *testing.T, file string) map[[2]string]bool {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	edge := regexp.MustCompile(`^"([^"]+)" -> "([^"]+)"`)
-	edges := map[[2]string]bool{}
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 1<<20), 1<<20)
-	for s.Scan() {
-		if m := edge.FindStringSubmatch(s.Text()); m != nil {
-			edges[[2]string{m[1], m[2]}] = true
-		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(edges) == 0 {
-		t.Fatalf("%s has no edges", file)
-	}
-	return edges
-}
 
 // varsMask keeps, of all the layers' recipes, the image and the U-Boot recipes the
 // per-machine checks read: a recipe's variables depend on the configuration, its own files
@@ -111,9 +20,10 @@ const varsMask = `BBMASK = "^(?!.*/(core-image-minimal|u-boot|u-boot-fslc|u-boot
 
 // TestMachineVariables (acceptance 2): for each supported MACHINE, bitbake-getvar shows the
 // board preset, the boot files, the raw blobs and the deploy tasks the image-writing task
-// depends on, and that U-Boot gets the boot script's commands.
+// depends on, and that U-Boot gets the boot script's commands. The machines with an example
+// in examples/yocto are configured by it (require MACHINE.conf), which is checked too.
 func TestMachineVariables(t *testing.T) {
-	e := yocto(t)
+	e := yoctotest.Yocto(t)
 	for _, c := range []struct {
 		machine, board, uboot string
 		files, notFiles       []string // words of OTA_BOOT_FILES
@@ -142,13 +52,19 @@ func TestMachineVariables(t *testing.T) {
 			depends: []string{"ota-build-native:do_populate_sysroot"}},
 	} {
 		t.Run(c.machine, func(t *testing.T) {
-			dir := e.build(t, buildConfig{name: "build-vars/" + c.machine, machine: c.machine, extra: []string{varsMask}})
+			extra := []string{varsMask}
+			example := filepath.Join(e.Repo, "examples", "yocto", c.machine+".conf")
+			_, err := os.Stat(example)
+			if err == nil {
+				extra = append(extra, "require "+example)
+			}
+			dir := e.Build(t, yoctotest.Config{Name: "build-vars/" + c.machine, Machine: c.machine, Extra: extra})
 			get := func(recipe, v string, flag ...string) string {
 				args := []string{"-r", recipe, "--value", v}
 				if len(flag) > 0 {
 					args = append(args, "--flag", flag[0])
 				}
-				out := strings.TrimSpace(e.bitbake(t, dir, "bitbake-getvar", args...))
+				out := strings.TrimSpace(e.Bitbake(t, dir, "bitbake-getvar", args...))
 				// --value prints the value last; bitbake may note things before it.
 				return out[strings.LastIndex(out, "\n")+1:]
 			}
@@ -192,26 +108,40 @@ func TestMachineVariables(t *testing.T) {
 			if src := get(c.uboot, "SRC_URI"); !strings.Contains(src, "file://ota-u-boot.cfg") {
 				t.Errorf("SRC_URI of %s lacks file://ota-u-boot.cfg: %s", c.uboot, src)
 			}
+			if err != nil {
+				return
+			}
+			// The example's settings: its branch, and the initramfs the rootfs waits for.
+			if got, want := get("core-image-minimal", "OTA_BRANCH"), "example/"+c.machine+"/stable"; got != want {
+				t.Errorf("with %s, OTA_BRANCH = %q, want %q", example, got, want)
+			}
+			if !words(get("core-image-minimal", "do_rootfs", "depends"))["ota-initramfs:do_image_complete"] {
+				t.Errorf("with %s, do_rootfs[depends] lacks ota-initramfs:do_image_complete", example)
+			}
 		})
 	}
 }
 
+// nativeMask keeps meta-ota's recipes only: ota-build-native needs no other (its go-native
+// and quilt-native are the host's, ASSUME_PROVIDED).
+const nativeMask = `BBMASK = "^(?!.*/meta-ota/).*\.bb(append)?$"`
+
 // TestOtaBuildNative (acceptance 4): bitbake ota-build-native builds offline with the host's
-// Go from the recipe's own SRC_URI and module list: the test seeds DL_DIR with a mirror of
-// this repository (holding the recipe's SRCREV) and the module zips and go.mod files of
+// Go from the recipe's own SRC_URI and module list: the test seeds DL_DIR with a clone of
+// this repository (holding the recipe's SRCREV) and the module zips of
 // ota-build-go-mods.inc, from Go's module cache or proxy. The binary runs and tells the
 // recipe's version.
 func TestOtaBuildNative(t *testing.T) {
-	e := yocto(t)
-	dir := e.build(t, fullBuild)
-	e.seedDownloads(t, "ota-build")
-	e.bitbake(t, dir, "bitbake", "ota-build-native")
+	e := yoctotest.Yocto(t)
+	dir := e.Build(t, yoctotest.Config{Name: "build-native", Machine: "qemuarm64", Extra: []string{nativeMask}})
+	e.SeedDownloads(t, "ota-build")
+	e.Bitbake(t, dir, "bitbake", "ota-build-native")
 
 	bins, _ := filepath.Glob(filepath.Join(dir, "tmp", "sysroots-components", "*", "ota-build-native", "usr", "bin", "ota-build"))
 	if len(bins) != 1 {
 		t.Fatalf("ota-build-native staged %d ota-build binaries: %v", len(bins), bins)
 	}
-	out, err := e.command(dir, bins[0], "--version").CombinedOutput()
+	out, err := e.Command(dir, bins[0], "--version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s --version: %v: %s", bins[0], err, out)
 	}

@@ -1,4 +1,4 @@
-package metaota
+package yoctotest
 
 import (
 	"encoding/json"
@@ -12,37 +12,37 @@ import (
 	"unicode"
 )
 
-// seedDownloads puts into DL_DIR what the fetcher of recipe (ota-build or ota-client) would
+// SeedDownloads puts into DL_DIR what the fetcher of recipe (ota-build or ota-client) would
 // download, so that bitbake builds it with BB_NO_NETWORK: the git clone of OTA_SRC_URI,
 // made from this repository, and every gomod:// entry of the recipe's *-go-mods.inc.
-func (e *yoctoEnv) seedDownloads(t *testing.T, recipe string) {
+func (e *Env) SeedDownloads(t *testing.T, recipe string) {
 	t.Helper()
-	dl := filepath.Join(e.cache, "downloads")
-	uid, gid := e.owner()
+	dl := filepath.Join(e.Cache, "downloads")
+	uid, gid := e.Owner()
 	mkdir := func(dir string) {
-		if out, err := e.command("", "mkdir", "-p", dir).CombinedOutput(); err != nil {
+		if out, err := e.Command("", "mkdir", "-p", dir).CombinedOutput(); err != nil {
 			t.Fatalf("mkdir %s: %v: %s", dir, err, out)
 		}
 	}
 	mkdir(filepath.Join(dl, "git2"))
 
 	// The clone the git fetcher keeps in DL_DIR/git2, with the recipe's SRCREV on branch main.
-	srcrev := recipeVar(t, filepath.Join(e.layer, "recipes-ota", "ota-source.inc"), "SRCREV")
+	srcrev := recipeVar(t, filepath.Join(e.Layer, "recipes-ota", "ota-source.inc"), "SRCREV")
 	clone := filepath.Join(dl, "git2", "github.com.otakit.ota.git")
 	if err := exec.Command("git", "--git-dir", clone, "cat-file", "-e", srcrev+"^{commit}").Run(); err != nil {
 		tmp := clone + ".tmp"
 		os.RemoveAll(tmp)
 		for _, args := range [][]string{
-			{"clone", "--quiet", "--mirror", "--no-hardlinks", e.repo, tmp},
+			{"clone", "--quiet", "--mirror", "--no-hardlinks", e.Repo, tmp},
 			{"--git-dir", tmp, "cat-file", "-e", srcrev + "^{commit}"},
-			{"--git-dir", tmp, "update-ref", "refs/heads/main", gitHead(t, e.repo)},
+			{"--git-dir", tmp, "update-ref", "refs/heads/main", gitHead(t, e.Repo)},
 			{"--git-dir", tmp, "merge-base", "--is-ancestor", srcrev, "refs/heads/main"},
 		} {
 			if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
 				t.Fatalf("git %s: %v: %s (the recipes' SRCREV %s must be in this checkout's history)", strings.Join(args, " "), err, out, srcrev)
 			}
 		}
-		if err := chownR(tmp, uid, gid); err != nil {
+		if err := ChownR(tmp, uid, gid); err != nil {
 			t.Fatal(err)
 		}
 		os.RemoveAll(clone)
@@ -53,7 +53,7 @@ func (e *yoctoEnv) seedDownloads(t *testing.T, recipe string) {
 
 	// The modules: from Go's module cache (the one `go build` of this repository filled), else
 	// downloaded into it from the module proxy.
-	entries := goModEntries(t, filepath.Join(e.layer, "recipes-ota", recipe, recipe+"-go-mods.inc"))
+	entries := goModEntries(t, filepath.Join(e.Layer, "recipes-ota", recipe, recipe+"-go-mods.inc"))
 	gomodcache, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
 		t.Fatalf("go env GOMODCACHE: %v", err)
@@ -159,8 +159,8 @@ func gitHead(t *testing.T, repo string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// chownR gives a tree to the build user (a no-op when the tests run as that user).
-func chownR(dir string, uid, gid int) error {
+// ChownR gives a tree to the build user (a no-op when the tests run as that user).
+func ChownR(dir string, uid, gid int) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}

@@ -1,45 +1,15 @@
-package metaota
+package tests
 
 import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/otakit/ota/meta-ota/tests/yoctotest"
 )
-
-// requireTools skips the test when a tool is missing, or fails it under OTA_REQUIRE_TOOLS=1.
-func requireTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing(t, err)
-		}
-	}
-}
-
-// asBuildUser returns the setpriv prefix that runs a command as the build user when the
-// tests run as root (pseudo, like bitbake, runs as an ordinary user), and its uid and gid.
-func asBuildUser(t *testing.T) ([]string, int, int) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return nil, os.Getuid(), os.Getgid()
-	}
-	name := os.Getenv("OTA_BUILD_USER")
-	if name == "" {
-		name = buildUser
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		missing(t, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return []string{"setpriv", "--reuid", u.Uid, "--regid", u.Gid, "--init-groups", "--"}, uid, gid
-}
 
 // TestCommitUnderPseudo (acceptance 5): the commit step of the ota image type
 // (scripts/ota-commit-rootfs), run under Debian's pseudo on a tree with a file chowned to
@@ -48,8 +18,12 @@ func asBuildUser(t *testing.T) ([]string, int, int) {
 // The second run makes the deltas of OTA_DELTA_FROM (previous, a version, empty) and a
 // signed bundle from a version.
 func TestCommitUnderPseudo(t *testing.T) {
-	requireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree")
-	cred, uid, gid := asBuildUser(t)
+	yoctotest.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree")
+	cred, uid, gid := yoctotest.BuildUser(t)
+	layer, err := yoctotest.FindLayer()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Not t.TempDir: its parent is private to root, and the build user works here.
 	dir, err := os.MkdirTemp("", "ota-pseudo-")
 	if err != nil {
@@ -60,19 +34,16 @@ func TestCommitUnderPseudo(t *testing.T) {
 		t.Fatal(err)
 	}
 	otaBuild := filepath.Join(dir, "ota-build")
-	if out, err := exec.Command("go", "build", "-o", otaBuild, "../cmd/ota-build").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", otaBuild, filepath.Join(filepath.Dir(layer), "cmd", "ota-build")).CombinedOutput(); err != nil {
 		t.Fatalf("building ota-build: %v\n%s", err, out)
 	}
 	if out, err := exec.Command(otaBuild, "keygen", "-o", filepath.Join(dir, "release")).CombinedOutput(); err != nil {
 		t.Fatalf("keygen: %v: %s", err, out)
 	}
-	if err := chownR(dir, uid, gid); err != nil {
+	if err := yoctotest.ChownR(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	script, err := filepath.Abs("scripts/ota-commit-rootfs")
-	if err != nil {
-		t.Fatal(err)
-	}
+	script := filepath.Join(layer, "scripts", "ota-commit-rootfs")
 
 	// The tree is made inside pseudo, as do_rootfs makes IMAGE_ROOTFS.
 	const cap = "0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=" // cap_net_raw+ep
