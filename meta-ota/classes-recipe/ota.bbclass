@@ -133,17 +133,9 @@ do_rootfs[depends] += "${@ota_enabled(d, '%s:do_image_complete' % d.getVar('OTA_
 do_image_ota[lockfiles] += "${OTA_REPO}.lock"
 do_image_otaimg[lockfiles] += "${OTA_REPO}.lock"
 do_image_ota[file-checksums] += "${OTA_LAYERDIR}/scripts/ota-commit-rootfs:True"
-do_image_ota[vardepsexclude] += "${OTA_SIGN_ENV}"
-do_image_otaimg[vardepsexclude] += "${OTA_SIGN_ENV}"
+do_image_ota[prefuncs] += "ota_sign_env"
 # ota-build (not run through pseudo) writes the repository.
 PSEUDO_IGNORE_PATHS .= ",${OTA_REPO}"
-
-python () {
-    # The signing keys' environment (passphrase, Vault, env://NAME) reaches ota-build.
-    for name in (d.getVar('OTA_SIGN_ENV') or '').split():
-        if d.getVar(name) is not None:
-            d.setVarFlag(name, 'export', '1')
-}
 
 IMAGE_CMD:ota () {
 	OTA_ROOTFS="${IMAGE_ROOTFS}" OTA_REPO="${OTA_REPO}" OTA_BRANCH="${OTA_BRANCH}" \

@@ -1,7 +1,7 @@
 #!/bin/bash
 # check-layer.sh: check meta-ota against the Yocto release it supports, offline.
 #
-#   scripts/check-layer.sh [--full] [--setup-only] [--build DIR] [--machine MACHINE] [--conf LINE]...
+#   scripts/check-layer.sh [--full] [--setup-only] [--build DIR] [--machine MACHINE] [--conf LINE]... [--layer DIR]...
 #
 # Unpacks bitbake, openembedded-core, meta-raspberrypi and meta-freescale from the snapshots
 # in $OTA_SOURCES (default: shared/sources beside the repository or one of its parents) into
@@ -14,7 +14,7 @@
 # --full runs yocto-check-layer as well, in a build directory of its own (it adds and removes
 # layers itself); it takes 15 to 35 minutes on 2 cores.
 # --setup-only writes the build directory and stops (the tests use it). --conf adds a line to
-# local.conf. The parse cache stays in the build directory: a rerun parses nothing new.
+# local.conf, --layer a layer to bblayers.conf. The parse cache stays in the build directory: a rerun parses nothing new.
 # bitbake refuses root: run it as an ordinary user with an en_US.UTF-8 locale and the host
 # tools of the Yocto manual (.ci/run installs them).
 set -euo pipefail
@@ -23,7 +23,7 @@ die() { echo "check-layer.sh: $*" >&2; exit 1; }
 
 layer=$(cd "$(dirname "$0")/.." && pwd)
 repo=$(dirname "$layer")
-full=0 setup_only=0 build= machine=qemuarm64 conf=()
+full=0 setup_only=0 build='' machine=qemuarm64 conf=() layers=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--full) full=1 ;;
@@ -31,7 +31,8 @@ while [ $# -gt 0 ]; do
 	--build) build=$2; shift ;;
 	--machine) machine=$2; shift ;;
 	--conf) conf+=("$2"); shift ;;
-	*) die "unknown argument $1 (usage: check-layer.sh [--full] [--setup-only] [--build DIR] [--machine MACHINE] [--conf LINE]...)" ;;
+	--layer) layers+=("$(cd "$2" && pwd)"); shift ;;
+	*) die "unknown argument $1 (usage: check-layer.sh [--full] [--setup-only] [--build DIR] [--machine MACHINE] [--conf LINE]... [--layer DIR]...)" ;;
 	esac
 	shift
 done
@@ -77,7 +78,7 @@ mkdir -p "$build/conf"
 write "$build/conf/bblayers.conf" "# Written by meta-ota/scripts/check-layer.sh.
 BBPATH = \"\${TOPDIR}\"
 BBFILES ?= \"\"
-BBLAYERS = \"$oe/meta $rpi $fsl $layer\""
+BBLAYERS = \"$oe/meta $rpi $fsl $layer${layers[*]:+ ${layers[*]}}\""
 local="# Written by meta-ota/scripts/check-layer.sh.
 MACHINE = \"$machine\"
 DISTRO = \"nodistro\"
@@ -112,6 +113,8 @@ fi
 
 # What yocto-check-layer's test_readme, test_security and test_layerseries_compat demand.
 readme=$layer/README.md
+# (A README that mentions another README makes yocto-check-layer skip the next checks.)
+! grep -qi readme "$readme" || die "$readme mentions a README: yocto-check-layer would skip its checks"
 grep -qi maintainer "$readme" || die "$readme names no maintainer"
 grep -qi patch "$readme" || die "$readme says nothing of patches"
 grep -q '[^@][^@]*@[^@][^@]*' "$readme" || die "$readme has no address with @"
@@ -153,6 +156,7 @@ log=$ycl/yocto-check-layer.log
 echo "check-layer.sh: yocto-check-layer $layer (log: $log; 15-35 minutes on 2 cores)"
 start=$(date +%s)
 status=0
-"$oe/scripts/yocto-check-layer" --no-auto-dependency "$layer" 2>&1 | tee "$log" || status=$?
+# --no-auto: tests/testdata holds a layer for the tests, not one to check.
+"$oe/scripts/yocto-check-layer" --no-auto --no-auto-dependency "$layer" 2>&1 | tee "$log" || status=$?
 echo "check-layer.sh: yocto-check-layer exited $status after $(($(date +%s) - start)) s"
 exit "$status"

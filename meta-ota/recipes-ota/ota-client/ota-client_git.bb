@@ -64,13 +64,8 @@ do_install:append() {
 		install -m 0644 "$f" "$keys/"
 	done
 }
-do_install[vardepsexclude] += "${OTA_SIGN_ENV}"
-
-python () {
-    for name in (d.getVar('OTA_SIGN_ENV') or '').split():
-        if d.getVar(name) is not None:
-            d.setVarFlag(name, 'export', '1')
-}
+# ota-build pubkey reads keys as ota-build commit does (env://NAME, Vault).
+do_install[prefuncs] += "ota_sign_env"
 
 FILES:${PN} += "${nonarch_libdir}/ostree ${libexecdir}/ota"
 CONFFILES:${PN} = "${sysconfdir}/ota/client.yaml"

@@ -5,6 +5,7 @@ package machines
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,9 +123,15 @@ func TestMachineVariables(t *testing.T) {
 	}
 }
 
-// nativeMask keeps meta-ota's recipes only: ota-build-native needs no other (its go-native
-// and quilt-native are the host's, ASSUME_PROVIDED).
-const nativeMask = `BBMASK = "^(?!.*/meta-ota/).*\.bb(append)?$"`
+// nativeMask keeps meta-ota's recipes only, without bbappends: ota-build-native needs no
+// other recipe (its go-native and quilt-native are the host's, ASSUME_PROVIDED).
+const nativeMask = `BBMASK = "^(?!.*/meta-ota/).*\.bb$|\.bbappend$"`
+
+// nativeBuild is the build directory of the native recipes: meta-ota and its test layer.
+func nativeBuild(e *yoctotest.Env) yoctotest.Config {
+	return yoctotest.Config{Name: "build-native", Machine: "qemuarm64", Extra: []string{nativeMask},
+		Layers: []string{filepath.Join(e.Layer, "tests", "testdata", "meta-ota-test")}}
+}
 
 // TestOtaBuildNative (acceptance 4): bitbake ota-build-native builds offline with the host's
 // Go from the recipe's own SRC_URI and module list: the test seeds DL_DIR with a clone of
@@ -133,7 +140,7 @@ const nativeMask = `BBMASK = "^(?!.*/meta-ota/).*\.bb(append)?$"`
 // recipe's version.
 func TestOtaBuildNative(t *testing.T) {
 	e := yoctotest.Yocto(t)
-	dir := e.Build(t, yoctotest.Config{Name: "build-native", Machine: "qemuarm64", Extra: []string{nativeMask}})
+	dir := e.Build(t, nativeBuild(e))
 	e.SeedDownloads(t, "ota-build")
 	e.Bitbake(t, dir, "bitbake", "ota-build-native")
 
@@ -147,5 +154,73 @@ func TestOtaBuildNative(t *testing.T) {
 	}
 	if got, want := strings.TrimSpace(string(out)), "ota-build version 0.1+git"; got != want {
 		t.Errorf("ota-build --version printed %q, want %q (the recipe's PV)", got, want)
+	}
+}
+
+// TestSignKeyFromEnvironment: a task that signs with OTA_SIGN_KEY = "env://NAME" (the test
+// layer's ota-sign-env-test-native, built as ota-client's do_install derives the trusted key)
+// gets NAME from the environment bitbake was started in through ota_sign_env, with no
+// BB_ENV_PASSTHROUGH_ADDITIONS, and the key's text appears in none of the task's scripts or
+// logs.
+func TestSignKeyFromEnvironment(t *testing.T) {
+	e := yoctotest.Yocto(t)
+	dir := e.Build(t, nativeBuild(e))
+	e.SeedDownloads(t, "ota-build")
+
+	keys := t.TempDir()
+	otaBuild := filepath.Join(keys, "ota-build")
+	if out, err := exec.Command("go", "build", "-o", otaBuild, filepath.Join(e.Repo, "cmd", "ota-build")).CombinedOutput(); err != nil {
+		t.Fatalf("building ota-build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(otaBuild, "keygen", "-o", filepath.Join(keys, "k")).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v: %s", err, out)
+	}
+	key, err := os.ReadFile(filepath.Join(keys, "k.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(filepath.Join(keys, "k.ostree.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := e.Command(dir, "bitbake", "ota-sign-env-test-native", "-c", "compile")
+	cmd.Env = append(cmd.Env, "OTA_TEST_SIGN_KEY="+string(key))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bitbake ota-sign-env-test-native -c compile: %v\n%s", err, yoctotest.Tail(string(out), 40))
+	}
+	work, _ := filepath.Glob(filepath.Join(dir, "tmp", "work", "*", "ota-sign-env-test-native", "*"))
+	if len(work) != 1 {
+		t.Fatalf("work directories of ota-sign-env-test-native: %v", work)
+	}
+	got, err := os.ReadFile(filepath.Join(work[0], "build", "ota.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(got)) != strings.TrimSpace(string(pub)) {
+		t.Errorf("the task derived public key %q, want %q (the key of env://OTA_TEST_SIGN_KEY)", got, pub)
+	}
+	// The PEM body of the private key: no script or log of the task may hold a line of it.
+	var secret []string
+	for _, l := range strings.Split(string(key), "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			secret = append(secret, l)
+		}
+	}
+	temps, _ := filepath.Glob(filepath.Join(work[0], "temp", "*"))
+	if len(temps) == 0 {
+		t.Fatal("the task left no scripts or logs to look at")
+	}
+	for _, f := range temps {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue // a dangling log link
+		}
+		for _, s := range secret {
+			if strings.Contains(string(data), s) {
+				t.Errorf("%s holds the private key", f)
+				break
+			}
+		}
 	}
 }

@@ -237,11 +237,13 @@ func Tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Config is a build directory: its name under the cache, MACHINE and more local.conf lines.
+// Config is a build directory: its name under the cache, MACHINE, more local.conf lines and
+// more layers.
 type Config struct {
 	Name    string
 	Machine string
 	Extra   []string
+	Layers  []string
 }
 
 // Dir is the build directory of c.
@@ -257,6 +259,9 @@ func (e *Env) CheckLayer(t *testing.T, c Config, args ...string) string {
 	args = append(args, "--build", e.Dir(c), "--machine", c.Machine)
 	for _, l := range c.Extra {
 		args = append(args, "--conf", l)
+	}
+	for _, l := range c.Layers {
+		args = append(args, "--layer", l)
 	}
 	cmd := e.Command("", filepath.Join(e.Layer, "scripts", "check-layer.sh"), args...)
 	cmd.Env = append(cmd.Env, "OTA_SOURCES="+e.sources, "OTA_CACHE="+filepath.Dir(e.Cache))
