@@ -70,6 +70,13 @@ rpi=$(unpack meta-raspberrypi-wrynose)
 fsl=$(unpack meta-freescale-wrynose)
 export PATH="$bitbake_dir/bin:$PATH" LANG=en_US.UTF-8 LC_ALL=en_US.UTF-8
 
+# The layer is named through a link in the cache: another checkout of the repository (CI
+# clones it anew) then keeps the configuration, and with it the parse cache of every recipe
+# that does not use meta-ota's files.
+mkdir -p "$cache/layers"
+ln -sfn "$layer" "$cache/layers/meta-ota"
+conf_layer=$cache/layers/meta-ota
+
 goroot=$(go env GOROOT)
 gotooldir=$(go env GOTOOLDIR)
 # write FILE TEXT: only when it changes, so bitbake's parse cache stays valid.
@@ -78,7 +85,7 @@ mkdir -p "$build/conf"
 write "$build/conf/bblayers.conf" "# Written by meta-ota/scripts/check-layer.sh.
 BBPATH = \"\${TOPDIR}\"
 BBFILES ?= \"\"
-BBLAYERS = \"$oe/meta $rpi $fsl $layer${layers[*]:+ ${layers[*]}}\""
+BBLAYERS = \"$oe/meta $rpi $fsl $conf_layer${layers[*]:+ ${layers[*]}}\""
 local="# Written by meta-ota/scripts/check-layer.sh.
 MACHINE = \"$machine\"
 DISTRO = \"nodistro\"

@@ -19,6 +19,25 @@ import (
 // instead of minutes. The full parse is TestBitbakeParse's.
 const varsMask = `BBMASK = "^(?!.*/(core-image-minimal|u-boot|u-boot-fslc|u-boot-imx)(_[^/]*)?\.bb(append)?$).*\.bb(append)?$"`
 
+// exampleConf returns examples/yocto/MACHINE.conf, or "" when there is none.
+func exampleConf(e *yoctotest.Env, machine string) string {
+	p := filepath.Join(e.Repo, "examples", "yocto", machine+".conf")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// varsBuild is the build directory of machine for the tests that read variables: recipes
+// masked but for those read, and configured by the machine's example when there is one.
+func varsBuild(e *yoctotest.Env, machine string) yoctotest.Config {
+	extra := []string{varsMask}
+	if ex := exampleConf(e, machine); ex != "" {
+		extra = append(extra, "require "+ex)
+	}
+	return yoctotest.Config{Name: "build-vars/" + machine, Machine: machine, Extra: extra}
+}
+
 // TestMachineVariables (acceptance 2): for each supported MACHINE, bitbake-getvar shows the
 // board preset, the boot files, the raw blobs and the deploy tasks the image-writing task
 // depends on, and that U-Boot gets the boot script's commands. The machines with an example
@@ -53,13 +72,8 @@ func TestMachineVariables(t *testing.T) {
 			depends: []string{"ota-build-native:do_populate_sysroot"}},
 	} {
 		t.Run(c.machine, func(t *testing.T) {
-			extra := []string{varsMask}
-			example := filepath.Join(e.Repo, "examples", "yocto", c.machine+".conf")
-			_, err := os.Stat(example)
-			if err == nil {
-				extra = append(extra, "require "+example)
-			}
-			dir := e.Build(t, yoctotest.Config{Name: "build-vars/" + c.machine, Machine: c.machine, Extra: extra})
+			example := exampleConf(e, c.machine)
+			dir := e.Build(t, varsBuild(e, c.machine))
 			get := func(recipe, v string, flag ...string) string {
 				args := []string{"-r", recipe, "--value", v}
 				if len(flag) > 0 {
@@ -109,7 +123,7 @@ func TestMachineVariables(t *testing.T) {
 			if src := get(c.uboot, "SRC_URI"); !strings.Contains(src, "file://ota-u-boot.cfg") {
 				t.Errorf("SRC_URI of %s lacks file://ota-u-boot.cfg: %s", c.uboot, src)
 			}
-			if err != nil {
+			if example == "" {
 				return
 			}
 			// The example's settings: its branch, and the initramfs the rootfs waits for.
