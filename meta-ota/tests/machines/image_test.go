@@ -94,7 +94,7 @@ func TestImageCommands(t *testing.T) {
 				fmt.Fprintf(&files, " %s", src)
 			}
 			prepare := `set -e
-rm -rf "$IMAGE_ROOTFS" "$IMGDEPLOYDIR" "$OTA_REPO" "$DEPLOY"
+rm -rf "$IMAGE_ROOTFS" "$IMGDEPLOYDIR" "$OTA_REPO" "$DEPLOY" "$PSEUDO_STATE"
 mkdir -p "$IMGDEPLOYDIR" "$DEPLOY" "$(dirname "$KEY")"
 [ -e "$KEY.key" ] || ota-build keygen -o "$KEY" >/dev/null
 for f in $FILES; do mkdir -p "$DEPLOY/$(dirname "$f")"; echo "deployed $f" >"$DEPLOY/$f"; done
@@ -114,7 +114,8 @@ for f in $FILES; do mkdir -p "$DEPLOY/$(dirname "$f")"; echo "deployed $f" >"$DE
 				}
 			}
 			run("preparing", false, prepare, "IMAGE_ROOTFS="+v["IMAGE_ROOTFS"], "IMGDEPLOYDIR="+v["IMGDEPLOYDIR"],
-				"OTA_REPO="+v["OTA_REPO"], "DEPLOY="+deploy, "KEY="+key, "FILES="+files.String())
+				"OTA_REPO="+v["OTA_REPO"], "DEPLOY="+deploy, "KEY="+key, "FILES="+files.String(),
+				"PSEUDO_STATE="+filepath.Join(v["WORKDIR"], "pseudo-test")) // files deleted outside pseudo: a new database
 			t.Cleanup(func() {
 				stop := e.Command(dir, "pseudo", "-S")
 				stop.Env = append(stop.Env, "PSEUDO_PREFIX=/usr", "PSEUDO_LOCALSTATEDIR="+filepath.Join(v["WORKDIR"], "pseudo-test"))
