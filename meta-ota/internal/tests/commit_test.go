@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otakit/ota/meta-ota/tests/yoctotest"
+	"github.com/otakit/ota/meta-ota/internal/tests/yoctotest"
 )
 
 // TestCommitUnderPseudo (acceptance 5): the commit step of the ota image type

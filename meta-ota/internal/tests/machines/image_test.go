@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otakit/ota/meta-ota/tests/yoctotest"
+	"github.com/otakit/ota/meta-ota/internal/tests/yoctotest"
 )
 
-// getVars returns variables of a recipe as bitbake expands them (tests/testdata/getvars.py,
+// getVars returns variables of a recipe as bitbake expands them (internal/tests/testdata/getvars.py,
 // bitbake's tinfoil: one parse for all of them).
 func getVars(t *testing.T, e *yoctotest.Env, dir, recipe string, names ...string) map[string]string {
 	t.Helper()
-	script := filepath.Join(e.Layer, "tests", "testdata", "getvars.py")
+	script := filepath.Join(e.Layer, "internal", "tests", "testdata", "getvars.py")
 	out := e.Bitbake(t, dir, "/usr/bin/python3", append([]string{script, recipe}, names...)...)
 	var vars map[string]*string
 	last := strings.TrimSpace(out)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otakit/ota/meta-ota/tests/yoctotest"
+	"github.com/otakit/ota/meta-ota/internal/tests/yoctotest"
 )
 
 // varsMask keeps, of all the layers' recipes, the image and the U-Boot recipes the
@@ -144,7 +144,7 @@ const nativeMask = `BBMASK = "^(?!.*/meta-ota/).*\.bb$|\.bbappend$"`
 // nativeBuild is the build directory of the native recipes: meta-ota and its test layer.
 func nativeBuild(e *yoctotest.Env) yoctotest.Config {
 	return yoctotest.Config{Name: "build-native", Machine: "qemuarm64", Extra: []string{nativeMask},
-		Layers: []string{filepath.Join(e.Layer, "tests", "testdata", "meta-ota-test")}}
+		Layers: []string{filepath.Join(e.Layer, "internal", "tests", "testdata", "meta-ota-test")}}
 }
 
 // TestOtaBuildNative (acceptance 4): bitbake ota-build-native builds offline with the host's
