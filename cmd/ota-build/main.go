@@ -29,7 +29,7 @@ func newApp() *cli.App {
 			otacli.Conventions,
 		Commands: []*cli.Command{
 			initCommand(), commitCommand(), summaryCommand(), deltaCommand(), bundleCommand(),
-			keygenCommand(), signCommand(), verifyCommand(),
+			keygenCommand(), pubkeyCommand(), signCommand(), verifyCommand(),
 			logCommand(), lsCommand(), fsckCommand(), pruneCommand(), imageCommand(), buildCommand(), serveCommand(),
 		},
 	}

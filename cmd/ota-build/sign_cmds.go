@@ -45,6 +45,31 @@ func keygenCommand() *cli.Command {
 	}
 }
 
+func pubkeyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pubkey",
+		Usage:     "print the public half of signing keys, in OSTree's base64 form",
+		ArgsUsage: " ",
+		Description: "Prints one line per --sign-key, as ota-build keygen writes PREFIX.ostree.pub: install\n" +
+			"the output on devices as /etc/ostree/trusted.ed25519.d/NAME. Takes any key reference\n" +
+			"--sign-key takes, so build systems derive the trusted key from the signing key.",
+		Flags: []cli.Flag{signKeyFlag},
+		Action: func(c *cli.Context) error {
+			signers, err := loadSigners(c)
+			if err != nil {
+				return err
+			}
+			if len(signers) == 0 {
+				return otacli.Usagef("--sign-key is required")
+			}
+			for _, s := range signers {
+				fmt.Fprintln(c.App.Writer, sign.EncodeBase64Public(s.PublicKey()))
+			}
+			return nil
+		},
+	}
+}
+
 func signCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
