@@ -131,10 +131,15 @@ func parseKeyFile(data []byte) map[string]string {
 }
 
 // objectRel returns an object's path relative to the repository.
-func (r *Repo) objectRel(c Checksum, t ObjectType) string {
+func (r *Repo) objectRel(c Checksum, t ObjectType) string { return ObjectRel(c, t, r.Mode) }
+
+// ObjectRel returns the path of an object relative to a repository of mode m:
+// objects/XX/REST.TYPE, with "filez" for the content objects of an archive repository,
+// which is also the path an HTTP server of one serves it at.
+func ObjectRel(c Checksum, t ObjectType, m Mode) string {
 	h := c.String()
 	suffix := t.String()
-	if t == ObjFile && r.Mode == ModeArchive {
+	if t == ObjFile && m == ModeArchive {
 		suffix = "filez"
 	}
 	return "objects/" + h[:2] + "/" + h[2:] + "." + suffix

@@ -222,10 +222,5 @@ func (p *puller) chooseDelta() (from *ostree.Checksum, scratch bool) {
 
 // objectPath is the path of an object in an archive repository, as a server serves it.
 func objectPath(c ostree.Checksum, t ostree.ObjectType) string {
-	h := c.String()
-	ext := t.String()
-	if t == ostree.ObjFile {
-		ext = "filez"
-	}
-	return "objects/" + h[:2] + "/" + h[2:] + "." + ext
+	return ostree.ObjectRel(c, t, ostree.ModeArchive)
 }
