@@ -281,19 +281,11 @@ func Signatures(repo *Repo, c Checksum) ([][]byte, error) {
 
 // signatureList returns the ed25519 signatures in meta, commit c's detached metadata.
 func signatureList(c ostree.Checksum, meta []gvariant.DictEntry) ([][]byte, error) {
-	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
-	if !ok {
-		return nil, nil
+	sigs, err := ostree.Signatures(meta)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", c, err)
 	}
-	list, ok := v.Value.([]any)
-	if v.Type != "aay" || !ok {
-		return nil, fmt.Errorf("commit %s: %s has type %s, want aay", c, ostree.SignEd25519Key, v.Type)
-	}
-	out := make([][]byte, len(list))
-	for i, s := range list {
-		out[i] = s.([]byte)
-	}
-	return out, nil
+	return sigs, nil
 }
 
 // dirNode is a directory of the tree being built.

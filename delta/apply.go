@@ -140,20 +140,11 @@ func unwrapSigned(data []byte, keys []ed25519.PublicKey) ([]byte, error) {
 	if len(keys) == 0 {
 		return inner, nil
 	}
-	return inner, sign.Verify(keys, inner, signatureList(f[2].([]gvariant.DictEntry)))
-}
-
-// signatureList returns the ed25519 signatures of an a{sv} (detached metadata).
-func signatureList(m []gvariant.DictEntry) [][]byte {
-	v, ok := ostree.Lookup(m, ostree.SignEd25519Key)
-	if !ok || v.Type != "aay" {
-		return nil
+	sigs, err := ostree.Signatures(f[2].([]gvariant.DictEntry))
+	if err != nil {
+		return nil, fmt.Errorf("signed superblock: %w", err)
 	}
-	var out [][]byte
-	for _, s := range v.Value.([]any) {
-		out = append(out, s.([]byte))
-	}
-	return out
+	return inner, sign.Verify(keys, inner, sigs)
 }
 
 // CommitMeta returns the detached metadata (signatures) the superblock carries for the
@@ -221,7 +212,11 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 		meta = opts.CommitMeta
 	}
 	if len(opts.Keys) > 0 {
-		if err := sign.Verify(opts.Keys, d.Commit, signatureList(meta)); err != nil {
+		sigs, err := ostree.Signatures(meta)
+		if err == nil {
+			err = sign.Verify(opts.Keys, d.Commit, sigs)
+		}
+		if err != nil {
 			return fmt.Errorf("commit %s is not signed by a trusted key (%w): the commit itself must be, whatever signed the delta", d.To, err)
 		}
 	}

@@ -744,7 +744,11 @@ func checkSigned(c ostree.Checksum, commitBytes []byte, meta []gvariant.DictEntr
 	for i, s := range signers {
 		pubs[i] = s.PublicKey()
 	}
-	if err := sign.Verify(pubs, commitBytes, signatureList(meta)); err != nil {
+	sigs, err := ostree.Signatures(meta)
+	if err == nil {
+		err = sign.Verify(pubs, commitBytes, sigs)
+	}
+	if err != nil {
 		return fmt.Errorf("commit %s is not signed by any of the signing keys (%w); a signed delta or bundle packages only commits signed by one of its keys: sign the commit first (ota-build sign)", c, err)
 	}
 	return nil

@@ -363,6 +363,25 @@ func Lookup(m []gvariant.DictEntry, k string) (gvariant.Variant, bool) {
 	return gvariant.Variant{}, false
 }
 
+// Signatures returns the ed25519 signatures (key [SignEd25519Key]) of detached metadata
+// such as a commit's .commitmeta or a summary.sig: none when the key is absent, an error
+// when it holds anything but an array of byte strings.
+func Signatures(meta []gvariant.DictEntry) ([][]byte, error) {
+	v, ok := Lookup(meta, SignEd25519Key)
+	if !ok {
+		return nil, nil
+	}
+	list, ok := v.Value.([]any)
+	if v.Type != "aay" || !ok {
+		return nil, fmt.Errorf("%s has type %s, want aay", SignEd25519Key, v.Type)
+	}
+	out := make([][]byte, len(list))
+	for i, s := range list {
+		out[i] = s.([]byte)
+	}
+	return out, nil
+}
+
 // Version returns the commit's "version" metadata string, if any.
 func (c *Commit) Version() string {
 	if v, ok := Lookup(c.Metadata, "version"); ok {

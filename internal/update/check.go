@@ -240,17 +240,9 @@ func verify(keys []ed25519.PublicKey, msg, sigData []byte) ([]gvariant.DictEntry
 
 // verifyMeta checks msg against the ostree.sign.ed25519 signatures of detached metadata.
 func verifyMeta(keys []ed25519.PublicKey, msg []byte, meta []gvariant.DictEntry) error {
-	v, ok := ostree.Lookup(meta, ostree.SignEd25519Key)
-	if !ok {
-		return errors.New("not signed: no " + ostree.SignEd25519Key + " signature")
-	}
-	list, ok := v.Value.([]any)
-	if v.Type != "aay" || !ok {
-		return fmt.Errorf("%s has type %s, want aay", ostree.SignEd25519Key, v.Type)
-	}
-	sigs := make([][]byte, len(list))
-	for i, s := range list {
-		sigs[i] = s.([]byte)
+	sigs, err := ostree.Signatures(meta)
+	if err != nil {
+		return err
 	}
 	switch err := sign.Verify(keys, msg, sigs); {
 	case errors.Is(err, sign.ErrNoSignatures):
