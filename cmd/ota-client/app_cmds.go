@@ -26,10 +26,7 @@ func appCommand() *cli.Command {
 				Name: "list", Usage: "list the installed applications", ArgsUsage: " ",
 				Flags: []cli.Flag{jsonFlag()},
 				Action: func(c *cli.Context) error {
-					if c.Args().Present() {
-						return otacli.Usagef("unexpected argument %q", c.Args().First())
-					}
-					opts, err := sessionOptions(c, nil)
+					opts, err := noArgSession(c)
 					if err != nil {
 						return err
 					}

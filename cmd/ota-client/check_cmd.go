@@ -28,10 +28,7 @@ func checkCommand() *cli.Command {
 			"objects are fetched.",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return otacli.Usagef("unexpected argument %q", c.Args().First())
-			}
-			opts, err := sessionOptions(c, nil)
+			opts, err := noArgSession(c)
 			if err != nil {
 				return err
 			}

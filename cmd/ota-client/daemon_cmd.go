@@ -6,7 +6,6 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/urfave/cli/v2"
 
-	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/daemon"
 	"github.com/otakit/ota/internal/dbusapi"
 )
@@ -27,10 +26,7 @@ func daemonCommand() *cli.Command {
 			"configured group instead.",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "print-dbus-policy", Usage: "print the D-Bus policy file (for /usr/share/dbus-1/system.d/) that lets root and the configured group use the daemon, and exit"}},
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return otacli.Usagef("unexpected argument %q", c.Args().First())
-			}
-			opts, err := sessionOptions(c, nil)
+			opts, err := noArgSession(c)
 			if err != nil {
 				return err
 			}

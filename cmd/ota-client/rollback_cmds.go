@@ -26,10 +26,7 @@ func rollbackCommand() *cli.Command {
 			"recorded as the last result (see status).",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return otacli.Usagef("unexpected argument %q", c.Args().First())
-			}
-			opts, err := sessionOptions(c, nil)
+			opts, err := noArgSession(c)
 			if err != nil {
 				return err
 			}
@@ -69,10 +66,7 @@ func markCommand(good bool) *cli.Command {
 			"deployment to fall back to."
 	}
 	cmd.Action = func(c *cli.Context) error {
-		if c.Args().Present() {
-			return otacli.Usagef("unexpected argument %q", c.Args().First())
-		}
-		opts, err := sessionOptions(c, nil)
+		opts, err := noArgSession(c)
 		if err != nil {
 			return err
 		}

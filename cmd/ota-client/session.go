@@ -10,6 +10,15 @@ import (
 // deploymentInfo is a deployment in the reports.
 type deploymentInfo = session.DeploymentInfo
 
+// noArgSession is sessionOptions for the commands that take no argument: a usage error
+// when one is given.
+func noArgSession(c *cli.Context) (session.Options, error) {
+	if c.Args().Present() {
+		return session.Options{}, otacli.Usagef("unexpected argument %q", c.Args().First())
+	}
+	return sessionOptions(c, nil)
+}
+
 // sessionOptions are the options of the operations of internal/session that the global
 // flags ask for, with progress on standard error and warnings printed as the conventions
 // say. maxRate, when set, replaces the configuration's max-rate.
