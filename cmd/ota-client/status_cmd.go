@@ -35,7 +35,8 @@ func statusCommand() *cli.Command {
 			"last result is that of the last update, rollback or fallback, kept in the default\n" +
 			"deployment's stateroot as /var/lib/ota/last-result.json. Without a configuration, the\n" +
 			"remote is null (a warning says why). The applications (ota-client app) are those installed\n" +
-			"in the default deployment's stateroot.",
+			"in the default deployment's stateroot. status does not wait for a command that holds the\n" +
+			"sysroot's lock: it reads without it, as ostree admin status does.",
 		Flags: []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
@@ -47,7 +48,8 @@ func statusCommand() *cli.Command {
 				otacli.Warn(c, []string{"no remote: " + err.Error()})
 			}
 			rep.Remote = cfg
-			s, err := openSysroot(c)
+			// Read-only, as ostree admin status: a report does not wait for an update.
+			s, err := sysroot.Open(c.String("sysroot"), sysroot.OpenOptions{ReadOnly: true})
 			if err != nil {
 				return err
 			}

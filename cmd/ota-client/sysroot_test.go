@@ -310,3 +310,45 @@ func TestMarkGoodBad(t *testing.T) {
 		t.Errorf("mark-good without configuration: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// TestStatusDuringAnUpdate: while another process holds the sysroot's lock (an update, the
+// daemon), status still reports at once, as ostree admin status does, while a command that
+// writes waits for it.
+func TestStatusDuringAnUpdate(t *testing.T) {
+	d := newDevice(t, 2)
+	s, err := sysroot.Open(d.sysroot, sysroot.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	status := exec.Command(otaClient, "--sysroot", d.sysroot, "status", "--json")
+	done := make(chan error, 1)
+	var out, stderr strings.Builder
+	status.Stdout, status.Stderr = &out, &stderr
+	if err := status.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- status.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(out.String(), d.commits[1]) || stderr.Len() != 0 {
+			t.Errorf("status while the lock is held: %v, stdout %q, stderr %q", err, out.String(), stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		status.Process.Kill()
+		t.Fatalf("status waits for the lock: %q", stderr.String())
+	}
+
+	rollback := exec.Command(otaClient, "--sysroot", d.sysroot, "rollback")
+	var rbErr syncBuilder
+	rollback.Stderr = &rbErr
+	if err := rollback.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { rollback.Process.Kill(); rollback.Wait() }()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(rbErr.String(), "waiting for the lock"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rollback did not wait for the lock: %q", rbErr.String())
+		}
+	}
+}

@@ -185,7 +185,8 @@ func (d *Daemon) onProgress(op *operation, e progress.Event) {
 	}
 }
 
-// refresh reads the device's state from the sysroot (taking its lock) and reports it.
+// refresh reads the device's state from the sysroot (read-only: a command line update
+// holding the lock does not hold it up) and reports it.
 func (d *Daemon) refresh() {
 	d.refreshMu.Lock()
 	defer d.refreshMu.Unlock()
@@ -193,7 +194,7 @@ func (d *Daemon) refresh() {
 	d.mu.Lock()
 	opts := d.opts.Session
 	d.mu.Unlock()
-	s, err := opts.OpenSysroot()
+	s, err := opts.ReadSysroot()
 	if err != nil {
 		d.log("reading the sysroot: %v", err)
 		return

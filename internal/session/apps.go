@@ -42,7 +42,7 @@ func (ss *Session) appsDir() string { return apps.Dir(ss.opts.Sysroot, ss.Defaul
 
 // ListApps describes the applications installed in the default deployment's stateroot.
 func ListApps(opts Options) ([]apps.Info, error) {
-	s, err := opts.OpenSysroot()
+	s, err := opts.ReadSysroot()
 	if err != nil {
 		return nil, err
 	}

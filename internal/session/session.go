@@ -93,6 +93,12 @@ func (opts Options) OpenSysroot() (*sysroot.Sysroot, error) {
 	return sysroot.Open(opts.Sysroot, sysroot.OpenOptions{Waiting: opts.Waiting})
 }
 
+// ReadSysroot opens the sysroot opts name for a report: read-only, without waiting for an
+// operation that holds its lock (see sysroot.OpenOptions.ReadOnly).
+func (opts Options) ReadSysroot() (*sysroot.Sysroot, error) {
+	return sysroot.Open(opts.Sysroot, sysroot.OpenOptions{ReadOnly: true})
+}
+
 func (opts Options) progress() progress.Reporter {
 	if opts.Progress == nil {
 		return progress.Discard

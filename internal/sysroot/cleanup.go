@@ -66,6 +66,9 @@ func (s *Sysroot) Cleanup(ctx context.Context) (*CleanupResult, error) {
 // longer uses go; the repository is not pruned. It finishes what an interruption of
 // WriteDeployments after its swap left.
 func (s *Sysroot) CleanupBoot() (*CleanupResult, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
 	res := &CleanupResult{}
 	if err := s.cleanup(res); err != nil {
 		return nil, fmt.Errorf("sysroot: cleaning up: %w", err)

@@ -35,6 +35,9 @@ type DeployOptions struct {
 // boot/ostree/<os>-<bootcsum>/. The deployment is not booted until WriteDeployments (or
 // WriteDefault) lists it.
 func (s *Sysroot) DeployTree(ctx context.Context, commit ostree.Checksum, opts DeployOptions) (*Deployment, error) {
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
 	if err := s.requireStateroot(opts.OSName); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ type Sysroot struct {
 	bootloader     Bootloader // nil: BLS entries only
 	attrs          Attrs
 	nosync         bool
-	lock           *os.File
+	lock           *os.File // nil when read-only
 }
 
 // OpenOptions configure how a Sysroot writes.
@@ -43,7 +43,15 @@ type OpenOptions struct {
 	// Waiting, when set, is called before Open waits for the lock that another process
 	// holds.
 	Waiting func()
+	// ReadOnly opens the sysroot for reading only, without its lock, as `ostree admin
+	// status` does, so that a report need not wait for an update that holds the lock.
+	// Writers swap the boot configuration with one rename, so a reader sees the
+	// deployments before or after a change. The methods that write return ErrReadOnly.
+	ReadOnly bool
 }
+
+// ErrReadOnly is returned by the methods that write a sysroot opened read-only.
+var ErrReadOnly = errors.New("sysroot: opened read-only")
 
 // Deployment is a commit checked out in a stateroot of a sysroot.
 type Deployment struct {
@@ -82,8 +90,10 @@ func Open(path string, opts OpenOptions) (*Sysroot, error) {
 	if s.attrs == nil {
 		s.attrs = onDisk{}
 	}
-	if s.lock, err = lockSysroot(path, opts.Waiting); err != nil {
-		return nil, err
+	if !opts.ReadOnly {
+		if s.lock, err = lockSysroot(path, opts.Waiting); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.load(); err != nil {
 		s.Close()
@@ -100,7 +110,20 @@ func Open(path string, opts OpenOptions) (*Sysroot, error) {
 }
 
 // Close releases the sysroot's lock.
-func (s *Sysroot) Close() error { return s.lock.Close() }
+func (s *Sysroot) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	return s.lock.Close()
+}
+
+// writable returns ErrReadOnly unless the sysroot was opened to be written.
+func (s *Sysroot) writable() error {
+	if s.lock == nil {
+		return ErrReadOnly
+	}
+	return nil
+}
 
 // Repo returns the sysroot's repository, ostree/repo.
 func (s *Sysroot) Repo() *ostree.Repo { return s.repo }

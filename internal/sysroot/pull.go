@@ -21,6 +21,9 @@ import (
 // commit complete. Content objects go through the sysroot's Attrs (a *Sparse lists some
 // instead).
 func (s *Sysroot) Pull(ctx context.Context, src *ostree.Repo, c ostree.Checksum) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if err := s.pull(ctx, src, c); err != nil {
 		return fmt.Errorf("sysroot: pulling %s: %w", c, err)
 	}

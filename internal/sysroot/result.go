@@ -56,6 +56,9 @@ func (s *Sysroot) LastResult(osName string) (*Result, error) {
 
 // WriteResult records r as the last result of stateroot osName, atomically.
 func (s *Sysroot) WriteResult(osName string, r Result) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if err := s.requireStateroot(osName); err != nil {
 		return err
 	}

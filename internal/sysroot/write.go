@@ -58,6 +58,9 @@ func (e *BootEntry) bls() string {
 // those in keep: the booted deployment must stay, as ostree keeps it, when it is neither
 // the default nor the rollback (a device that fell back and was not marked good yet).
 func (s *Sysroot) WriteDefault(ctx context.Context, d *Deployment, keep ...*Deployment) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	list := []*Deployment{d}
 	keptRollback := false
 	for _, o := range s.deployments {
@@ -83,6 +86,9 @@ func (s *Sysroot) WriteDefault(ctx context.Context, d *Deployment, keep ...*Depl
 // configuration booting (docs/format.md, "Boot versions and the swap"). Cleanup then
 // removes what only the previous list used.
 func (s *Sysroot) WriteDeployments(ctx context.Context, list []*Deployment) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if len(list) == 0 {
 		return errors.New("sysroot: an empty deployment list would boot nothing")
 	}
