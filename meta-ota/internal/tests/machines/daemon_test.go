@@ -235,6 +235,7 @@ func TestClientDaemonBadSettings(t *testing.T) {
 		{"reboot", `OTA_DAEMON_REBOOT = "later"`, `OTA_DAEMON_REBOOT = "later": want never, immediately or window`},
 		{"no-window", `OTA_DAEMON_REBOOT = "window"`, `OTA_DAEMON_REBOOT = "window" needs OTA_DAEMON_MAINTENANCE_WINDOW`},
 		{"window", `OTA_DAEMON_MAINTENANCE_WINDOW = "2:00-4:00"`, `OTA_DAEMON_MAINTENANCE_WINDOW = "2:00-4:00": want HH:MM-HH:MM`},
+		{"empty-window", `OTA_DAEMON_MAINTENANCE_WINDOW = "02:00-02:00"`, `OTA_DAEMON_MAINTENANCE_WINDOW = "02:00-02:00" is empty`},
 		{"group", `OTA_DAEMON_GROUP = "ota users"`, `OTA_DAEMON_GROUP = "ota users": want a group name`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
