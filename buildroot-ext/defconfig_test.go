@@ -132,6 +132,10 @@ func TestDefconfigsLoad(t *testing.T) {
 					t.Errorf("%s = %q lacks %s", sym, configValue(cfg, sym), file)
 				}
 			}
+			// The QEMU example runs the update daemon, which brings the D-Bus system bus.
+			if b.name == "ota_qemu_aarch64_virt" && (!cfg["BR2_PACKAGE_OTA_CLIENT_DAEMON=y"] || !cfg["BR2_PACKAGE_DBUS=y"]) {
+				t.Error(".config lacks BR2_PACKAGE_OTA_CLIENT_DAEMON=y or the BR2_PACKAGE_DBUS=y it selects")
+			}
 			if branch := configValue(cfg, "BR2_TARGET_ROOTFS_OTA_BRANCH"); !strings.Contains(branch, b.dir) {
 				t.Errorf("BR2_TARGET_ROOTFS_OTA_BRANCH = %q, want the board's name in it", branch)
 			}

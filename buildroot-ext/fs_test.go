@@ -23,7 +23,8 @@ var (
 
 // fsInstallVars are the install steps of ota-client that fsVars also computes.
 var fsInstallVars = []string{"OTA_CLIENT_INSTALL_HELPERS", "OTA_CLIENT_INSTALL_CONFIG",
-	"OTA_CLIENT_INSTALL_TRUSTED_KEY", "OTA_CLIENT_INSTALL_INIT_SYSV", "OTA_CLIENT_INSTALL_INIT_SYSTEMD"}
+	"OTA_CLIENT_INSTALL_DAEMON", "OTA_CLIENT_INSTALL_TRUSTED_KEY", "OTA_CLIENT_INSTALL_INIT_SYSV",
+	"OTA_CLIENT_INSTALL_INIT_SYSTEMD"}
 
 // fsVars returns, for ota_qemu_aarch64_virt_defconfig, the two commands of the OTA
 // filesystem type (ROOTFS_OTA_CMD and ROOTFS_OTA_RELEASE) and ota-client's install steps
@@ -448,6 +449,10 @@ func TestClientInstall(t *testing.T) {
 		"usr/lib/systemd/system/ota-client-mark-good.service": 0o644,
 		"usr/lib/systemd/system-preset/80-ota-client.preset":  0o644,
 		"etc/ostree/trusted.ed25519.d/ota.pub":                0o644,
+		// The defconfig enables the update daemon.
+		"etc/init.d/S99ota-client-daemon":                      0o755,
+		"usr/lib/systemd/system/ota-client-daemon.service":     0o644,
+		"usr/share/dbus-1/system.d/org.otakit.OtaClient1.conf": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(target, path))
 		if err != nil || st.Mode().Perm() != mode {

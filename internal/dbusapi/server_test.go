@@ -90,19 +90,23 @@ func TestIntrospection(t *testing.T) {
 	}
 }
 
-// TestPolicy: examples/ota-client-daemon holds the policy for the default group, as
-// Policy makes it; a group name that would break the file is refused.
+// TestPolicy: examples/ota-client-daemon, and the Buildroot and Yocto packages (which
+// change the group when configured to), hold the policy for the default group, as Policy
+// makes it; a group name that would break the file is refused.
 func TestPolicy(t *testing.T) {
 	got, err := Policy("ota")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile("../../examples/ota-client-daemon/" + BusName + ".conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("Policy(\"ota\"):\n%s\nexamples/ota-client-daemon has:\n%s", got, want)
+	for _, dir := range []string{"examples/ota-client-daemon", "buildroot-ext/package/ota-client",
+		"meta-ota/recipes-ota/ota-client/files"} {
+		want, err := os.ReadFile("../../" + dir + "/" + BusName + ".conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != string(want) {
+			t.Errorf("Policy(\"ota\"):\n%s\n%s has:\n%s", got, dir, want)
+		}
 	}
 	if _, err := Policy("a b"); err == nil {
 		t.Error("Policy accepted the group \"a b\"")

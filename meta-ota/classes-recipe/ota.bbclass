@@ -32,9 +32,9 @@ OTA_COMMIT_FILE ?= "${IMGDEPLOYDIR}/${IMAGE_NAME}.otacommit"
 OTA_IMAGE_REPORT ?= "${IMGDEPLOYDIR}/${IMAGE_NAME}.otaimg.json"
 
 # Packages the commit needs: the kernel and device trees (--bootable moves them to
-# /usr/lib/modules/KVER) and the client.
+# /usr/lib/modules/KVER) and the client, with its update daemon when OTA_DAEMON = "1".
 OTA_KERNEL_PACKAGES ?= "kernel-image kernel-devicetree"
-OTA_CLIENT_PACKAGES ?= "ota-client"
+OTA_CLIENT_PACKAGES ?= "ota-client ${@'ota-client-daemon' if bb.utils.to_boolean(d.getVar('OTA_DAEMON')) else ''}"
 # An initramfs image (e.g. ota-initramfs) to boot through; empty: the kernel mounts the root
 # partition and starts ota-client as /usr/lib/ostree/ostree-prepare-root (init=).
 OTA_INITRAMFS ?= ""
