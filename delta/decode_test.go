@@ -141,6 +141,62 @@ func TestApplyXZCommandRefusals(t *testing.T) {
 	}
 }
 
+// The xz command writes a part's payload into the spool itself, stopped at the first byte
+// beyond the bound of the decompressed size: a part that decompresses to more is refused,
+// one that fits exactly is not, and a decompressor that never stops is stopped.
+func TestSpoolXZCommandLimit(t *testing.T) {
+	xz := requireXZ(t)
+	src, from, to := setup(t)
+	res := generate(t, src, Options{}, &from, to)
+	d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := target(t, ostree.ModeBareUser, true)
+	_, spool, err := spoolPart(dst, d, 0, 1<<30, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := spool.Stat()
+	spool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(st.Size())
+	if size < 2048 {
+		t.Fatalf("payload of %d bytes: too small to test the bound in blocks of 512", size)
+	}
+	for _, limit := range []uint64{size - 1, size - 600, 0} {
+		if _, _, err := spoolPart(dst, d, 0, limit, xz); err == nil || err.Error() != "part: decompresses to more than its limit" {
+			t.Fatalf("limit %d for %d bytes: error %v, want the limit's", limit, size, err)
+		}
+	}
+	endless := filepath.Join(t.TempDir(), "xz")
+	if err := os.WriteFile(endless, []byte("#!/bin/sh\nexec yes\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := spoolPart(dst, d, 0, 1<<20, endless); err == nil || err.Error() != "part: decompresses to more than its limit" {
+		t.Fatalf("endless output: error %v, want the limit's", err)
+	}
+	p, spool, err := spoolPart(dst, d, 0, size, xz)
+	if err != nil {
+		t.Fatalf("limit %d for %d bytes: %v", size, size, err)
+	}
+	defer spool.Close()
+	if p.blobFile == nil {
+		t.Fatal("payload without its blob in the spool")
+	}
+	ents, err := os.ReadDir(filepath.Join(dst.Path, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ostree.TempPrefix) {
+			t.Fatalf("tmp/ holds %s: spools are unlinked", e.Name())
+		}
+	}
+}
+
 // DecoderXZ finds XZ Utils' xz in $PATH and nothing else.
 func TestDecoderXZ(t *testing.T) {
 	xz := requireXZ(t)
