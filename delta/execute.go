@@ -314,7 +314,7 @@ func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, secti
 		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
 	size := int64(len(data))
-	content := func() io.Reader { return bytes.NewReader(data) }
+	content := func() io.Reader { return &chunkedBytes{b: data} }
 	if section != nil {
 		if e.copyBuf == nil {
 			e.copyBuf = make([]byte, 64<<10)
@@ -332,6 +332,42 @@ func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, secti
 	}
 	_, err = e.repo.WriteContent(c, h, content(), size, ostree.DefaultCompressionLevel)
 	return err
+}
+
+// chunkedBytes reads b, and writes it out in pieces of at most writeChunk bytes: on Linux
+// 6.18, a write of megabytes into ext4 (which then takes large folios) now and then cost
+// several times the CPU of the same bytes in pieces of 64 KiB (perf: copying into the page
+// cache went from 1.5% to 8-16% of the client's update in one run of three); pieces of
+// 256 KiB still did, once in three.
+type chunkedBytes struct {
+	b   []byte
+	off int
+}
+
+// writeChunk is the largest write of chunkedBytes.
+const writeChunk = 64 << 10
+
+func (c *chunkedBytes) Read(p []byte) (int, error) {
+	if c.off == len(c.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, c.b[c.off:])
+	c.off += n
+	return n, nil
+}
+
+// WriteTo writes the unread bytes to w, at most writeChunk at a time.
+func (c *chunkedBytes) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for c.off < len(c.b) {
+		n, err := w.Write(c.b[c.off:min(c.off+writeChunk, len(c.b))])
+		c.off += n
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // bufferedSection is a section of the blob that copies itself through buf.
