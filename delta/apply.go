@@ -246,7 +246,8 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 	var wg sync.WaitGroup
 	var syncing atomic.Bool
 	n := runtime.NumCPU()
-	inFlight, decoding, executing := make(chan struct{}, n+1), make(chan struct{}, n), make(chan struct{}, n)
+	inFlight, executing := make(chan struct{}, n+1), make(chan struct{}, n)
+	dec := &decoders{slots: make(chan struct{}, n), large: make(chan struct{}, 1)}
 	for _, i := range partOrder(d.Parts) {
 		if ctx.Err() != nil {
 			break
@@ -255,7 +256,7 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 		inFlight <- struct{}{}
 		go func() {
 			defer func() { <-inFlight; wg.Done() }()
-			if err := applyPart(repo, d, i, opts.XZ, decoding, executing); err != nil {
+			if err := applyPart(repo, d, i, opts.XZ, dec, executing); err != nil {
 				errs[i] = fmt.Errorf("part %d: %w", i, err)
 				return
 			}
@@ -326,18 +327,37 @@ func checkUpgrade(repo *ostree.Repo, ref string, c ostree.Checksum, next *ostree
 	return nil
 }
 
+// decoders are the slots of the decoding stage: one per core, and one for a part whose xz
+// command needs a large window (see largeWindow).
+type decoders struct {
+	slots, large chan struct{}
+}
+
+// largeWindow is the dictionary size above which an xz command decodes alone among those
+// of large windows: an xz process fills its whole window decoding a part longer than it,
+// and ostree makes parts with windows of 32 MiB (two such processes at once: 60-66 MiB
+// of RSS besides ota-client's; ota-build's windows are 4 and 8 MiB).
+const largeWindow = 16 << 20
+
 // applyPart reads, verifies and executes part i unless the repository has all its objects,
-// holding a slot of decoding while it decodes the part and one of executing while it runs
-// its operations.
-func applyPart(repo *ostree.Repo, d *Loaded, i int, xzCmd string, decoding, executing chan struct{}) error {
+// holding a slot of dec while it decodes the part and one of executing while it runs its
+// operations.
+func applyPart(repo *ostree.Repo, d *Loaded, i int, xzCmd string, dec *decoders, executing chan struct{}) error {
 	h := d.Parts[i]
 	if h.Built(repo) {
 		return nil
 	}
+	large := xzCmd != "" && d.partWindow(i) > largeWindow
+	if large {
+		dec.large <- struct{}{}
+	}
+	dec.slots <- struct{}{}
 	// A payload is bounded by what it builds plus its patches and tables.
-	decoding <- struct{}{}
 	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20, xzCmd)
-	<-decoding
+	<-dec.slots
+	if large {
+		<-dec.large
+	}
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -193,6 +195,39 @@ func TestSpoolXZCommandLimit(t *testing.T) {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ostree.TempPrefix) {
 			t.Fatalf("tmp/ holds %s: spools are unlinked", e.Name())
+		}
+	}
+}
+
+// xzWindow reads the dictionary size from an .xz stream's first block header, as the xz
+// command wrote it, and tells when it cannot.
+func TestXZWindow(t *testing.T) {
+	xz := requireXZ(t)
+	data := bytes.Repeat([]byte("some text to compress "), 1000)
+	for _, c := range []struct {
+		args []string
+		want uint64
+	}{
+		{[]string{"-3"}, 4 << 20},
+		{[]string{"-6"}, 8 << 20},
+		{[]string{"--lzma2=dict=32MiB"}, 32 << 20},
+		{[]string{"--lzma2=dict=3MiB"}, 3 << 20},
+		{[]string{"-6", "--threads=2", "--block-size=4096"}, 8 << 20}, // block headers with sizes
+	} {
+		cmd := exec.Command(xz, append(c.args, "--stdout")...)
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream := append([]byte{CompressionXZ}, out...)
+		if got, ok := xzWindow(bytes.NewReader(stream), 1); !ok || got != c.want {
+			t.Errorf("xz %v: window %d (%v), want %d", c.args, got, ok, c.want)
+		}
+		for _, bad := range [][]byte{out[:12], out[:14], append([]byte{0}, out[1:]...)} {
+			if got, ok := xzWindow(bytes.NewReader(bad), 0); ok {
+				t.Errorf("xz %v: window %d of a damaged stream", c.args, got)
+			}
 		}
 	}
 }

@@ -183,6 +183,86 @@ func spoolPartCmd(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd str
 	return p, spool, nil
 }
 
+// partWindow returns the window of the xz stream of part i's file (see xzWindow): 0 for a
+// part that is inline or not compressed with xz, the largest possible when its header
+// does not say.
+func (d *Loaded) partWindow(i int) uint64 {
+	if _, inline := d.inline[i]; inline {
+		return 0
+	}
+	f, err := os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
+	if err != nil {
+		return 0 // spoolPart reports it
+	}
+	defer f.Close()
+	var c [1]byte
+	if _, err := f.ReadAt(c[:], 0); err != nil || c[0] != CompressionXZ {
+		return 0
+	}
+	if w, ok := xzWindow(f, 1); ok {
+		return w
+	}
+	return math.MaxUint64
+}
+
+// xzWindow returns the dictionary size of the first LZMA2 filter of the .xz stream that
+// starts at offset off of r: what an xz process decoding it fills, for a stream at least
+// that long. ok is false when the stream's first block header does not say.
+func xzWindow(r io.ReaderAt, off int64) (size uint64, ok bool) {
+	// The stream header (12 bytes), then the first block header: at most 1024 bytes.
+	b := make([]byte, 12+1024)
+	n, _ := r.ReadAt(b, off)
+	b = b[:n]
+	if len(b) < 13 || !bytes.HasPrefix(b, []byte{0xFD, '7', 'z', 'X', 'Z', 0}) || b[12] == 0 {
+		return 0, false
+	}
+	h := b[12:]
+	if end := (int(h[0]) + 1) * 4; end <= len(h) {
+		h = h[:end]
+	}
+	pos := 2
+	vli := func() (uint64, bool) { // a variable-length integer of the .xz format
+		var v uint64
+		for i := 0; i < 9 && pos < len(h); i++ {
+			c := h[pos]
+			pos++
+			v |= uint64(c&0x7F) << (7 * i)
+			if c&0x80 == 0 {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	flags := h[1]
+	for _, bit := range []byte{0x40, 0x80} { // the compressed and uncompressed sizes, if there
+		if flags&bit != 0 {
+			if _, ok := vli(); !ok {
+				return 0, false
+			}
+		}
+	}
+	for range int(flags&3) + 1 {
+		id, ok1 := vli()
+		n, ok2 := vli()
+		if !ok1 || !ok2 || n > uint64(len(h)-pos) {
+			return 0, false
+		}
+		props := h[pos : pos+int(n)]
+		pos += int(n)
+		if id == 0x21 && len(props) == 1 { // LZMA2: the dictionary size in one byte
+			switch d := props[0]; {
+			case d > 40:
+				return 0, false
+			case d == 40:
+				return 1<<32 - 1, true
+			default:
+				return uint64(2|d&1) << (d/2 + 11), true
+			}
+		}
+	}
+	return 0, false
+}
+
 // shell runs the xz command under a file size limit (see spoolPartCmd).
 const shell = "/bin/sh"
 
