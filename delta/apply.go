@@ -232,21 +232,26 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 	}
 	// Parts are independent (they only read objects of the base), so they are decoded and
 	// applied on all cores, the costliest first so that no large part is left for the end.
-	// After each part the objects written so far start going to disk (syncfs in the
-	// background) while the next parts are applied: the final sync has less to wait for.
+	// Decoding (mostly the xz command's work) and executing (this process's) are two
+	// stages with a slot per core each, so that a part is decoded while others execute; one
+	// part more than the cores is in flight, which bounds the spools in tmp/. After each
+	// part the objects written so far start going to disk (syncfs in the background) while
+	// the next parts are applied: the final sync has less to wait for.
 	errs := make([]error, len(d.Parts))
 	var wg sync.WaitGroup
 	var syncing atomic.Bool
-	sem := make(chan struct{}, runtime.NumCPU())
+	n := runtime.NumCPU()
+	inFlight, executing := make(chan struct{}, n+1), make(chan struct{}, n)
+	dec := &decoders{slots: make(chan struct{}, n), large: make(chan struct{}, 1)}
 	for _, i := range partOrder(d.Parts) {
 		if ctx.Err() != nil {
 			break
 		}
 		wg.Add(1)
-		sem <- struct{}{}
+		inFlight <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := applyPart(repo, d, i, opts.XZ); err != nil {
+			defer func() { <-inFlight; wg.Done() }()
+			if err := applyPart(repo, d, i, opts.XZ, dec, executing); err != nil {
 				errs[i] = fmt.Errorf("part %d: %w", i, err)
 				return
 			}
@@ -317,18 +322,43 @@ func checkUpgrade(repo *ostree.Repo, ref string, c ostree.Checksum, next *ostree
 	return nil
 }
 
-// applyPart reads, verifies and executes part i unless the repository has all its objects.
-func applyPart(repo *ostree.Repo, d *Loaded, i int, xzCmd string) error {
+// decoders are the slots of the decoding stage: one per core, and one for a part whose xz
+// command needs a large window (see largeWindow).
+type decoders struct {
+	slots, large chan struct{}
+}
+
+// largeWindow is the dictionary size above which an xz command decodes alone among those
+// of large windows: an xz process fills its whole window decoding a part longer than it,
+// and ostree makes parts with windows of 32 MiB (two such processes at once: 60-66 MiB
+// of RSS besides ota-client's; ota-build's windows are 4 and 8 MiB).
+const largeWindow = 16 << 20
+
+// applyPart reads, verifies and executes part i unless the repository has all its objects,
+// holding a slot of dec while it decodes the part and one of executing while it runs its
+// operations.
+func applyPart(repo *ostree.Repo, d *Loaded, i int, xzCmd string, dec *decoders, executing chan struct{}) error {
 	h := d.Parts[i]
 	if h.Built(repo) {
 		return nil
 	}
+	large := xzCmd != "" && d.partWindow(i) > largeWindow
+	if large {
+		dec.large <- struct{}{}
+	}
+	dec.slots <- struct{}{}
 	// A payload is bounded by what it builds plus its patches and tables.
 	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20, xzCmd)
+	<-dec.slots
+	if large {
+		<-dec.large
+	}
 	if err != nil {
 		return err
 	}
 	defer spool.Close()
+	executing <- struct{}{}
+	defer func() { <-executing }()
 	return (&executor{repo: repo, p: p, objects: h.Objects}).run()
 }
 

@@ -1,9 +1,11 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -138,6 +140,95 @@ func TestApplyXZCommandRefusals(t *testing.T) {
 	}
 	if after := objectFiles(t, dst); !slices.Equal(after, before) {
 		t.Fatalf("a failed part changed the repository:\n%s", strings.Join(after, "\n"))
+	}
+}
+
+// The xz command writes a part's payload into the spool itself, stopped at the first byte
+// beyond the bound of the decompressed size: a part that decompresses to more is refused,
+// one that fits exactly is not, and a decompressor that never stops is stopped.
+func TestSpoolXZCommandLimit(t *testing.T) {
+	xz := requireXZ(t)
+	src, from, to := setup(t)
+	res := generate(t, src, Options{}, &from, to)
+	d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := target(t, ostree.ModeBareUser, true)
+	_, spool, err := spoolPart(dst, d, 0, 1<<30, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := spool.Stat()
+	spool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(st.Size())
+	if size < 2048 {
+		t.Fatalf("payload of %d bytes: too small to test the bound in blocks of 512", size)
+	}
+	for _, limit := range []uint64{size - 1, size - 600, 0} {
+		if _, _, err := spoolPart(dst, d, 0, limit, xz); err == nil || err.Error() != "part: decompresses to more than its limit" {
+			t.Fatalf("limit %d for %d bytes: error %v, want the limit's", limit, size, err)
+		}
+	}
+	endless := filepath.Join(t.TempDir(), "xz")
+	if err := os.WriteFile(endless, []byte("#!/bin/sh\nexec yes\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := spoolPart(dst, d, 0, 1<<20, endless); err == nil || err.Error() != "part: decompresses to more than its limit" {
+		t.Fatalf("endless output: error %v, want the limit's", err)
+	}
+	p, spool, err := spoolPart(dst, d, 0, size, xz)
+	if err != nil {
+		t.Fatalf("limit %d for %d bytes: %v", size, size, err)
+	}
+	defer spool.Close()
+	if p.blobFile == nil {
+		t.Fatal("payload without its blob in the spool")
+	}
+	ents, err := os.ReadDir(filepath.Join(dst.Path, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ostree.TempPrefix) {
+			t.Fatalf("tmp/ holds %s: spools are unlinked", e.Name())
+		}
+	}
+}
+
+// xzWindow reads the dictionary size from an .xz stream's first block header, as the xz
+// command wrote it, and tells when it cannot.
+func TestXZWindow(t *testing.T) {
+	xz := requireXZ(t)
+	data := bytes.Repeat([]byte("some text to compress "), 1000)
+	for _, c := range []struct {
+		args []string
+		want uint64
+	}{
+		{[]string{"-3"}, 4 << 20},
+		{[]string{"-6"}, 8 << 20},
+		{[]string{"--lzma2=dict=32MiB"}, 32 << 20},
+		{[]string{"--lzma2=dict=3MiB"}, 3 << 20},
+		{[]string{"-6", "--threads=2", "--block-size=4096"}, 8 << 20}, // block headers with sizes
+	} {
+		cmd := exec.Command(xz, append(c.args, "--stdout")...)
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream := append([]byte{CompressionXZ}, out...)
+		if got, ok := xzWindow(bytes.NewReader(stream), 1); !ok || got != c.want {
+			t.Errorf("xz %v: window %d (%v), want %d", c.args, got, ok, c.want)
+		}
+		for _, bad := range [][]byte{out[:12], out[:14], append([]byte{0}, out[1:]...)} {
+			if got, ok := xzWindow(bytes.NewReader(bad), 0); ok {
+				t.Errorf("xz %v: window %d of a damaged stream", c.args, got)
+			}
+		}
 	}
 }
 

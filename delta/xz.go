@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
@@ -78,7 +79,8 @@ func newXZEncoder(ctx context.Context, choice string) (*xzEncoder, error) {
 }
 
 // DecoderXZ returns the xz command in $PATH when it is XZ Utils' (its --version starts with
-// "xz (XZ Utils)"), for ApplyOptions.XZ; else "". It asks once per process.
+// "xz (XZ Utils)") and /bin/sh is there to run it under a file size limit, for
+// ApplyOptions.XZ; else "". It asks once per process.
 func DecoderXZ() string { return decoderXZ() }
 
 var decoderXZ = sync.OnceValue(lookDecoderXZ)
@@ -86,6 +88,9 @@ var decoderXZ = sync.OnceValue(lookDecoderXZ)
 func lookDecoderXZ() string {
 	p, err := exec.LookPath("xz")
 	if err != nil {
+		return ""
+	}
+	if _, err := os.Stat(shell); err != nil {
 		return ""
 	}
 	out, err := exec.Command(p, "--version").Output()

@@ -197,13 +197,36 @@ func unixPerm(p uint32) os.FileMode {
 }
 
 func writeBareFile(f *os.File, content io.Reader, perm uint32) error {
-	if _, err := io.Copy(f, content); err != nil {
+	if err := copyTo(f, content); err != nil {
 		return err
 	}
 	if err := f.Chmod(unixPerm(perm)); err != nil {
 		return err
 	}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, procFD(int(f.Fd())), []unix.Timespec{{}, {}}, 0)
+}
+
+// copyBuffers are the buffers of copyTo.
+var copyBuffers = make(freeList[*[]byte], 64)
+
+// copyTo copies content into f: as io.Copy does when the kernel can copy (content is a
+// file, or a file's prefix) or content writes itself out; else through a reused buffer,
+// where io.Copy would allocate one per object.
+func copyTo(f *os.File, content io.Reader) error {
+	switch r := content.(type) {
+	case *os.File, io.WriterTo:
+		_, err := io.Copy(f, content)
+		return err
+	case *io.LimitedReader:
+		if _, ok := r.R.(*os.File); ok {
+			_, err := io.Copy(f, content)
+			return err
+		}
+	}
+	buf := copyBuffers.get(func() *[]byte { b := make([]byte, 64<<10); return &b })
+	defer copyBuffers.put(buf)
+	_, err := io.CopyBuffer(struct{ io.Writer }{f}, content, *buf)
+	return err
 }
 
 // placeSymlink stores a symlink object of a bare or bare-user-only repository, with h's

@@ -152,8 +152,14 @@ func (r *Repo) ObjectPath(c Checksum, t ObjectType) string {
 
 // HasObject reports whether the object is stored.
 func (r *Repo) HasObject(c Checksum, t ObjectType) bool {
-	_, err := os.Lstat(r.ObjectPath(c, t))
-	return err == nil
+	p := r.ObjectPath(c, t)
+	var st unix.Stat_t // not os.Lstat: no FileInfo allocated for a yes or no
+	for {
+		// Retried as os.Lstat retries: some filesystems (FUSE) return EINTR.
+		if err := unix.Lstat(p, &st); err != unix.EINTR {
+			return err == nil
+		}
+	}
 }
 
 // ReadObject returns the bytes of a stored metadata object. Those of dirtrees, dirmetas and

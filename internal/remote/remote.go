@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,6 +100,7 @@ type Client struct {
 	hc         *http.Client
 	limiter    *rate.Limiter // nil without MaxRate
 	chunk      int           // read size: at most the limiter's burst
+	chunks     sync.Pool     // buffers of chunk bytes (*[]byte), one per body being copied
 	stall      time.Duration
 	retries    int
 	backoff    time.Duration
@@ -388,7 +390,13 @@ var errOverLimit = errors.New("longer than expected")
 // copyBody copies body to w in chunks under the watchdog and the rate limit, counting the
 // bytes, until EOF or more than limit bytes (an error).
 func (c *Client) copyBody(ctx context.Context, w io.Writer, body io.Reader, limit int64, wd *watchdog) (int64, error) {
-	buf := make([]byte, c.chunk)
+	bp, _ := c.chunks.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, c.chunk)
+		bp = &b
+	}
+	defer c.chunks.Put(bp)
+	buf := *bp
 	var done int64
 	for {
 		n, rerr := body.Read(buf)
