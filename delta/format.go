@@ -205,7 +205,10 @@ type payload struct {
 	patches bool
 }
 
-func (p *payload) marshal() []byte {
+// serialized returns a reader of the payload serialised as payloadType, in normal form,
+// with its blob read from blob (n bytes) instead of p.blob: a part's blob, up to
+// MaxPartSize, is streamed from where it was spooled rather than copied into memory.
+func (p *payload) serialized(blob io.Reader, n int64) io.Reader {
 	modes := make([]any, len(p.modes))
 	for i, m := range p.modes {
 		modes[i] = []any{bits.ReverseBytes32(m[0]), bits.ReverseBytes32(m[1]), bits.ReverseBytes32(m[2])}
@@ -218,7 +221,13 @@ func (p *payload) marshal() []byte {
 		}
 		xs[i] = entries
 	}
-	return gvariant.MustEncode(payloadType, []any{modes, xs, p.blob, p.ops})
+	// The members need no padding: a(uuu) starts the tuple and the others align to 1.
+	head := gvariant.MustEncode("a(uuu)", modes)
+	modesEnd := len(head)
+	head = append(head, gvariant.MustEncode("aa(ayay)", xs)...)
+	blobEnd := len(head) + int(n)
+	tail := gvariant.AppendTupleFraming(bytes.Clone(p.ops), blobEnd+len(p.ops), []int{modesEnd, len(head), blobEnd})
+	return io.MultiReader(bytes.NewReader(head), blob, bytes.NewReader(tail))
 }
 
 func parsePayload(data []byte) (*payload, error) {
@@ -280,14 +289,18 @@ func decodePart(part []byte, maxSize uint64) (*payload, error) {
 	return parsePayload(raw)
 }
 
-// encodePart serialises a payload into a part file, compressed by enc (nil: not
-// compressed).
-func encodePart(ctx context.Context, p *payload, enc *xzEncoder) ([]byte, error) {
-	raw := p.marshal()
+// writePart writes to w the part file of a payload whose blob is read from blob (n bytes),
+// compressed by enc (nil: not compressed).
+func writePart(ctx context.Context, w io.Writer, p *payload, blob io.Reader, n int64, enc *xzEncoder) error {
+	raw := p.serialized(blob, n)
 	if enc == nil {
-		return append([]byte{CompressionNone}, raw...), nil
+		if _, err := w.Write([]byte{CompressionNone}); err != nil {
+			return err
+		}
+		_, err := io.Copy(w, raw)
+		return err
 	}
-	return enc.compress(ctx, raw, p.patches)
+	return enc.compress(ctx, w, raw, p.patches)
 }
 
 // putUvarint appends an LEB128 varint.

@@ -1,12 +1,14 @@
 package delta
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -310,9 +312,12 @@ type generator struct {
 
 // item is a new content object ready to pack: whole, or as a patch against base.
 type item struct {
-	ref      ObjectRef
-	header   ostree.FileHeader
-	data     []byte // content (or symlink target), or the bsdiff patch when base is set
+	ref    ObjectRef
+	header ostree.FileHeader
+	// data is the content (or symlink target), or the bsdiff patch when base is set, until
+	// the packer spools it; dataLen is its length.
+	data     []byte
+	dataLen  int
 	size     uint64 // content size
 	base     *ostree.Checksum
 	fallback bool
@@ -468,9 +473,11 @@ type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
-// partBuilder accumulates one part's payload.
+// partBuilder lays out one part's payload: its tables and operations, and where its
+// objects' data goes in the blob.
 type partBuilder struct {
 	payload
+	blobLen  int64 // the blob is not in payload.blob but in spool files
 	objects  []ObjectRef
 	usize    uint64
 	modeIdx  map[[3]uint32]int
@@ -513,34 +520,43 @@ func (p *partBuilder) xattr(x []ostree.Xattr) uint64 {
 	return uint64(i)
 }
 
-// add appends bytes to the payload blob and returns their offset.
-func (p *partBuilder) add(b []byte) uint64 {
-	off := uint64(len(p.blob))
-	p.blob = append(p.blob, b...)
-	return off
+// reserve returns the offset of the next n bytes of the payload blob, which the caller
+// provides (see blobData).
+func (p *partBuilder) reserve(n int) uint64 {
+	off := p.blobLen
+	p.blobLen += int64(n)
+	return uint64(off)
 }
 
-// put appends the operations that produce one object: a splice of the whole object, or a
-// bsdiff patch against its base.
+// put appends the operations that produce one object, whose data (blobData) follows what
+// the blob holds so far: a splice of the whole object, or a bsdiff patch against its base.
 func (p *partBuilder) put(it *item) {
+	n := uint64(it.dataLen)
 	switch {
 	case it.ref.Type != ostree.ObjFile:
-		off := p.add(it.data)
-		p.op(opOpenSpliceClose, uint64(len(it.data)), off)
+		p.op(opOpenSpliceClose, n, p.reserve(it.dataLen))
 	case it.base != nil:
 		m, x := p.mode(&it.header), p.xattr(it.header.Xattrs)
-		p.op(opSetReadSource, p.add(it.base[:]))
+		p.op(opSetReadSource, p.reserve(len(it.base)))
 		p.op(opOpen, m, x, it.size)
-		p.op(opBspatch, p.add(it.data), uint64(len(it.data)))
+		p.op(opBspatch, p.reserve(it.dataLen), n)
 		p.op(opClose)
 		p.op(opUnsetReadSource)
 	default:
 		m, x := p.mode(&it.header), p.xattr(it.header.Xattrs)
-		off := p.add(it.data)
-		p.op(opOpenSpliceClose, m, x, uint64(len(it.data)), off)
+		p.op(opOpenSpliceClose, m, x, n, p.reserve(it.dataLen))
 	}
 	p.objects = append(p.objects, it.ref)
 	p.usize += it.size
+}
+
+// blobData returns what put reserves in the blob for it, in order: a patch's base
+// checksum, then the object's data.
+func blobData(it *item) [][]byte {
+	if it.ref.Type == ostree.ObjFile && it.base != nil {
+		return [][]byte{it.base[:], it.data}
+	}
+	return [][]byte{it.data}
 }
 
 func (p *partBuilder) op(code byte, args ...uint64) {
@@ -612,14 +628,27 @@ func similarNames(files map[string]ostree.Checksum) map[string]ostree.Checksum {
 // compresses well, and whole files and metadata, which get the stronger preset. A delta
 // small enough for one part gets exactly one, content first and metadata last, so that a
 // client applying it never sees a directory before the files in it.
+//
+// The data of each queued object goes to its list's spool file at once and leaves memory:
+// a part's payload, up to MaxPartSize, is streamed from there to the compressor, so memory
+// holds no part (a part held in memory while it filled and while xz compressed it, twice
+// while it was serialised, cost hundreds of MB with two compressors running).
 type packer struct {
-	g       *generator
-	pending [2][]*item // indexed by kind
-	size    [2]int
-	wg      sync.WaitGroup
-	sem     chan struct{}
-	mu      sync.Mutex
-	err     error
+	g    *generator
+	open [2]*openPart // indexed by kind
+	wg   sync.WaitGroup
+	sem  chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+// openPart is a list of queued objects, their data in a spool file.
+type openPart struct {
+	items []*item // data spooled
+	size  int     // estimated payload size
+	spool *os.File
+	w     *bufio.Writer
+	n     int64 // bytes written to the spool
 }
 
 // Part kinds.
@@ -629,22 +658,54 @@ const (
 )
 
 // add queues an object, flushing its kind's part first when the object would overflow it.
-func (p *packer) add(kind int, it *item) {
+func (p *packer) add(kind int, it *item) error {
 	n := len(it.data) + 32
-	if len(p.pending[kind]) > 0 && uint64(p.size[kind]+n) > p.g.opts.MaxPartSize {
-		p.flush(p.pending[kind], kind == patchKind)
-		p.pending[kind], p.size[kind] = nil, 0
+	if o := p.open[kind]; o != nil && uint64(o.size+n) > p.g.opts.MaxPartSize {
+		p.open[kind] = nil
+		if err := p.flush(kind == patchKind, o); err != nil {
+			return err
+		}
 	}
-	p.pending[kind] = append(p.pending[kind], it)
-	p.size[kind] += n
+	o := p.open[kind]
+	if o == nil {
+		// Unlinked at once: a killed run leaves nothing, and the delta directory gets none.
+		f, err := os.CreateTemp(p.g.tmp, "spool-")
+		if err != nil {
+			return err
+		}
+		os.Remove(f.Name())
+		o = &openPart{spool: f, w: bufio.NewWriterSize(f, 256<<10)}
+		p.open[kind] = o
+	}
+	for _, b := range blobData(it) {
+		if _, err := o.w.Write(b); err != nil {
+			return err
+		}
+		o.n += int64(len(b))
+	}
+	it.dataLen, it.data = len(it.data), nil
+	o.items = append(o.items, it)
+	o.size += n
+	return nil
 }
 
-// flush lays items out as a part and compresses and writes it in the background.
-func (p *packer) flush(items []*item, patches bool) {
+// flush lays the objects of parts (in order) out as one part, and compresses and writes it
+// in the background; the spool files are closed when it is written.
+func (p *packer) flush(patches bool, parts ...*openPart) error {
 	part := newPart()
 	part.patches = patches
-	for _, it := range items {
-		part.put(it)
+	var blobs []io.Reader
+	for _, o := range parts {
+		if err := o.w.Flush(); err != nil {
+			for _, o := range parts {
+				o.spool.Close()
+			}
+			return err
+		}
+		for _, it := range o.items {
+			part.put(it)
+		}
+		blobs = append(blobs, io.NewSectionReader(o.spool, 0, o.n))
 	}
 	idx := len(p.g.headers)
 	h := &PartHeader{USize: part.usize, Objects: part.objects}
@@ -653,9 +714,9 @@ func (p *packer) flush(items []*item, patches bool) {
 	p.sem <- struct{}{}
 	go func() {
 		defer func() { <-p.sem; p.wg.Done() }()
-		data, err := encodePart(p.g.ctx, &part.payload, p.g.enc)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(p.g.tmp, fmt.Sprint(idx)), data, 0o644)
+		size, sum, err := p.compress(idx, part, io.MultiReader(blobs...))
+		for _, o := range parts {
+			o.spool.Close()
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -663,27 +724,59 @@ func (p *packer) flush(items []*item, patches bool) {
 			p.err = errors.Join(p.err, fmt.Errorf("part %d: %w", idx, err))
 			return
 		}
-		h.Checksum, h.Size = sha256.Sum256(data), uint64(len(data))
+		h.Checksum, h.Size = sum, uint64(size)
 	}()
+	return nil
+}
+
+// compress compresses a part into its file, named by its index, and returns the file's
+// size and checksum.
+func (p *packer) compress(idx int, part *partBuilder, blob io.Reader) (int64, ostree.Checksum, error) {
+	f, err := os.OpenFile(filepath.Join(p.g.tmp, fmt.Sprint(idx)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return 0, ostree.Checksum{}, err
+	}
+	hash := sha256.New()
+	var n countWriter
+	err = writePart(p.g.ctx, io.MultiWriter(f, hash, &n), &part.payload, blob, part.blobLen, p.g.enc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return int64(n), ostree.Checksum(hash.Sum(nil)), err
 }
 
 // finish flushes what is queued, the part with the metadata last, and waits for every
 // part to be written.
 func (p *packer) finish() error {
-	patches, whole := p.pending[patchKind], p.pending[wholeKind]
+	patches, whole := p.open[patchKind], p.open[wholeKind]
+	var err error
 	switch {
-	case len(p.g.headers) == 0 && uint64(p.size[patchKind]+p.size[wholeKind]) <= p.g.opts.MaxPartSize:
-		p.flush(append(patches, whole...), len(whole) == 0)
-	default:
-		if len(patches) > 0 {
-			p.flush(patches, true)
+	case len(p.g.headers) == 0 && uint64(p.open[patchKind].queued()+p.open[wholeKind].queued()) <= p.g.opts.MaxPartSize:
+		var parts []*openPart
+		for _, o := range []*openPart{patches, whole} {
+			if o != nil {
+				parts = append(parts, o)
+			}
 		}
-		if len(whole) > 0 {
-			p.flush(whole, false)
+		err = p.flush(whole == nil, parts...)
+	default:
+		if patches != nil {
+			err = p.flush(true, patches)
+		}
+		if whole != nil && err == nil {
+			err = p.flush(false, whole)
 		}
 	}
 	p.wg.Wait()
-	return p.err
+	return errors.Join(err, p.err)
+}
+
+// queued is the estimated payload size of o's objects, 0 for none.
+func (o *openPart) queued() int {
+	if o == nil {
+		return 0
+	}
+	return o.size
 }
 
 func (p *packer) meta(objs []object) error {
@@ -692,7 +785,9 @@ func (p *packer) meta(objs []object) error {
 		if err != nil {
 			return err
 		}
-		p.add(wholeKind, &item{ref: o.ref, data: data, size: uint64(len(data))})
+		if err := p.add(wholeKind, &item{ref: o.ref, data: data, size: uint64(len(data))}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -710,8 +805,7 @@ func (p *packer) file(it *item) error {
 	if it.base != nil {
 		kind = patchKind
 	}
-	p.add(kind, it)
-	return nil
+	return p.add(kind, it)
 }
 
 // signedMagic starts a signed superblock: "OSTSGNDT" read as a big-endian uint64.
