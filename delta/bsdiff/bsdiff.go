@@ -61,7 +61,7 @@ func Diff(old, new []byte) ([]byte, error) {
 // with the same variable names; I is the suffix array of old.
 func diff(I []int32, old, new []byte) []byte {
 	oldsize, newsize := len(old), len(new)
-	mt := &matcher{I: I, old: old, new: new, oldRuns: findRuns(old), newRuns: findRuns(new)}
+	mt := newMatcher(I, old, new)
 	out := make([]byte, 0, newsize+newsize/64+4*ctrlSize)
 	var scan, pos, length, lastscan, lastpos, lastoffset int
 	for scan < newsize {
@@ -187,12 +187,55 @@ func readOff(b []byte) int64 {
 	return x
 }
 
-// matcher finds the matches of diff's scan: I is the suffix array of old, and
-// oldRuns and newRuns list the long runs of one repeated byte in old and new.
+// matcher finds the matches of diff's scan: I is the suffix array of old,
+// oldRuns and newRuns list the long runs of one repeated byte in old and new,
+// and top holds the first probes of every search (see probeTree).
 type matcher struct {
 	I                []int32
 	old, new         []byte
 	oldRuns, newRuns runs
+	top              []probe
+}
+
+func newMatcher(I []int32, old, new []byte) *matcher {
+	return &matcher{I: I, old: old, new: new, oldRuns: findRuns(old), newRuns: findRuns(new), top: probeTree(I, old)}
+}
+
+// probe is a suffix search may probe: x indexes I, pos is I[x] and prefix
+// holds the suffix's first 8 bytes, big-endian (so that comparing prefixes
+// compares the suffixes' starts), zero-padded when it is shorter.
+type probe struct {
+	prefix uint64
+	x, pos int32
+}
+
+// topLevels is how many levels of the binary search probeTree holds at most:
+// 65,535 probes, 1 MiB, for an old file of 4 MiB or more.
+const topLevels = 16
+
+// probeTree returns the suffixes the first topLevels steps of search probe,
+// as a binary tree in an array (the children of node i are 2i+1 and 2i+2).
+// Every search starts with the same probes, whose suffixes lie all over old
+// and I: compared through this small array, they no longer wait for memory
+// at every step.
+func probeTree(I []int32, old []byte) []probe {
+	// At most 16 bytes of tree for 64 bytes of suffix array.
+	levels := max(0, min(topLevels, bits.Len(uint(len(I)))-4))
+	t := make([]probe, 1<<levels-1)
+	var fill func(node, st, en int)
+	fill = func(node, st, en int) {
+		if node >= len(t) || en-st < 2 {
+			return
+		}
+		x := st + (en-st)/2
+		var b [8]byte
+		copy(b[:], old[I[x]:])
+		t[node] = probe{prefix: binary.BigEndian.Uint64(b[:]), x: int32(x), pos: I[x]}
+		fill(2*node+1, st, x)
+		fill(2*node+2, x, en)
+	}
+	fill(0, 0, len(I)-1)
+	return t
 }
 
 // search finds a longest match of a prefix of new[q:] among the suffixes of
@@ -208,7 +251,8 @@ type matcher struct {
 // a match costs about its length once instead of at every step, and a
 // match inside the long run of zeros that pads many binaries is cheap: the
 // scan searches at every position of such a run, which made diffs of some
-// binaries quadratic in the run's length.
+// binaries quadratic in the run's length. The first probes compare prefixes
+// held in mt.top when those differ.
 func (mt *matcher) search(q int) (pos, n int) {
 	I, old, new := mt.I, mt.old, mt.new[q:]
 	st, en := 0, len(I)-1
@@ -216,9 +260,29 @@ func (mt *matcher) search(q int) (pos, n int) {
 	// at st and en.
 	lcpSt := mt.lcp(int(I[st]), q, 0, min(len(old)-int(I[st]), len(new)))
 	lcpEn := mt.lcp(int(I[en]), q, 0, min(len(old)-int(I[en]), len(new)))
+	var newPrefix uint64
+	if len(new) >= 8 {
+		newPrefix = binary.BigEndian.Uint64(new)
+	}
+	node := 0
 	for en-st >= 2 {
-		x := st + (en-st)/2
-		p := int(I[x])
+		var x, p int
+		if node < len(mt.top) {
+			t := &mt.top[node]
+			x, p = int(t.x), int(t.pos)
+			// With 8 bytes on both sides, prefixes that differ decide.
+			if d := t.prefix ^ newPrefix; d != 0 && len(new) >= 8 && len(old)-p >= 8 {
+				if l := bits.LeadingZeros64(d) / 8; t.prefix < newPrefix {
+					st, lcpSt, node = x, l, 2*node+2
+				} else {
+					en, lcpEn, node = x, l, 2*node+1
+				}
+				continue
+			}
+		} else {
+			x = st + (en-st)/2
+			p = int(I[x])
+		}
 		o := old[p:]
 		m := min(len(o), len(new))
 		l := min(lcpSt, lcpEn)
@@ -234,9 +298,9 @@ func (mt *matcher) search(q int) (pos, n int) {
 		}
 		// As bsdiff's memcmp(old+I[x], new, m) < 0.
 		if l < m && o[l] < new[l] {
-			st, lcpSt = x, l
+			st, lcpSt, node = x, l, 2*node+2
 		} else {
-			en, lcpEn = x, l
+			en, lcpEn, node = x, l, 2*node+1
 		}
 	}
 	if lcpSt > lcpEn {
