@@ -1,14 +1,10 @@
 package delta
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -331,14 +327,20 @@ type pending struct {
 }
 
 // run packs the new objects into parts: content in tree order, then the metadata. Workers
-// load and diff files ahead of the packer within a bounded window, and finished parts are
-// compressed and written out in parallel, so memory holds only a few files and parts.
+// load and diff files ahead of the packer within a bounded window, and parts are
+// compressed while they fill (see packer), so memory holds only a few files.
 //
 // Metadata goes last because ostree 2022.7's pull walks the new commit's tree while parts
 // are still being applied, and fetches as loose objects whatever the walk finds missing:
 // content before metadata means the walk can only ever miss small dirtrees, never files.
 func (g *generator) run(meta, files []object) error {
 	n := g.opts.Workers
+	tables, size, err := g.planParts(files, meta)
+	if err != nil {
+		return err
+	}
+	// Two parts may be open at once, one of each kind.
+	pk := packer{g: g, tables: tables, single: size <= g.opts.MaxPartSize, slots: make(chan struct{}, max(n, 2))}
 	// A wide window keeps every worker busy while one diffs a large file.
 	ordered := make(chan *pending, 8*n)
 	work := make(chan struct {
@@ -375,8 +377,6 @@ func (g *generator) run(meta, files []object) error {
 		}
 	}()
 
-	pk := packer{g: g, sem: make(chan struct{}, n)}
-	var err error
 	for p := range ordered {
 		if err != nil {
 			cancel()
@@ -423,7 +423,7 @@ func (g *generator) prepareOne(o object) (item, error) {
 		it.size = 0
 		return it, nil
 	}
-	if g.opts.MinFallbackSize > 0 && it.size > g.opts.MinFallbackSize && g.repo.Mode == ostree.ModeArchive {
+	if g.fallback(it.size) {
 		it.fallback, it.data = true, nil
 		return it, nil
 	}
@@ -462,6 +462,11 @@ func (g *generator) prepareOne(o object) (item, error) {
 	return it, nil
 }
 
+// fallback reports whether a new file of size bytes is left out of the parts.
+func (g *generator) fallback(size uint64) bool {
+	return g.opts.MinFallbackSize > 0 && size > g.opts.MinFallbackSize && g.repo.Mode == ostree.ModeArchive
+}
+
 // compressedSize estimates how well data compresses, quickly.
 func compressedSize(data []byte) int {
 	var n countWriter
@@ -474,99 +479,6 @@ func compressedSize(data []byte) int {
 type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
-
-// partBuilder lays out one part's payload: its tables and operations, and where its
-// objects' data goes in the blob.
-type partBuilder struct {
-	payload
-	blobLen  int64 // the blob is not in payload.blob but in spool files
-	objects  []ObjectRef
-	usize    uint64
-	modeIdx  map[[3]uint32]int
-	xattrIdx map[string]int
-}
-
-func newPart() *partBuilder {
-	return &partBuilder{modeIdx: map[[3]uint32]int{}, xattrIdx: map[string]int{},
-		payload: payload{xattrs: [][]ostree.Xattr{nil}}}
-}
-
-func (p *partBuilder) mode(h *ostree.FileHeader) uint64 {
-	k := [3]uint32{h.UID, h.GID, h.Mode}
-	i, ok := p.modeIdx[k]
-	if !ok {
-		i = len(p.modes)
-		p.modes = append(p.modes, k)
-		p.modeIdx[k] = i
-	}
-	return uint64(i)
-}
-
-func (p *partBuilder) xattr(x []ostree.Xattr) uint64 {
-	if len(x) == 0 {
-		return 0
-	}
-	var key bytes.Buffer
-	for _, a := range x {
-		key.WriteString(a.Name)
-		key.WriteByte(0)
-		key.Write(a.Value)
-		key.WriteByte(0)
-	}
-	i, ok := p.xattrIdx[key.String()]
-	if !ok {
-		i = len(p.xattrs)
-		p.xattrs = append(p.xattrs, x)
-		p.xattrIdx[key.String()] = i
-	}
-	return uint64(i)
-}
-
-// reserve returns the offset of the next n bytes of the payload blob, which the caller
-// provides (see blobData).
-func (p *partBuilder) reserve(n int) uint64 {
-	off := p.blobLen
-	p.blobLen += int64(n)
-	return uint64(off)
-}
-
-// put appends the operations that produce one object, whose data (blobData) follows what
-// the blob holds so far: a splice of the whole object, or a bsdiff patch against its base.
-func (p *partBuilder) put(it *item) {
-	n := uint64(it.dataLen)
-	switch {
-	case it.ref.Type != ostree.ObjFile:
-		p.op(opOpenSpliceClose, n, p.reserve(it.dataLen))
-	case it.base != nil:
-		m, x := p.mode(&it.header), p.xattr(it.header.Xattrs)
-		p.op(opSetReadSource, p.reserve(len(it.base)))
-		p.op(opOpen, m, x, it.size)
-		p.op(opBspatch, p.reserve(it.dataLen), n)
-		p.op(opClose)
-		p.op(opUnsetReadSource)
-	default:
-		m, x := p.mode(&it.header), p.xattr(it.header.Xattrs)
-		p.op(opOpenSpliceClose, m, x, n, p.reserve(it.dataLen))
-	}
-	p.objects = append(p.objects, it.ref)
-	p.usize += it.size
-}
-
-// blobData returns what put reserves in the blob for it, in order: a patch's base
-// checksum, then the object's data.
-func blobData(it *item) [][]byte {
-	if it.ref.Type == ostree.ObjFile && it.base != nil {
-		return [][]byte{it.base[:], it.data}
-	}
-	return [][]byte{it.data}
-}
-
-func (p *partBuilder) op(code byte, args ...uint64) {
-	p.ops = append(p.ops, code)
-	for _, a := range args {
-		p.ops = putUvarint(p.ops, a)
-	}
-}
 
 // diffMemoryLimit is how much memory concurrent diffs may hold; one larger diff runs alone.
 const diffMemoryLimit = 192 << 20
@@ -623,191 +535,6 @@ func similarNames(files map[string]ostree.Checksum) map[string]ostree.Checksum {
 		}
 	}
 	return out
-}
-
-// packer collects objects into parts in order and hands full ones to the compressors. It
-// keeps two lists: bsdiff patches, mostly runs of small differences that a fast xz preset
-// compresses well, and whole files and metadata, which get the stronger preset. A delta
-// small enough for one part gets exactly one, content first and metadata last, so that a
-// client applying it never sees a directory before the files in it.
-//
-// The data of each queued object goes to its list's spool file at once and leaves memory:
-// a part's payload, up to MaxPartSize, is streamed from there to the compressor, so memory
-// holds no part (a part held in memory while it filled and while xz compressed it, twice
-// while it was serialised, cost hundreds of MB with two compressors running).
-type packer struct {
-	g    *generator
-	open [2]*openPart // indexed by kind
-	wg   sync.WaitGroup
-	sem  chan struct{}
-	mu   sync.Mutex
-	err  error
-}
-
-// openPart is a list of queued objects, their data in a spool file.
-type openPart struct {
-	items []*item // data spooled
-	size  int     // estimated payload size
-	spool *os.File
-	w     *bufio.Writer
-	n     int64 // bytes written to the spool
-}
-
-// Part kinds.
-const (
-	wholeKind = iota
-	patchKind
-)
-
-// add queues an object, flushing its kind's part first when the object would overflow it.
-func (p *packer) add(kind int, it *item) error {
-	n := len(it.data) + 32
-	if o := p.open[kind]; o != nil && uint64(o.size+n) > p.g.opts.MaxPartSize {
-		p.open[kind] = nil
-		if err := p.flush(kind == patchKind, o); err != nil {
-			return err
-		}
-	}
-	o := p.open[kind]
-	if o == nil {
-		// Unlinked at once: a killed run leaves nothing, and the delta directory gets none.
-		f, err := os.CreateTemp(p.g.tmp, "spool-")
-		if err != nil {
-			return err
-		}
-		os.Remove(f.Name())
-		o = &openPart{spool: f, w: bufio.NewWriterSize(f, 256<<10)}
-		p.open[kind] = o
-	}
-	for _, b := range blobData(it) {
-		if _, err := o.w.Write(b); err != nil {
-			return err
-		}
-		o.n += int64(len(b))
-	}
-	it.dataLen, it.data = len(it.data), nil
-	o.items = append(o.items, it)
-	o.size += n
-	return nil
-}
-
-// flush lays the objects of parts (in order) out as one part, and compresses and writes it
-// in the background; the spool files are closed when it is written.
-func (p *packer) flush(patches bool, parts ...*openPart) error {
-	part := newPart()
-	part.patches = patches
-	var blobs []io.Reader
-	for _, o := range parts {
-		if err := o.w.Flush(); err != nil {
-			for _, o := range parts {
-				o.spool.Close()
-			}
-			return err
-		}
-		for _, it := range o.items {
-			part.put(it)
-		}
-		blobs = append(blobs, io.NewSectionReader(o.spool, 0, o.n))
-	}
-	idx := len(p.g.headers)
-	h := &PartHeader{USize: part.usize, Objects: part.objects}
-	p.g.headers = append(p.g.headers, h)
-	p.wg.Add(1)
-	p.sem <- struct{}{}
-	go func() {
-		defer func() { <-p.sem; p.wg.Done() }()
-		size, sum, err := p.compress(idx, part, io.MultiReader(blobs...))
-		for _, o := range parts {
-			o.spool.Close()
-		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if err != nil {
-			p.err = errors.Join(p.err, fmt.Errorf("part %d: %w", idx, err))
-			return
-		}
-		h.Checksum, h.Size = sum, uint64(size)
-	}()
-	return nil
-}
-
-// compress compresses a part into its file, named by its index, and returns the file's
-// size and checksum.
-func (p *packer) compress(idx int, part *partBuilder, blob io.Reader) (int64, ostree.Checksum, error) {
-	f, err := os.OpenFile(filepath.Join(p.g.tmp, fmt.Sprint(idx)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return 0, ostree.Checksum{}, err
-	}
-	hash := sha256.New()
-	var n countWriter
-	err = writePart(p.g.ctx, io.MultiWriter(f, hash, &n), &part.payload, blob, part.blobLen, p.g.enc)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return int64(n), ostree.Checksum(hash.Sum(nil)), err
-}
-
-// finish flushes what is queued, the part with the metadata last, and waits for every
-// part to be written.
-func (p *packer) finish() error {
-	patches, whole := p.open[patchKind], p.open[wholeKind]
-	var err error
-	switch {
-	case len(p.g.headers) == 0 && uint64(p.open[patchKind].queued()+p.open[wholeKind].queued()) <= p.g.opts.MaxPartSize:
-		var parts []*openPart
-		for _, o := range []*openPart{patches, whole} {
-			if o != nil {
-				parts = append(parts, o)
-			}
-		}
-		err = p.flush(whole == nil, parts...)
-	default:
-		if patches != nil {
-			err = p.flush(true, patches)
-		}
-		if whole != nil && err == nil {
-			err = p.flush(false, whole)
-		}
-	}
-	p.wg.Wait()
-	return errors.Join(err, p.err)
-}
-
-// queued is the estimated payload size of o's objects, 0 for none.
-func (o *openPart) queued() int {
-	if o == nil {
-		return 0
-	}
-	return o.size
-}
-
-func (p *packer) meta(objs []object) error {
-	for _, o := range objs {
-		data, err := p.g.repo.ReadObject(o.ref.Type, o.ref.Checksum)
-		if err != nil {
-			return err
-		}
-		if err := p.add(wholeKind, &item{ref: o.ref, data: data, size: uint64(len(data))}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *packer) file(it *item) error {
-	if it.fallback {
-		st, err := os.Stat(p.g.repo.ObjectPath(it.ref.Checksum, ostree.ObjFile))
-		if err != nil {
-			return err
-		}
-		p.g.fallbacks = append(p.g.fallbacks, Fallback{Checksum: it.ref.Checksum, CompressedSize: uint64(st.Size()), USize: it.size})
-		return nil
-	}
-	kind := wholeKind
-	if it.base != nil {
-		kind = patchKind
-	}
-	return p.add(kind, it)
 }
 
 // signedMagic starts a signed superblock: "OSTSGNDT" read as a big-endian uint64.
