@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/flate"
+	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
@@ -354,6 +355,7 @@ func (g *generator) run(meta, files []object) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			yieldToCompressors()
 			for w := range work {
 				w.p.item, w.p.err = g.prepareOne(w.o)
 				close(w.p.done)
@@ -398,6 +400,23 @@ func (g *generator) run(meta, files []object) error {
 	}
 	return errors.Join(err, pk.finish())
 }
+
+// yieldToCompressors lowers the priority of the calling goroutine's thread, which the
+// goroutine keeps until it exits, below that of the xz compressors. Each part is compressed
+// by one xz, serially, while diffs run on every core: at equal priority a part's xz got two
+// thirds of a core next to two diffing workers and finished its part long after the last
+// diff (bench/, tiny tree: 1.75 s of 4.5 s), while a diff that waits delays nothing as long
+// as xz has data. Best effort: the generation runs alike without it.
+func yieldToCompressors() {
+	runtime.LockOSThread()
+	// getpriority(2) returns 20 - nice; a thread may always raise its own niceness.
+	if p, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), min(20-p+workerNiceness, 19))
+	}
+}
+
+// workerNiceness is how much nicer than the compressors the diffing workers run.
+const workerNiceness = 10
 
 // readContent returns a content object's header and its data: the file's content, or a
 // symlink's target, which is what delta operations carry.
