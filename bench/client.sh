@@ -110,6 +110,7 @@ IMAGE_SIZE=3G
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[[ ${TREE:-debian} == debian ]] || die "client.sh runs on the default tree only (TREE=$TREE)"
 
 prepare_v2() { prepare_debian_rootfs "$V2_ROOT" bench/client.sh; }
 prepare_v1() { prepare_debian_v1 bench/client.sh; }

@@ -7,7 +7,10 @@
 # Usage (from anywhere):  sudo bash bench/commit.sh
 #
 # Environment:
-#   BENCH_DIR      scratch and cache directory (default /tmp/ota-bench): the downloaded .debs,
+#   TREE           the benchmark tree: debian (default), minbase or tiny (see lib.sh and
+#                  bench/README.md); each has its own caches (/tmp/ota-bench-minbase, ...)
+#   BENCH_DIR      scratch and cache directory (default /tmp/ota-bench, plus -minbase or -tiny
+#                  for those trees): the downloaded .debs,
 #                  the unpacked rootfs, the repos, the binaries and the logs live here
 #   RUNS           timed runs per tool (default 3), taken round-robin across the tools; the
 #                  best time and the largest RSS are shown
@@ -31,7 +34,10 @@ set -euo pipefail
 
 # The rootfs packages (ARM64_PKGS, ALL_PKGS) and shared helpers are in lib.sh.
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+select_tree
+BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench$TREE_SUFFIX}
 RUNS=${RUNS:-3}
 DEFLATE_LEVEL=${DEFLATE_LEVEL:-6}
 OSTREE_NOFSYNC=${OSTREE_NOFSYNC:-1}
@@ -42,9 +48,6 @@ DEBS=$BENCH_DIR/debs
 LOGS=$BENCH_DIR/logs
 REPOS=$BENCH_DIR/repos
 TIMESTAMP=1704067200 # fixed commit timestamp (2024-01-01 UTC), Unix seconds
-
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare_rootfs() { prepare_debian_rootfs "$ROOTFS" bench/commit.sh; }
 

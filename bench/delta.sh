@@ -7,7 +7,10 @@
 # Usage (from anywhere):  sudo bash bench/delta.sh
 #
 # Environment:
-#   BENCH_DIR   scratch directory (default /tmp/ota-bench-delta): the old .debs, the V1 rootfs,
+#   TREE        the benchmark tree: debian (default), minbase or tiny (see lib.sh and
+#               bench/README.md); BENCH_DIR and COMMIT_DIR default to per-tree directories
+#   BENCH_DIR   scratch directory (default /tmp/ota-bench-delta, plus -minbase or -tiny for those
+#               trees): the old .debs, the V1 rootfs,
 #               the repos, the deltas, the binaries and the logs live here
 #   COMMIT_DIR  bench/commit.sh's BENCH_DIR (default /tmp/ota-bench): its .debs and its rootfs
 #               (V2) are reused, and prepared there the same way when missing
@@ -38,8 +41,11 @@ set -euo pipefail
 # The rootfs packages (ARM64_PKGS, ALL_PKGS) and shared helpers are in lib.sh.
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-delta}
-COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+select_tree
+BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-delta$TREE_SUFFIX}
+COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench$TREE_SUFFIX}
 RUNS=${RUNS:-2}
 FSCK=${FSCK:-1}
 OTA_BUILD=${OTA_BUILD:-}
@@ -54,9 +60,6 @@ TARGET=$BENCH_DIR/target     # bare-user repo holding V1, where the deltas are a
 SAVED=$BENCH_DIR/deltas      # the last generated delta of each tool, kept for applying
 TIMESTAMP_V1=1704067200      # fixed commit timestamps (2024-01-01 and 2024-02-01 UTC)
 TIMESTAMP_V2=1706745600
-
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 
 # V2: bench/commit.sh's rootfs, prepared the same way when missing.

@@ -8,7 +8,10 @@
 # Usage (from anywhere):  sudo bash bench/image.sh
 #
 # Environment:
-#   BENCH_DIR    scratch directory (default /tmp/ota-bench-image): the bootable rootfs, the
+#   TREE         the benchmark tree: debian (default), minbase or tiny (see lib.sh and
+#                bench/README.md); BENCH_DIR and COMMIT_DIR default to per-tree directories
+#   BENCH_DIR    scratch directory (default /tmp/ota-bench-image, plus -minbase or -tiny for those
+#                trees): the bootable rootfs, the
 #                repo, the sysroot, genimage's directories, the images and the logs live here
 #   COMMIT_DIR   bench/commit.sh's BENCH_DIR (default /tmp/ota-bench): its rootfs is reused,
 #                and prepared there the same way when missing
@@ -49,8 +52,11 @@ set -euo pipefail
 
 # The rootfs packages (ARM64_PKGS, ALL_PKGS) and shared helpers are in lib.sh.
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-image}
-COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+select_tree
+BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-image$TREE_SUFFIX}
+COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench$TREE_SUFFIX}
 RUNS=${RUNS:-3}
 DROP_CACHES=${DROP_CACHES:-1}
 OTA_BUILD=${OTA_BUILD:-}
@@ -75,9 +81,6 @@ BOOT_MIB=64
 BOOT_OFFSET_MIB=1
 TIMESTAMP=1704067200 # fixed commit timestamp (2024-01-01 UTC), Unix seconds
 STAGES=(init-fs os-init pull-local deploy genimage)
-
-# shellcheck source=bench/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # bench/commit.sh's rootfs, prepared the same way when missing.
 prepare_base() { prepare_debian_rootfs "$BASE_ROOT" bench/image.sh; }

@@ -223,6 +223,63 @@ ALL_PKGS=(
 	liberror-perl
 )
 
+# The benchmark trees, chosen with TREE (commit.sh, delta.sh and image.sh):
+#   debian   (default) the 188 packages above: ~11,000 regular files, ~420 MiB;
+#   minbase  a Debian minbase system (Priority: required, apt) with systemd, udev,
+#            openssh-server, curl and busybox, dependencies included: ~4,700 files, ~190 MiB;
+#   tiny     busybox, libc6 and a few libraries (like a Yocto core-image-minimal): a few
+#            hundred files, where fixed costs dominate.
+# Each tree has its own cache directories (TREE_SUFFIX is appended to the default BENCH_DIR
+# and COMMIT_DIR: /tmp/ota-bench-minbase, /tmp/ota-bench-delta-tiny, ...), so trees never mix.
+MINBASE_ARM64_PKGS=(
+	apt base-files base-passwd bash bsdutils busybox coreutils curl dash debianutils
+	diffutils dmsetup dpkg e2fsprogs findutils gcc-12-base gpgv grep gzip hostname
+	libacl1 libapparmor1 libapt-pkg6.0 libargon2-1 libattr1 libaudit1 libblkid1 libbrotli1
+	libbsd0 libbz2-1.0 libc-bin libc6 libcap-ng0 libcap2 libcbor0.8 libcom-err2 libcrypt1
+	libcryptsetup12 libcurl4 libdb5.3 libdebconfclient0 libdevmapper1.02.1 libedit2
+	libext2fs2 libfdisk1 libffi8 libfido2-1 libgcc-s1 libgcrypt20 libgmp10 libgnutls30
+	libgpg-error0 libgssapi-krb5-2 libhogweed6 libidn2-0 libip4tc2 libjson-c5 libk5crypto3
+	libkeyutils1 libkmod2 libkrb5-3 libkrb5support0 libldap-2.5-0 liblz4-1 liblzma5 libmd0
+	libmount1 libncursesw6 libnettle8 libnghttp2-14 libnsl2 libp11-kit0 libpam-modules
+	libpam-modules-bin libpam0g libpcre2-8-0 libproc2-0 libpsl5 librtmp1 libsasl2-2
+	libsasl2-modules-db libseccomp2 libselinux1 libsemanage2 libsepol2 libsmartcols1 libss2
+	libssh2-1 libssl3 libstdc++6 libsystemd-shared libsystemd0 libtasn1-6 libtinfo6 libtirpc3
+	libudev1 libunistring2 libuuid1 libwrap0 libxxhash0 libzstd1 login logsave mawk mount
+	ncurses-bin openssh-client openssh-server openssh-sftp-server passwd perl-base procps
+	sed systemd sysvinit-utils tar udev util-linux util-linux-extra zlib1g
+)
+MINBASE_ALL_PKGS=(
+	adduser debconf debian-archive-keyring init-system-helpers libaudit-common libpam-runtime
+	libsemanage-common libtirpc-common ncurses-base runit-helper sensible-utils tzdata ucf
+	usr-is-merged
+)
+TINY_ARM64_PKGS=(
+	base-files base-passwd busybox libc6 libgcc-s1 gcc-12-base libcrypt1 zlib1g libssl3
+	libzstd1 liblzma5
+)
+TINY_ALL_PKGS=(netbase)
+
+# select_tree: applies TREE (default debian): sets TREE, TREE_SUFFIX ("" for debian,
+# "-minbase", "-tiny") and the package lists ARM64_PKGS and ALL_PKGS.
+# shellcheck disable=SC2034 # TREE_SUFFIX is read by the scripts
+select_tree() {
+	TREE=${TREE:-debian}
+	case $TREE in
+	debian) TREE_SUFFIX= ;;
+	minbase)
+		TREE_SUFFIX=-minbase
+		ARM64_PKGS=("${MINBASE_ARM64_PKGS[@]}")
+		ALL_PKGS=("${MINBASE_ALL_PKGS[@]}")
+		;;
+	tiny)
+		TREE_SUFFIX=-tiny
+		ARM64_PKGS=("${TINY_ARM64_PKGS[@]}")
+		ALL_PKGS=("${TINY_ALL_PKGS[@]}")
+		;;
+	*) die "TREE must be debian, minbase or tiny, got '$TREE'" ;;
+	esac
+}
+
 # apt_prepare enables the arm64 architecture and updates the package lists, once.
 APT_UPDATED=0
 apt_prepare() {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/otakit/ota/commit"
+	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/rootfs"
 )
@@ -281,7 +283,7 @@ func TestApplyResumes(t *testing.T) {
 func TestXZEncoders(t *testing.T) {
 	ctx := context.Background()
 	p := newPart()
-	p.add([]byte(strings.Repeat("compressible ", 10_000)))
+	p.addBytes([]byte(strings.Repeat("compressible ", 10_000)))
 	encoders := []*xzEncoder{{name: "builtin"}}
 	if xzPath, err := exec.LookPath("xz"); err == nil {
 		enc, err := newXZEncoder(ctx, xzPath)
@@ -347,5 +349,44 @@ func TestDeltaReproducible(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Fatalf("superblocks differ: %s %s", sums[0], sums[1])
+	}
+}
+
+// addBytes appends b to the blob of a part built in memory and returns its offset.
+func (p *partBuilder) addBytes(b []byte) uint64 {
+	off := len(p.blob)
+	p.blob = append(p.blob, b...)
+	return uint64(off)
+}
+
+// encodePart is writePart for a part built in memory: it returns the part file.
+func encodePart(ctx context.Context, p *payload, enc *xzEncoder) ([]byte, error) {
+	var buf bytes.Buffer
+	err := writePart(ctx, &buf, p, bytes.NewReader(p.blob), int64(len(p.blob)), enc)
+	return buf.Bytes(), err
+}
+
+// A payload streamed by serialized is the normal-form payloadType encoding of the whole
+// payload, whatever the width of its framing offsets.
+func TestPayloadSerialized(t *testing.T) {
+	for _, n := range []int{0, 10, 300, 70_000} {
+		blob := bytes.Repeat([]byte{7}, n)
+		p := payload{modes: [][3]uint32{{0, 0, 0o100644}, {1000, 1000, 0o100755}},
+			xattrs: [][]ostree.Xattr{nil, {{Name: "security.selinux", Value: []byte("label\x00")}}},
+			ops:    []byte{opOpenSpliceClose, 0, 0, byte(n), 0}}
+		modes := []any{}
+		for _, m := range p.modes {
+			modes = append(modes, []any{bits.ReverseBytes32(m[0]), bits.ReverseBytes32(m[1]), bits.ReverseBytes32(m[2])})
+		}
+		xs := []any{[]any{}, []any{[]any{[]byte("security.selinux\x00"), []byte("label\x00")}}}
+		want := gvariant.MustEncode(payloadType, []any{modes, xs, blob, p.ops})
+		got, err := io.ReadAll(p.serialized(bytes.NewReader(blob), int64(n)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("blob of %d bytes: serialized %x, %v; want %x", n, got, err, want)
+		}
+		back, err := parsePayload(got)
+		if err != nil || !bytes.Equal(back.blob, blob) || len(back.modes) != 2 || len(back.xattrs) != 2 {
+			t.Fatalf("blob of %d bytes: parsed back %+v, %v", n, back, err)
+		}
 	}
 }

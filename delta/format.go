@@ -205,7 +205,17 @@ type payload struct {
 	patches bool
 }
 
-func (p *payload) marshal() []byte {
+// serialized returns a reader of the payload serialised as payloadType, in normal form,
+// with its blob read from blob (n bytes) instead of p.blob: a part's blob, up to
+// MaxPartSize, is streamed from where it was spooled rather than copied into memory.
+func (p *payload) serialized(blob io.Reader, n int64) io.Reader {
+	head, modesEnd := p.head()
+	return io.MultiReader(bytes.NewReader(head), blob, bytes.NewReader(p.tail(len(head), modesEnd, n)))
+}
+
+// head returns what precedes the blob in the serialised payload, the mode and xattr
+// tables, and where the mode table ends.
+func (p *payload) head() (b []byte, modesEnd int) {
 	modes := make([]any, len(p.modes))
 	for i, m := range p.modes {
 		modes[i] = []any{bits.ReverseBytes32(m[0]), bits.ReverseBytes32(m[1]), bits.ReverseBytes32(m[2])}
@@ -218,7 +228,17 @@ func (p *payload) marshal() []byte {
 		}
 		xs[i] = entries
 	}
-	return gvariant.MustEncode(payloadType, []any{modes, xs, p.blob, p.ops})
+	// The members need no padding: a(uuu) starts the tuple and the others align to 1.
+	b = gvariant.MustEncode("a(uuu)", modes)
+	modesEnd = len(b)
+	return append(b, gvariant.MustEncode("aa(ayay)", xs)...), modesEnd
+}
+
+// tail returns what follows a blob of n bytes in the serialised payload whose head (see
+// head) is headLen bytes long: the operations and the tuple's framing offsets.
+func (p *payload) tail(headLen, modesEnd int, n int64) []byte {
+	blobEnd := headLen + int(n)
+	return gvariant.AppendTupleFraming(bytes.Clone(p.ops), blobEnd+len(p.ops), []int{modesEnd, headLen, blobEnd})
 }
 
 func parsePayload(data []byte) (*payload, error) {
@@ -280,14 +300,23 @@ func decodePart(part []byte, maxSize uint64) (*payload, error) {
 	return parsePayload(raw)
 }
 
-// encodePart serialises a payload into a part file, compressed by enc (nil: not
-// compressed).
-func encodePart(ctx context.Context, p *payload, enc *xzEncoder) ([]byte, error) {
-	raw := p.marshal()
+// writePart writes to w the part file of a payload whose blob is read from blob (n bytes),
+// compressed by enc (nil: not compressed).
+func writePart(ctx context.Context, w io.Writer, p *payload, blob io.Reader, n int64, enc *xzEncoder) error {
+	return compressPart(ctx, w, p.serialized(blob, n), p.patches, enc)
+}
+
+// compressPart writes to w the part file of the serialised payload raw, compressed by enc
+// (nil: not compressed) with the preset of patches or of whole objects.
+func compressPart(ctx context.Context, w io.Writer, raw io.Reader, patches bool, enc *xzEncoder) error {
 	if enc == nil {
-		return append([]byte{CompressionNone}, raw...), nil
+		if _, err := w.Write([]byte{CompressionNone}); err != nil {
+			return err
+		}
+		_, err := io.Copy(w, raw)
+		return err
 	}
-	return enc.compress(ctx, raw, p.patches)
+	return enc.compress(ctx, w, raw, patches)
 }
 
 // putUvarint appends an LEB128 varint.

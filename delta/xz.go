@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -126,41 +127,39 @@ const (
 	xzPresetPatches = "-3"
 )
 
-// compress returns 'x' followed by an .xz stream of raw. The xz command (liblzma
-// compresses about a fifth smaller than the built-in encoder) is killed when ctx ends.
-func (e *xzEncoder) compress(ctx context.Context, raw []byte, patches bool) ([]byte, error) {
-	var out bytes.Buffer
-	out.WriteByte(CompressionXZ)
+// compress writes 'x' followed by an .xz stream of what r holds to w. The xz command
+// (liblzma compresses about a fifth smaller than the built-in encoder) is killed when ctx
+// ends.
+func (e *xzEncoder) compress(ctx context.Context, w io.Writer, r io.Reader, patches bool) error {
+	if _, err := w.Write([]byte{CompressionXZ}); err != nil {
+		return err
+	}
 	if e.cmd == "" {
-		w, err := xz.WriterConfig{DictCap: 8 << 20, CheckSum: xz.CRC64}.NewWriter(&out)
+		xw, err := xz.WriterConfig{DictCap: 8 << 20, CheckSum: xz.CRC64}.NewWriter(w)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if _, err := w.Write(raw); err != nil {
-			return nil, err
+		if _, err := io.Copy(xw, r); err != nil {
+			return err
 		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		return out.Bytes(), nil
+		return xw.Close()
 	}
 	preset := xzPreset
 	if patches {
 		preset = xzPresetPatches
 	}
 	cmd := exec.CommandContext(ctx, e.cmd, preset, "--check=crc64", "--threads=1", "--stdout", "--quiet")
-	cmd.Stdin = bytes.NewReader(raw)
 	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, w, &stderr
 	// A wrapper script's children may hold the pipes after it is killed.
 	cmd.WaitDelay = time.Second
 	if err := runTied(cmd); err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return nil, fmt.Errorf("%s: %v: %s", e.cmd, err, bytes.TrimSpace(stderr.Bytes()))
+		return fmt.Errorf("%s: %v: %s", e.cmd, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return out.Bytes(), nil
+	return nil
 }
 
 // runTied runs cmd as a child that the kernel kills when this process dies, however it

@@ -23,7 +23,6 @@
 package bsdiff
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -62,13 +61,14 @@ func Diff(old, new []byte) ([]byte, error) {
 // with the same variable names; I is the suffix array of old.
 func diff(I []int32, old, new []byte) []byte {
 	oldsize, newsize := len(old), len(new)
+	mt := newMatcher(I, old, new)
 	out := make([]byte, 0, newsize+newsize/64+4*ctrlSize)
 	var scan, pos, length, lastscan, lastpos, lastoffset int
 	for scan < newsize {
 		oldscore := 0
 		scan += length
 		for scsc := scan; scan < newsize; scan++ {
-			pos, length = search(I, old, new[scan:])
+			pos, length = mt.search(scan)
 			for ; scsc < scan+length; scsc++ {
 				if scsc+lastoffset < oldsize && old[scsc+lastoffset] == new[scsc] {
 					oldscore++
@@ -187,28 +187,196 @@ func readOff(b []byte) int64 {
 	return x
 }
 
-// search finds a longest match of a prefix of new among the suffixes of
-// old, by binary search over the suffix array I, exactly as bsdiff's
-// search(I, old, oldsize, new, newsize, 0, oldsize, &pos) does: on ties it
-// picks the same position.
-func search(I []int32, old, new []byte) (pos, n int) {
-	st, en := 0, len(I)-1
-	for en-st >= 2 {
+// matcher finds the matches of diff's scan: I is the suffix array of old,
+// oldRuns and newRuns list the long runs of one repeated byte in old and new,
+// and top holds the first probes of every search (see probeTree).
+type matcher struct {
+	I                []int32
+	old, new         []byte
+	oldRuns, newRuns runs
+	top              []probe
+}
+
+func newMatcher(I []int32, old, new []byte) *matcher {
+	return &matcher{I: I, old: old, new: new, oldRuns: findRuns(old), newRuns: findRuns(new), top: probeTree(I, old)}
+}
+
+// probe is a suffix search may probe: x indexes I, pos is I[x] and prefix
+// holds the suffix's first 8 bytes, big-endian (so that comparing prefixes
+// compares the suffixes' starts), zero-padded when it is shorter.
+type probe struct {
+	prefix uint64
+	x, pos int32
+}
+
+// topLevels is how many levels of the binary search probeTree holds at most:
+// 65,535 probes, 1 MiB, for an old file of 4 MiB or more.
+const topLevels = 16
+
+// probeTree returns the suffixes the first topLevels steps of search probe,
+// as a binary tree in an array (the children of node i are 2i+1 and 2i+2).
+// Every search starts with the same probes, whose suffixes lie all over old
+// and I: compared through this small array, they no longer wait for memory
+// at every step.
+func probeTree(I []int32, old []byte) []probe {
+	// At most 16 bytes of tree for 64 bytes of suffix array.
+	levels := max(0, min(topLevels, bits.Len(uint(len(I)))-4))
+	t := make([]probe, 1<<levels-1)
+	var fill func(node, st, en int)
+	fill = func(node, st, en int) {
+		if node >= len(t) || en-st < 2 {
+			return
+		}
 		x := st + (en-st)/2
-		o := old[I[x]:]
-		m := min(len(o), len(new))
-		if bytes.Compare(o[:m], new[:m]) < 0 {
-			st = x
+		var b [8]byte
+		copy(b[:], old[I[x]:])
+		t[node] = probe{prefix: binary.BigEndian.Uint64(b[:]), x: int32(x), pos: I[x]}
+		fill(2*node+1, st, x)
+		fill(2*node+2, x, en)
+	}
+	fill(0, 0, len(I)-1)
+	return t
+}
+
+// search finds a longest match of a prefix of new[q:] among the suffixes of
+// old, by binary search over the suffix array I, exactly as bsdiff's
+// search(I, old, oldsize, new+q, newsize-q, 0, oldsize, &pos) does: it
+// probes the same suffixes, each comparison has the same outcome, and on
+// ties it picks the same position.
+//
+// bsdiff compares each probed suffix with new[q:] from its first byte.
+// search skips the bytes new[q:] shares with the suffixes at both ends of
+// the interval, which the suffixes in between share too (they sort between
+// them), and compares long runs of one byte by their lengths (see lcp). So
+// a match costs about its length once instead of at every step, and a
+// match inside the long run of zeros that pads many binaries is cheap: the
+// scan searches at every position of such a run, which made diffs of some
+// binaries quadratic in the run's length. The first probes compare prefixes
+// held in mt.top when those differ.
+func (mt *matcher) search(q int) (pos, n int) {
+	I, old, new := mt.I, mt.old, mt.new[q:]
+	st, en := 0, len(I)-1
+	// lcpSt and lcpEn are the common prefix lengths of new with the suffixes
+	// at st and en.
+	lcpSt := mt.lcp(int(I[st]), q, 0, min(len(old)-int(I[st]), len(new)))
+	lcpEn := mt.lcp(int(I[en]), q, 0, min(len(old)-int(I[en]), len(new)))
+	var newPrefix uint64
+	if len(new) >= 8 {
+		newPrefix = binary.BigEndian.Uint64(new)
+	}
+	node := 0
+	for en-st >= 2 {
+		var x, p int
+		if node < len(mt.top) {
+			t := &mt.top[node]
+			x, p = int(t.x), int(t.pos)
+			// With 8 bytes on both sides, prefixes that differ decide.
+			if d := t.prefix ^ newPrefix; d != 0 && len(new) >= 8 && len(old)-p >= 8 {
+				if l := bits.LeadingZeros64(d) / 8; t.prefix < newPrefix {
+					st, lcpSt, node = x, l, 2*node+2
+				} else {
+					en, lcpEn, node = x, l, 2*node+1
+				}
+				continue
+			}
 		} else {
-			en = x
+			x = st + (en-st)/2
+			p = int(I[x])
+		}
+		o := old[p:]
+		m := min(len(o), len(new))
+		l := min(lcpSt, lcpEn)
+		// Most comparisons end within a word: compare one before calling lcp.
+		if l+8 <= m {
+			if d := binary.LittleEndian.Uint64(o[l:]) ^ binary.LittleEndian.Uint64(new[l:]); d != 0 {
+				l += bits.TrailingZeros64(d) / 8
+			} else {
+				l = mt.lcp(p, q, l+8, m)
+			}
+		} else {
+			l = mt.lcp(p, q, l, m)
+		}
+		// As bsdiff's memcmp(old+I[x], new, m) < 0.
+		if l < m && o[l] < new[l] {
+			st, lcpSt, node = x, l, 2*node+2
+		} else {
+			en, lcpEn, node = x, l, 2*node+1
 		}
 	}
-	x := matchlen(old[I[st]:], new)
-	y := matchlen(old[I[en]:], new)
-	if x > y {
-		return int(I[st]), x
+	if lcpSt > lcpEn {
+		return int(I[st]), lcpSt
 	}
-	return int(I[en]), y
+	return int(I[en]), lcpEn
+}
+
+// runCheck is how many equal bytes lcp compares before it looks for runs it
+// can skip; it is also the shortest run findRuns lists.
+const runCheck = 256
+
+// lcp returns the length of the common prefix of old[p:p+m] and new[q:q+m],
+// whose first k bytes are known to be equal.
+func (mt *matcher) lcp(p, q, k, m int) int {
+	a, b := mt.old[p:p+m], mt.new[q:q+m]
+	i := k
+	for {
+		n := matchlen(a[i:min(m, i+runCheck)], b[i:])
+		if i += n; i == m || n < runCheck {
+			return i
+		}
+		// runCheck equal bytes so far: where both continue in a listed run
+		// (of the same byte, since a[i] == b[i] here), the shorter run ends
+		// where the strings first differ, and equal runs can be skipped.
+		ra, rb := mt.oldRuns.left(p+i), mt.newRuns.left(q+i)
+		if ra == 0 || rb == 0 || a[i] != b[i] {
+			continue
+		}
+		if ra != rb {
+			return min(m, i+min(ra, rb))
+		}
+		if i += ra; i >= m {
+			return m
+		}
+	}
+}
+
+// runs lists the maximal runs of one repeated byte of at least runCheck
+// bytes, in order: run j is [start[j], end[j]).
+type runs struct{ start, end []int }
+
+// findRuns returns the runs of b.
+func findRuns(b []byte) runs {
+	// A run of 2h bytes holds two positions h apart of any sequence of
+	// positions h apart that starts before it: test those, and measure the
+	// run around a hit.
+	const h = runCheck / 2
+	var r runs
+	for j := 0; j+h < len(b); j += h {
+		if b[j] != b[j+h] {
+			continue
+		}
+		s, e := j, j+1
+		for s > 0 && b[s-1] == b[j] {
+			s--
+		}
+		for e < len(b) && b[e] == b[j] {
+			e++
+		}
+		if e-s >= runCheck {
+			r.start, r.end = append(r.start, s), append(r.end, e)
+			j = (e - 1) / h * h // the next position tested is at or after e
+		}
+	}
+	return r
+}
+
+// left returns how many bytes of the run that holds position p are at p and
+// after it, or 0 if no listed run holds p.
+func (r runs) left(p int) int {
+	j, _ := slices.BinarySearch(r.start, p+1) // the first run starting after p
+	if j == 0 || r.end[j-1] <= p {
+		return 0
+	}
+	return r.end[j-1] - p
 }
 
 // matchlen returns the length of the common prefix of a and b.

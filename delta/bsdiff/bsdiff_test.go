@@ -458,3 +458,44 @@ func TestAddBytes(t *testing.T) {
 		}
 	}
 }
+
+// findRuns lists exactly the maximal runs of runCheck or more equal bytes.
+func TestFindRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 200 {
+		var b []byte
+		for len(b) < 5000 {
+			n := r.IntN(8)
+			if r.IntN(4) == 0 {
+				n = r.IntN(3 * runCheck)
+			}
+			b = append(b, bytes.Repeat([]byte{byte(r.IntN(3))}, n)...)
+		}
+		var want runs
+		for i := 0; i < len(b); {
+			j := i
+			for j < len(b) && b[j] == b[i] {
+				j++
+			}
+			if j-i >= runCheck {
+				want.start, want.end = append(want.start, i), append(want.end, j)
+			}
+			i = j
+		}
+		got := findRuns(b)
+		if !slices.Equal(got.start, want.start) || !slices.Equal(got.end, want.end) {
+			t.Fatalf("findRuns: %v, want %v", got, want)
+		}
+		for p := range b {
+			n := 0
+			for i, s := range want.start {
+				if s <= p && p < want.end[i] {
+					n = want.end[i] - p
+				}
+			}
+			if got.left(p) != n {
+				t.Fatalf("left(%d) = %d, want %d", p, got.left(p), n)
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -127,6 +128,25 @@ func interopPairs(t *testing.T) []struct {
 			old, new []byte
 		}{fmt.Sprintf("edited %d", i), old, mutate(r, old, r.IntN(40))})
 	}
+	// Long runs of one byte, as the zero padding of binaries, which search
+	// compares by their lengths: runs of different lengths, at the start
+	// and at the end, of zeros and of another byte, shifted by edits.
+	for i, lens := range [][2]int{{30000, 30000}, {30000, 29000}, {2000, 31000}, {257, 256}} {
+		runs := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+		body := structured(r, 20000)
+		old := slices.Concat(runs(lens[0], 0), body, runs(lens[0], 0), body, runs(lens[0]/2, 0xff))
+		new := slices.Concat(runs(lens[1], 0), mutate(r, body, 20), runs(lens[1], 0), body[:15000], runs(lens[1]/2, 0xff))
+		pairs = append(pairs, struct {
+			name     string
+			old, new []byte
+		}{fmt.Sprintf("runs %d", i), old, new})
+	}
+	z, body := make([]byte, 3000), structured(r, 5000)
+	pairs = append(pairs, struct {
+		name     string
+		old, new []byte
+	}{"equal runs, then different bytes", slices.Concat(z, []byte("x"), body, z, []byte("y"), body),
+		slices.Concat(z, []byte("y"), body, z, []byte("x"), body[:100], z, []byte("y"))})
 	ls, err1 := os.ReadFile("/usr/bin/ls")
 	dir, err2 := os.ReadFile("/usr/bin/dir")
 	if err1 == nil && err2 == nil {

@@ -241,9 +241,18 @@ func (e *encoder) tuple(t string, v any) ([]byte, error) {
 		e.pad(ti.align)
 		return e.buf, nil
 	}
-	w := widthFor(len(e.buf)-start, len(ends))
-	for i := len(ends) - 1; i >= 0; i-- {
-		e.buf = putOffset(e.buf, ends[i], w)
-	}
+	e.buf = AppendTupleFraming(e.buf, len(e.buf)-start, ends)
 	return e.buf, nil
+}
+
+// AppendTupleFraming appends to buf the framing offsets that end a tuple in normal form, as
+// Encode writes them: body is the length of the tuple's members (with their padding), ends
+// the offsets from the tuple's start at which its variable-size members other than the last
+// end. It is for writers that stream a large tuple's members instead of encoding it whole.
+func AppendTupleFraming(buf []byte, body int, ends []int) []byte {
+	w := widthFor(body, len(ends))
+	for i := len(ends) - 1; i >= 0; i-- {
+		buf = putOffset(buf, ends[i], w)
+	}
+	return buf
 }

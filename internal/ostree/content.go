@@ -319,7 +319,7 @@ func (r *Repo) openContent(c Checksum, advise bool) (*ContentObject, error) {
 	if r.Mode == ModeBare || r.Mode == ModeBareUserOnly {
 		return openBare(p, r.Mode == ModeBareUserOnly)
 	}
-	f, err := os.Open(p)
+	f, err := openRead(p)
 	if err != nil {
 		return nil, err
 	}
@@ -512,7 +512,7 @@ func openBare(p string, userOnly bool) (*ContentObject, error) {
 		}
 		return &ContentObject{Header: h, Reader: bytes.NewReader(nil), exact: true}, h.Validate()
 	}
-	f, err := os.Open(p)
+	f, err := openRead(p)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -165,7 +166,7 @@ func (r *Repo) HasObject(c Checksum, t ObjectType) bool {
 // ReadObject returns the bytes of a stored metadata object. Those of dirtrees, dirmetas and
 // commits, named by their SHA-256, are verified: a mismatch is a *CorruptError.
 func (r *Repo) ReadObject(t ObjectType, c Checksum) ([]byte, error) {
-	data, err := os.ReadFile(r.ObjectPath(c, t))
+	data, err := readFile(r.ObjectPath(c, t))
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +346,35 @@ func (r *Repo) CreateTemp(perm os.FileMode) (*os.File, error) {
 		return nil, &os.PathError{Op: "create", Path: name, Err: err}
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// openRead opens a file for reading. Objects are opened by the thousand, and os.Open would
+// try to register each with the network poller, costing four more system calls than the
+// open; a regular file gains nothing from it.
+func openRead(name string) (*os.File, error) {
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// readFile reads a whole file (of a size that does not change) through openRead.
+func readFile(name string) ([]byte, error) {
+	f, err := openRead(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, &os.PathError{Op: "read", Path: name, Err: err}
+	}
+	return data, nil
 }
 
 // WriteFileAtomic replaces the file at rel (relative to the repository) with data.
