@@ -21,6 +21,10 @@
 #                  OSTree's archive mode use)
 #   OSTREE_NOFSYNC 1 (default) also times `ostree commit --fsync=false`; 0 leaves it out
 #   FSCK           1 (default) checks ota-build's repo with `ostree fsck` afterwards (untimed)
+#   DELETE_REPOS   after (default): every run commits into a new repo, and they are deleted
+#                  after the last run (the last run's stay, as $BENCH_DIR/repos/TOOL.RUNS);
+#                  before: each run deletes its predecessor's repo first, and pays for that
+#                  on ext4 without a journal (see the comment above old_repos)
 #
 # The first run prepares the rootfs and needs root: it enables the arm64 architecture in
 # dpkg, runs apt-get update, downloads the packages below with `apt-get download` and unpacks
@@ -42,6 +46,7 @@ RUNS=${RUNS:-3}
 DEFLATE_LEVEL=${DEFLATE_LEVEL:-6}
 OSTREE_NOFSYNC=${OSTREE_NOFSYNC:-1}
 FSCK=${FSCK:-1}
+DELETE_REPOS=${DELETE_REPOS:-after}
 OTA_BUILD=${OTA_BUILD:-}
 ROOTFS=$BENCH_DIR/rootfs
 DEBS=$BENCH_DIR/debs
@@ -64,13 +69,41 @@ LABELS=()
 CMD=()
 LIMIT_OUT=0
 
-# bench_once LABEL INIT_FN COMMIT_FN RUN: fresh repo, warm cache, timed commit; keeps the best
-# time and the largest RSS. INIT_FN REPO initialises the repo; COMMIT_FN REPO sets CMD to the
-# commit command.
-bench_once() {
-	local label=$1 init_fn=$2 commit_fn=$3 i=$4 repo=$REPOS/$1
-	rm -rf "$repo"
+# Repositories are deleted only after the last timed run, unless DELETE_REPOS=before: ext4
+# without a journal (the VMs these figures come from) skips the inodes freed in the last 60
+# seconds (360 while their inode table block is dirty) when it allocates one
+# (recently_deleted() in fs/ext4/ialloc.c), testing each of them in turn, so creating
+# thousands of files just after deleting thousands costs ~200 µs of system time per file
+# instead of ~10 µs, whichever tool creates them. Deleting each run's predecessor right
+# before it would charge that cost to the run.
+# old_repos moves the repositories of an earlier invocation aside, to delete_repos'
+# list; delete_repos deletes them, and the runs' repositories but the last of each label.
+OLD_REPOS=()
+old_repos() {
+	if [[ -d $REPOS ]]; then
+		OLD_REPOS+=("$REPOS.old.$$")
+		mv "$REPOS" "$REPOS.old.$$"
+	fi
 	mkdir -p "$REPOS"
+}
+delete_repos() {
+	local label i
+	rm -rf "${OLD_REPOS[@]}"
+	for label in "${LABELS[@]}"; do
+		for ((i = 1; i < RUNS; i++)); do
+			rm -rf "${REPOS:?}/$label.$i"
+		done
+	done
+}
+
+# bench_once LABEL INIT_FN COMMIT_FN RUN: fresh repo $REPOS/LABEL.RUN, warm cache, timed
+# commit; keeps the best time and the largest RSS. INIT_FN REPO initialises the repo;
+# COMMIT_FN REPO sets CMD to the commit command.
+bench_once() {
+	local label=$1 init_fn=$2 commit_fn=$3 i=$4 repo=$REPOS/$1.$4
+	if [[ $DELETE_REPOS == before ]]; then
+		rm -rf "${REPOS:?}/$label.$((i - 1))"
+	fi
 	run "$LOGS/$label.log" "$init_fn" "$repo"
 	warm_cache
 	log "$label: run $i/$RUNS"
@@ -154,6 +187,7 @@ main() {
 		: >"$LOGS/$label.log"
 	done
 	: >"$LOGS/deflatelimit.log"
+	old_repos
 	for ((i = 1; i <= RUNS; i++)); do
 		for label in "${LABELS[@]}"; do
 			case $label in
@@ -166,11 +200,12 @@ main() {
 		limit_once "$i"
 	done
 	local limit_secs=${BEST_SECS[limit]} limit_out=$LIMIT_OUT
+	delete_repos
 
 	local fsck_result=skipped
 	if [[ -n $OTA && $FSCK == 1 ]]; then
 		log "ostree fsck of ota-build's repo"
-		if ostree fsck --repo="$REPOS/ota-build" >>"$LOGS/fsck.log" 2>&1; then
+		if ostree fsck --repo="$REPOS/ota-build.$RUNS" >>"$LOGS/fsck.log" 2>&1; then
 			fsck_result=ok
 		else
 			fsck_result="FAILED (see $LOGS/fsck.log)"
