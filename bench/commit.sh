@@ -21,6 +21,9 @@
 #                  OSTree's archive mode use)
 #   OSTREE_NOFSYNC 1 (default) also times `ostree commit --fsync=false`; 0 leaves it out
 #   FSCK           1 (default) checks ota-build's repo with `ostree fsck` afterwards (untimed)
+#   NICE           niceness of the timed commands (default -20 as root, else 0), as in
+#                  client.sh; with autogroup scheduling also that of the script's session
+#                  (see prioritize)
 #   DELETE_REPOS   after (default): every run commits into a new repo, and they are deleted
 #                  after the last run (the last run's stay, as $BENCH_DIR/repos/TOOL.RUNS);
 #                  before: each run deletes its predecessor's repo first, and pays for that
@@ -47,6 +50,7 @@ DEFLATE_LEVEL=${DEFLATE_LEVEL:-6}
 OSTREE_NOFSYNC=${OSTREE_NOFSYNC:-1}
 FSCK=${FSCK:-1}
 DELETE_REPOS=${DELETE_REPOS:-after}
+NICE=${NICE:-}
 OTA_BUILD=${OTA_BUILD:-}
 ROOTFS=$BENCH_DIR/rootfs
 DEBS=$BENCH_DIR/debs
@@ -85,6 +89,11 @@ old_repos() {
 		mv "$REPOS" "$REPOS.old.$$"
 	fi
 	mkdir -p "$REPOS"
+	# ext4 places a new directory near its parent's, unless the parent is marked as the top
+	# of a hierarchy (chattr +T): each repo then starts in a block group of its own, away
+	# from inodes freed by another tool's run (ostree removes its staging directories) or
+	# by other users of the disk. Filesystems without the flag ignore it.
+	chattr +T "$REPOS" 2>/dev/null || true
 }
 # The sync shortens the time the freed inodes count as recent to 60 seconds: start the next
 # invocation a minute later (bench/README.md).
@@ -122,11 +131,36 @@ bench_once() {
 	fi
 }
 
+# prioritize: the machines here are shared, so the timed commands run at nice NICE (both
+# tools alike), so that other users of the CPUs disturb them less. Where the kernel groups
+# processes by session (autogroup: /proc/sys/kernel/sched_autogroup_enabled is 1), a nice
+# value only ranks a process within its own session, and each session gets an equal share
+# of the CPUs: the session's autogroup gets NICE too, restored on exit.
+prioritize() {
+	if [[ -z $NICE ]]; then
+		NICE=0
+		if is_root; then
+			NICE=-20
+		fi
+	fi
+	[[ $NICE =~ ^-?[0-9]+$ ]] || die "NICE must be an integer, got '$NICE'"
+	((NICE != 0)) || return 0
+	local old
+	if [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 ]] &&
+		old=$(awk '{print $NF}' /proc/self/autogroup 2>/dev/null) &&
+		echo "$NICE" 2>/dev/null >/proc/self/autogroup; then
+		# shellcheck disable=SC2064 # old is expanded now, on purpose
+		trap "echo $old >/proc/self/autogroup 2>/dev/null || true" EXIT
+		AUTOGROUP=" (and its session's autogroup)"
+	fi
+}
+AUTOGROUP=
+
 # limit_once RUN: one in-memory deflate round; keeps the best.
 limit_once() {
 	local line secs user sys
 	log "deflate limit: run $1/$RUNS (level $DEFLATE_LEVEL, $(nproc) threads)"
-	line=$("$BENCH_DIR/deflatelimit" -root "$ROOTFS" -level "$DEFLATE_LEVEL" 2>>"$LOGS/deflatelimit.log") ||
+	line=$(nice -n "$NICE" "$BENCH_DIR/deflatelimit" -root "$ROOTFS" -level "$DEFLATE_LEVEL" 2>>"$LOGS/deflatelimit.log") ||
 		die "deflatelimit failed (log: $LOGS/deflatelimit.log)"
 	printf 'run %d: %s\n' "$1" "$line" >>"$LOGS/deflatelimit.log"
 	secs=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")
@@ -145,9 +179,9 @@ limit_once() {
 ostree_init() { ostree init --repo="$1" --mode=archive; }
 ota_init() { "$OTA" init --repo "$1"; }
 # The timed commands; /usr/bin/time runs them directly, so these only set CMD.
-ostree_commit() { CMD=(ostree commit --repo="$1" --branch=bench --tree=dir="$ROOTFS" --timestamp="@$TIMESTAMP"); }
+ostree_commit() { CMD=(nice -n "$NICE" ostree commit --repo="$1" --branch=bench --tree=dir="$ROOTFS" --timestamp="@$TIMESTAMP"); }
 ostree_commit_nofsync() { ostree_commit "$1" && CMD+=(--fsync=false); }
-ota_commit() { CMD=("$OTA" commit --repo "$1" --branch bench --tree "dir=$ROOTFS" --timestamp "$TIMESTAMP"); }
+ota_commit() { CMD=(nice -n "$NICE" "$OTA" commit --repo "$1" --branch bench --tree "dir=$ROOTFS" --timestamp "$TIMESTAMP"); }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
@@ -191,6 +225,7 @@ main() {
 	done
 	: >"$LOGS/deflatelimit.log"
 	old_repos
+	prioritize
 	for ((i = 1; i <= RUNS; i++)); do
 		for label in "${LABELS[@]}"; do
 			case $label in
@@ -225,7 +260,7 @@ main() {
 		"$(ostree --version | awk -F"'" '/Version:/{print $2; exit}')" "$load_start" "$load_end"
 	printf 'rootfs: %s (%s packages, arm64): %s files, %s dirs, %s symlinks; %s MiB in regular files (du --apparent-size %s MiB)\n' \
 		"$ROOTFS" "$((${#ARM64_PKGS[@]} + ${#ALL_PKGS[@]}))" "$files" "$dirs" "$links" "$(mib "$in_bytes")" "$(mib "$du_bytes")"
-	printf 'runs: %s per tool; wall s = best run (CPU %%, user s, sys s of that run), peak RSS = largest of all runs; MiB/s = regular-file MiB / wall s\n\n' "$RUNS"
+	printf 'runs: %s per tool, round-robin, at nice %s%s; wall s = best run (CPU %%, user s, sys s of that run), peak RSS = largest of all runs; MiB/s = regular-file MiB / wall s\n\n' "$RUNS" "$NICE" "$AUTOGROUP"
 	printf '%-31s %7s %6s %7s %6s %13s %7s %13s   %s\n' tool 'wall s' 'CPU %' 'user s' 'sys s' 'peak RSS MiB' 'MiB/s' 'objects/ MiB' 'all runs (wall s)'
 	for label in "${LABELS[@]}"; do
 		secs=${BEST_SECS[$label]}
