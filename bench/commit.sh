@@ -95,8 +95,9 @@ old_repos() {
 	# by other users of the disk. Filesystems without the flag ignore it.
 	chattr +T "$REPOS" 2>/dev/null || true
 }
-# The sync shortens the time the freed inodes count as recent to 60 seconds: start the next
-# invocation a minute later (bench/README.md).
+# The sync cleans the inode table blocks, so the freed inodes count as recent for 60 seconds
+# rather than 360, until something dirties those blocks again: start the next invocation a
+# few minutes later (bench/README.md).
 delete_repos() {
 	local label i
 	rm -rf "${OLD_REPOS[@]}"
