@@ -12,7 +12,8 @@ import (
 // in name order) no longer leaves one worker compressing it alone at the end while the
 // others idle.
 //
-// Jobs of files on disk hold only a path and are not limited. Jobs that hold memory or a
+// Jobs of files on disk hold only a path and are not limited: the queue grows to at most a
+// job per file, less than the tree being built holds per file. Jobs that hold memory or a
 // temporary file (tar sources) are limited to held at a time: push waits for done.
 type jobQueue struct {
 	mu     sync.Mutex
