@@ -12,7 +12,7 @@
 #   BENCH_DIR   scratch directory (default /tmp/ota-bench-delta, plus -minbase or -tiny for those
 #               trees): the old .debs, the V1 rootfs,
 #               the repos, the deltas, the binaries and the logs live here
-#   COMMIT_DIR  bench/commit.sh's BENCH_DIR (default /tmp/ota-bench): its .debs and its rootfs
+#   COMMIT_DIR  bench/commit.sh's BENCH_DIR (default /tmp/ota-bench, with the tree's suffix): its .debs and its rootfs
 #               (V2) are reused, and prepared there the same way when missing
 #   RUNS        timed runs per tool (default 2), taken round-robin across the tools; the best
 #               time and the largest RSS are shown

@@ -13,7 +13,7 @@
 #   BENCH_DIR    scratch directory (default /tmp/ota-bench-image, plus -minbase or -tiny for those
 #                trees): the bootable rootfs, the
 #                repo, the sysroot, genimage's directories, the images and the logs live here
-#   COMMIT_DIR   bench/commit.sh's BENCH_DIR (default /tmp/ota-bench): its rootfs is reused,
+#   COMMIT_DIR   bench/commit.sh's BENCH_DIR (default /tmp/ota-bench, with the tree's suffix): its rootfs is reused,
 #                and prepared there the same way when missing
 #   RUNS         timed runs per pipeline (default 3), taken round-robin; the best time and the
 #                largest RSS are shown

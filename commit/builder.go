@@ -73,7 +73,8 @@ func (b *builder) build(src rootfs.Source) (*dirNode, error) {
 	b.progress.Stage("commit", 0)
 	defer b.progress.Done()
 	n := workers(b.opts.Workers)
-	jobs := make(chan job, 2*n)
+	// Jobs holding a buffer or a spilled file: as many as there are buffers.
+	q := newJobQueue(3 * n)
 	b.buffers = make(chan *bytes.Buffer, 3*n)
 	for range cap(b.buffers) {
 		b.buffers <- new(bytes.Buffer)
@@ -84,18 +85,23 @@ func (b *builder) build(src rootfs.Source) (*dirNode, error) {
 		go func() {
 			defer wg.Done()
 			var own bytes.Buffer // for files read from disk
-			for j := range jobs {
+			for {
+				j, ok := q.pop()
+				if !ok {
+					return
+				}
 				if b.ctx.Err() == nil {
 					if err := b.store(j, &own); err != nil {
 						b.cancel(err)
 					}
 				}
 				b.release(j)
+				q.done(j)
 			}
 		}()
 	}
-	root, err := b.walk(src, jobs)
-	close(jobs)
+	root, err := b.walk(src, q)
+	q.close()
 	wg.Wait()
 	if err == nil {
 		err = context.Cause(b.ctx)
@@ -108,7 +114,7 @@ func (b *builder) build(src rootfs.Source) (*dirNode, error) {
 
 // walk feeds the source's entries into the tree and regular files to the workers. Errors
 // about an entry start with the source's name.
-func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
+func (b *builder) walk(src rootfs.Source, q *jobQueue) (*dirNode, error) {
 	named := func(err error) error {
 		if name := src.Name(); name != "" {
 			return fmt.Errorf("%s: %w", name, err)
@@ -199,11 +205,9 @@ func (b *builder) walk(src rootfs.Source, jobs chan<- job) (*dirNode, error) {
 			}
 			j.spilled, j.size = true, e.Size
 		}
-		select {
-		case jobs <- j:
-		case <-b.ctx.Done():
+		if err := q.push(b.ctx, j); err != nil {
 			b.release(j)
-			return nil, context.Cause(b.ctx)
+			return nil, err
 		}
 	}
 }

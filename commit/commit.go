@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/otakit/ota/internal/gvariant"
@@ -364,27 +365,73 @@ func place(root *dirNode, e *rootfs.Entry) (*fileNode, error) {
 	return n, nil
 }
 
-// writeDir stores the dirtree and dirmeta objects of d and everything below it.
+// writeDir stores the dirtree and dirmeta objects of d and everything below it, and
+// returns d's. The objects are checksummed first, then written on the workers' count of
+// goroutines: each is a file to create, and a tree has hundreds to thousands of
+// directories.
 func (b *builder) writeDir(d *dirNode) (tree, meta ostree.Checksum, err error) {
+	pending := map[metaKey][]byte{}
+	tree, meta = sumDir(d, pending)
+	if b.opts.DryRun {
+		return tree, meta, nil
+	}
+	keys := make(chan metaKey)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(workers(b.opts.Workers), len(pending)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range keys {
+				if _, err := b.repo.WriteObject(k.t, pending[k]); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for k := range pending {
+		if len(errs) > 0 {
+			break
+		}
+		keys <- k
+	}
+	close(keys)
+	wg.Wait()
+	select {
+	case err = <-errs:
+	default:
+	}
+	return tree, meta, err
+}
+
+// metaKey names a dirtree or dirmeta object.
+type metaKey struct {
+	t ostree.ObjectType
+	c ostree.Checksum
+}
+
+// sumDir returns the checksums of the dirtree and dirmeta objects of d, adding the
+// serialised objects of d and everything below it to objs.
+func sumDir(d *dirNode, objs map[metaKey][]byte) (tree, meta ostree.Checksum) {
 	var t ostree.DirTree
 	for name, f := range d.files {
 		t.Files = append(t.Files, ostree.TreeFile{Name: name, Checksum: f.checksum})
 	}
 	for name, sub := range d.dirs {
-		st, sm, err := b.writeDir(sub)
-		if err != nil {
-			return tree, meta, err
-		}
+		st, sm := sumDir(sub, objs)
 		t.Dirs = append(t.Dirs, ostree.TreeDir{Name: name, Tree: st, Meta: sm})
 	}
-	if b.opts.DryRun {
-		return ostree.Sum(t.Marshal()), ostree.Sum(d.meta.Marshal()), nil
+	add := func(typ ostree.ObjectType, data []byte) ostree.Checksum {
+		c := ostree.Sum(data)
+		objs[metaKey{typ, c}] = data
+		return c
 	}
-	if meta, err = b.repo.WriteObject(ostree.ObjDirMeta, d.meta.Marshal()); err != nil {
-		return tree, meta, err
-	}
-	tree, err = b.repo.WriteObject(ostree.ObjDirTree, t.Marshal())
-	return tree, meta, err
+	meta = add(ostree.ObjDirMeta, d.meta.Marshal())
+	tree = add(ostree.ObjDirTree, t.Marshal())
+	return tree, meta
 }
 
 func workers(n int) int {
