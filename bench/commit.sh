@@ -132,30 +132,6 @@ bench_once() {
 	fi
 }
 
-# prioritize: the machines here are shared, so the timed commands run at nice NICE (both
-# tools alike), so that other users of the CPUs disturb them less. Where the kernel groups
-# processes by session (autogroup: /proc/sys/kernel/sched_autogroup_enabled is 1), a nice
-# value only ranks a process within its own session, and each session gets an equal share
-# of the CPUs: the session's autogroup gets NICE too, restored on exit.
-prioritize() {
-	if [[ -z $NICE ]]; then
-		NICE=0
-		if is_root; then
-			NICE=-20
-		fi
-	fi
-	[[ $NICE =~ ^-?[0-9]+$ ]] || die "NICE must be an integer, got '$NICE'"
-	((NICE != 0)) || return 0
-	local old
-	if [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 ]] &&
-		old=$(awk '{print $NF}' /proc/self/autogroup 2>/dev/null) &&
-		echo "$NICE" 2>/dev/null >/proc/self/autogroup; then
-		# shellcheck disable=SC2064 # old is expanded now, on purpose
-		trap "echo $old >/proc/self/autogroup 2>/dev/null || true" EXIT
-		AUTOGROUP=" (and its session's autogroup)"
-	fi
-}
-AUTOGROUP=
 
 # limit_once RUN: one in-memory deflate round; keeps the best.
 limit_once() {

@@ -16,6 +16,8 @@
 #               (V2) are reused, and prepared there the same way when missing
 #   RUNS        timed runs per tool (default 2), taken round-robin across the tools; the best
 #               time and the largest RSS are shown
+#   NICE        niceness of the timed commands (default -20 as root, else 0), with the
+#               session's autogroup too (lib.sh prioritize)
 #   OTA_BUILD   ota-build binary to measure (default: built from this checkout with
 #               `go build -o $BENCH_DIR/ota-build ./cmd/ota-build`)
 #   FSCK        1 (default) runs `ostree fsck` on every apply target after the last run
@@ -47,6 +49,7 @@ select_tree
 BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-delta$TREE_SUFFIX}
 COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench$TREE_SUFFIX}
 RUNS=${RUNS:-2}
+NICE=${NICE:-}
 FSCK=${FSCK:-1}
 OTA_BUILD=${OTA_BUILD:-}
 V2_ROOT=$COMMIT_DIR/rootfs
@@ -123,7 +126,7 @@ gen_once() {
 	gen-ostree) cmd=(ostree static-delta generate --repo="$REPO" --from="$FROM" --to="$TO") ;;
 	gen-ota) cmd=("$OTA" delta --repo "$REPO" --from "$FROM" --to "$TO") ;;
 	esac
-	if ! timed "$label" "${cmd[@]}"; then
+	if ! timed "$label" nice -n "$NICE" "${cmd[@]}"; then
 		fail_run "$label" "$i"
 		return
 	fi
@@ -163,7 +166,7 @@ apply_once() {
 	apply-ostree | apply-ostree-x) cmd=(ostree static-delta apply-offline --repo="$TARGET" "$delta/superblock") ;;
 	apply-ota | apply-ota-x) cmd=("$OTA" delta apply --repo "$TARGET" "$delta") ;;
 	esac
-	if ! timed "$label" "${cmd[@]}"; then
+	if ! timed "$label" nice -n "$NICE" "${cmd[@]}"; then
 		fail_run "$label" "$i"
 		CHECK[$label]="apply failed"
 		return
@@ -237,6 +240,7 @@ main() {
 	exec 9>"$BENCH_DIR/.lock"
 	flock -n 9 || die "another bench/delta.sh is running with BENCH_DIR=$BENCH_DIR; wait for it or set another BENCH_DIR"
 	ensure_tools
+	prioritize
 	prepare_v2
 	prepare_v1
 	OTA=$(ota_binary)
@@ -297,7 +301,7 @@ main() {
 	printf 'ostree diff V1 V2: %s modified, %s added, %s removed (%s MiB of new or modified regular files in V2)\n' \
 		"$diff_m" "$diff_a" "$diff_d" "$(mib "$changed_bytes")"
 	printf 'commits: %s -> %s in archive repo %s\n' "$FROM" "$TO" "$REPO"
-	printf 'runs: %s per tool; wall s = best run (CPU %%, user s, sys s of that run); RSS MiB = peak RSS of the largest process (/usr/bin/time), tree MiB = peak of the sum over all processes of the command (sampled every 50 ms); both the largest of all runs\n\n' "$RUNS"
+	printf 'runs: %s per tool, at nice %s%s; wall s = best run (CPU %%, user s, sys s of that run); RSS MiB = peak RSS of the largest process (/usr/bin/time), tree MiB = peak of the sum over all processes of the command (sampled every 50 ms); both the largest of all runs\n\n' "$RUNS" "$NICE" "$AUTOGROUP"
 
 	header generate 'delta bytes (parts, fb)'
 	row 'ostree static-delta generate' gen-ostree "${SIZE[gen-ostree]:-?} (${p_ostree[0]}, ${p_ostree[1]})"

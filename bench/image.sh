@@ -17,6 +17,8 @@
 #                and prepared there the same way when missing
 #   RUNS         timed runs per pipeline (default 3), taken round-robin; the best time and the
 #                largest RSS are shown
+#   NICE         niceness of the timed commands (default -20 as root, else 0), with the
+#                session's autogroup too (lib.sh prioritize)
 #   OTA_BUILD    ota-build binary to measure (default: built from this checkout with
 #                `go build -o $BENCH_DIR/ota-build ./cmd/ota-build`); it also makes the commit.
 #                When it has no `image` subcommand, only the stock pipeline is measured
@@ -58,6 +60,7 @@ select_tree
 BENCH_DIR=${BENCH_DIR:-/tmp/ota-bench-image$TREE_SUFFIX}
 COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench$TREE_SUFFIX}
 RUNS=${RUNS:-3}
+NICE=${NICE:-}
 DROP_CACHES=${DROP_CACHES:-1}
 OTA_BUILD=${OTA_BUILD:-}
 OTA_SIZE=${OTA_SIZE:-}
@@ -256,7 +259,7 @@ stock_once() {
 	clean_stock
 	drop_caches
 	log "stock: run $i/$RUNS"
-	if ! timed stock bash "$BENCH_DIR/stock-pipeline.sh" \
+	if ! timed stock nice -n "$NICE" bash "$BENCH_DIR/stock-pipeline.sh" \
 		"$REPO" "$COMMIT" "$STOCK" "$OS_NAME" "$KARG" "$stages_out"; then
 		fail_run stock "$i"
 		return
@@ -284,7 +287,7 @@ ours_once() {
 	clean_ours
 	drop_caches
 	log "ours: run $i/$RUNS"
-	if ! timed ours setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups \
+	if ! timed ours nice -n "$NICE" setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups \
 		env ${OTA_TMPDIR:+TMPDIR="$OURS_TMP"} HOME="$OURS_TMP" \
 		"$OTA" image --repo "$REPO" --board "$BOARD" --boot-files "$OURS/boot-files" \
 		-o "$OURS/out/ours.img" --size "$OTA_SIZE" --os "$OS_NAME" --bmap=false "$BRANCH"; then
@@ -372,6 +375,7 @@ main() {
 	exec 9>"$BENCH_DIR/.lock"
 	flock -n 9 || die "another bench/image.sh is running with BENCH_DIR=$BENCH_DIR; wait for it or set another BENCH_DIR"
 	ensure_tools
+	prioritize
 	ensure_image_tools
 	prepare_base
 	OTA=$(ota_binary)
@@ -436,8 +440,8 @@ main() {
 	printf 'commit: %s (ota-build commit --bootable, branch %s of archive repo %s)\n' "$COMMIT" "$BRANCH" "$REPO"
 	printf 'images: stock = MBR, FAT %s MiB at %s MiB + ext4 root %s MiB = %s MiB (root = du * 1.3 + 256 MiB); ours = --board %s layout, --size %s\n' \
 		"$BOOT_MIB" "$BOOT_OFFSET_MIB" "$ROOT_MIB" "$IMAGE_MIB" "$BOARD" "$OTA_SIZE"
-	printf 'runs: %s per pipeline, round-robin, page cache dropped before each: %s; wall s = best run (CPU %%, user s, sys s of that run; stage rows: that run'"'"'s stages), peak RSS = largest single process of all runs; no timed sync after either pipeline\n\n' \
-		"$RUNS" "$DROPPED"
+	printf 'runs: %s per pipeline, round-robin, at nice %s%s, page cache dropped before each: %s; wall s = best run (CPU %%, user s, sys s of that run; stage rows: that run'"'"'s stages), peak RSS = largest single process of all runs; no timed sync after either pipeline\n\n' \
+		"$RUNS" "$NICE" "$AUTOGROUP" "$DROPPED"
 	printf '%-34s %7s %6s %7s %6s %13s   %s\n' pipeline 'wall s' 'CPU %' 'user s' 'sys s' 'peak RSS MiB' 'all runs (wall s)'
 	row 'stock (ostree admin + genimage)' stock
 	local -A stage_name=([init-fs]='ostree admin init-fs' [os-init]='ostree admin os-init, config set'

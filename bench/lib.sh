@@ -419,3 +419,29 @@ prepare_debian_v1() {
 
 # kib_mib KIB: KIB in MiB, one decimal.
 kib_mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
+
+# prioritize: the machines here are shared, so the timed commands run at nice NICE (both
+# tools alike), so that other users of the CPUs disturb them less. Where the kernel groups
+# processes by session (autogroup: /proc/sys/kernel/sched_autogroup_enabled is 1), a nice
+# value only ranks a process within its own session, and each session gets an equal share
+# of the CPUs: the session's autogroup gets NICE too, restored on exit.
+prioritize() {
+	if [[ -z $NICE ]]; then
+		NICE=0
+		if is_root; then
+			NICE=-20
+		fi
+	fi
+	[[ $NICE =~ ^-?[0-9]+$ ]] || die "NICE must be an integer, got '$NICE'"
+	((NICE != 0)) || return 0
+	local old
+	if [[ $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null) == 1 ]] &&
+		old=$(awk '{print $NF}' /proc/self/autogroup 2>/dev/null) &&
+		echo "$NICE" 2>/dev/null >/proc/self/autogroup; then
+		# shellcheck disable=SC2064 # old is expanded now, on purpose
+		trap "echo $old >/proc/self/autogroup 2>/dev/null || true" EXIT
+		AUTOGROUP=" (and its session's autogroup)"
+	fi
+}
+# shellcheck disable=SC2034 # printed by the scripts that source this file
+AUTOGROUP=
