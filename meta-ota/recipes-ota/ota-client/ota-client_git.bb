@@ -106,12 +106,8 @@ do_install:append() {
 	install -d ${D}${datadir}/dbus-1/system.d
 	sed -e ${@ota_daemon_policy_sed(d)} ${UNPACKDIR}/org.otakit.OtaClient1.conf \
 		>${D}${datadir}/dbus-1/system.d/org.otakit.OtaClient1.conf
-	daemon=${@'true' if bb.utils.to_boolean(d.getVar('OTA_DAEMON')) else 'false'}
-	if $daemon && ! grep -q org.otakit.OtaClient1 ${D}${bindir}/ota-client; then
-		bbfatal "OTA_DAEMON = \"1\": ota-client of SRCREV ${SRCREV} has no daemon command; set SRCREV to a commit with it (meta-ota/README.md, The update daemon)"
-	fi
 
-	if [ -n "${OTA_SERVER_URL}" ] || $daemon; then
+	if [ -n "${OTA_SERVER_URL}" ] || ${@'true' if bb.utils.to_boolean(d.getVar('OTA_DAEMON')) else 'false'}; then
 		install -d ${D}${sysconfdir}/ota
 		{
 			echo '# Written by meta-ota from OTA_SERVER_URL, OTA_BRANCH and OTA_DAEMON_* (docs/client.md).'

@@ -126,12 +126,16 @@ func TestMachineVariables(t *testing.T) {
 			if example == "" {
 				return
 			}
-			// The example's settings: its branch, and the initramfs the rootfs waits for.
+			// The example's settings: its branch, the initramfs the rootfs waits for, the daemon.
 			if got, want := get("core-image-minimal", "OTA_BRANCH"), "example/"+c.machine+"/stable"; got != want {
 				t.Errorf("with %s, OTA_BRANCH = %q, want %q", example, got, want)
 			}
 			if !words(get("core-image-minimal", "do_rootfs", "depends"))["ota-initramfs:do_image_complete"] {
 				t.Errorf("with %s, do_rootfs[depends] lacks ota-initramfs:do_image_complete", example)
+			}
+			// A product's client: the update daemon beside it.
+			if install := words(get("core-image-minimal", "IMAGE_INSTALL")); !install["ota-client"] || !install["ota-client-daemon"] {
+				t.Errorf("with %s, IMAGE_INSTALL lacks ota-client or ota-client-daemon: %v", example, install)
 			}
 		})
 	}
