@@ -35,17 +35,7 @@ var ErrNothingToInstall = errors.New("nothing to install: no update was download
 // the default deployment's, as update.Check does; the sysroot is locked only while its
 // deployments are read.
 func Check(ctx context.Context, opts Options) (*update.CheckResult, error) {
-	cfg, err := opts.LoadConfig()
-	if err != nil {
-		return nil, err
-	}
-	if cfg.URL == "" || cfg.Ref == "" {
-		return nil, errors.New("configuration: the remote needs a url and a ref")
-	}
-	if opts.MaxRate != nil {
-		cfg.MaxRate = *opts.MaxRate
-	}
-	keys, err := cfg.TrustedPublicKeys()
+	cfg, keys, err := opts.remoteConfig(true)
 	if err != nil {
 		return nil, err
 	}

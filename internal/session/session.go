@@ -130,21 +130,31 @@ type Session struct {
 	baseMeta *ostree.Commit
 }
 
-// Open loads the configuration and the trusted keys and opens the sysroot, which must have
-// a deployment: the stateroot and the update's base are taken from it. needRemote requires
-// a url and a ref in the configuration.
-func Open(opts Options, needRemote bool) (*Session, error) {
+// remoteConfig loads the configuration, with Options.MaxRate applied, and the trusted keys.
+// needRemote requires a url and a ref in the configuration.
+func (opts Options) remoteConfig(needRemote bool) (*clientconfig.Config, []ed25519.PublicKey, error) {
 	cfg, err := opts.LoadConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if needRemote && (cfg.URL == "" || cfg.Ref == "") {
-		return nil, errors.New("configuration: the remote needs a url and a ref")
+		return nil, nil, errors.New("configuration: the remote needs a url and a ref")
 	}
 	if opts.MaxRate != nil {
 		cfg.MaxRate = *opts.MaxRate
 	}
 	keys, err := cfg.TrustedPublicKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, keys, nil
+}
+
+// Open loads the configuration and the trusted keys and opens the sysroot, which must have
+// a deployment: the stateroot and the update's base are taken from it. needRemote requires
+// a url and a ref in the configuration.
+func Open(opts Options, needRemote bool) (*Session, error) {
+	cfg, keys, err := opts.remoteConfig(needRemote)
 	if err != nil {
 		return nil, err
 	}
