@@ -110,6 +110,9 @@ IMAGE_SIZE=3G
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The table columns of client.sh (lib.sh table_row).
+TABLE_NAME_WIDTH=32
+TABLE_EXTRA_WIDTH=21
 [[ ${TREE:-debian} == debian ]] || die "client.sh runs on the default tree only (TREE=$TREE)"
 
 prepare_v2() { prepare_debian_rootfs "$V2_ROOT" bench/client.sh; }
@@ -463,24 +466,6 @@ bytes_range() {
 	fi
 }
 
-# row NAME LABEL BYTES: one line of a table.
-row() {
-	local name=$1 label=$2 bytes=$3 tree=-
-	if [[ -z ${BEST_SECS[$label]:-} ]]; then
-		printf '%-32s %7s %6s %7s %6s %8s %8s  %-21s %s\n' "$name" FAILED - - - - - "$bytes" "${ALL_SECS[$label]:-}"
-		return
-	fi
-	if ((${MAX_TREE_KB[$label]:-0} > 0)); then
-		tree=$(kib_mib "${MAX_TREE_KB[$label]}")
-	fi
-	printf '%-32s %7.2f %6s %7.2f %6.2f %8s %8s  %-21s %s\n' "$name" "${BEST_SECS[$label]}" "${BEST_CPU[$label]}" \
-		"${BEST_USER[$label]}" "${BEST_SYS[$label]}" "$(kib_mib "${MAX_RSS_KB[$label]}")" "$tree" "$bytes" "${ALL_SECS[$label]}"
-}
-
-header() {
-	printf '%-32s %7s %6s %7s %6s %8s %8s  %-21s %s\n' "$1" 'wall s' 'CPU %' 'user s' 'sys s' 'RSS MiB' 'tree MiB' 'bytes served' 'all runs (wall s)'
-}
-
 # summary_lines SCENARIO: the ratios and verdicts of a scenario.
 summary_lines() {
 	local s=$1 r
@@ -575,11 +560,11 @@ main() {
 	printf 'runs: %s per tool and scenario, round-robin, at nice %s; wall s = best run (CPU %%, user s, sys s of that run, children included); RSS MiB = peak of the largest process (/usr/bin/time), tree MiB = peak of the sum over all processes (sampled every 50 ms), both the largest of all runs; bytes served = HTTP body bytes the server logged per run (range over the runs)\n\n' "$RUNS" "$NICE"
 
 	for s in "${SCENARIOS[@]}"; do
-		header "$s"
-		row 'ostree pull + admin deploy' "ostree-$s" "$(bytes_range "ostree-$s")"
-		row '  ostree pull' "ostree-$s-pull" ''
-		row '  ostree admin deploy' "ostree-$s-deploy" ''
-		row 'ota-client update' "ota-$s" "$(bytes_range "ota-$s")"
+		table_header "$s" 'bytes served'
+		table_row 'ostree pull + admin deploy' "ostree-$s" "$(bytes_range "ostree-$s")"
+		table_row '  ostree pull' "ostree-$s-pull" ''
+		table_row '  ostree admin deploy' "ostree-$s-deploy" ''
+		table_row 'ota-client update' "ota-$s" "$(bytes_range "ota-$s")"
 		summary_lines "$s"
 		printf '\n'
 	done

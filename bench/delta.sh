@@ -213,24 +213,6 @@ parts() {
 	fi
 }
 
-# row NAME LABEL EXTRA: one line of a table; EXTRA is the size or check column.
-row() {
-	local name=$1 label=$2 extra=$3 tree=-
-	if [[ -z ${BEST_SECS[$label]:-} ]]; then
-		printf '%-38s %7s %6s %7s %6s %8s %8s  %-24s %s\n' "$name" FAILED - - - - - "$extra" "${ALL_SECS[$label]:-}"
-		return
-	fi
-	if ((${MAX_TREE_KB[$label]:-0} > 0)); then
-		tree=$(kib_mib "${MAX_TREE_KB[$label]}")
-	fi
-	printf '%-38s %7.2f %6s %7.2f %6.2f %8s %8s  %-24s %s\n' "$name" "${BEST_SECS[$label]}" "${BEST_CPU[$label]}" \
-		"${BEST_USER[$label]}" "${BEST_SYS[$label]}" "$(kib_mib "${MAX_RSS_KB[$label]}")" "$tree" "$extra" "${ALL_SECS[$label]}"
-}
-
-header() {
-	printf '%-38s %7s %6s %7s %6s %8s %8s  %-24s %s\n' "$1" 'wall s' 'CPU %' 'user s' 'sys s' 'RSS MiB' 'tree MiB' "$2" 'all runs (wall s)'
-}
-
 main() {
 	local load_start
 	load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -303,15 +285,15 @@ main() {
 	printf 'commits: %s -> %s in archive repo %s\n' "$FROM" "$TO" "$REPO"
 	printf 'runs: %s per tool, at nice %s%s; wall s = best run (CPU %%, user s, sys s of that run); RSS MiB = peak RSS of the largest process (/usr/bin/time), tree MiB = peak of the sum over all processes of the command (sampled every 50 ms); both the largest of all runs\n\n' "$RUNS" "$NICE" "$AUTOGROUP"
 
-	header generate 'delta bytes (parts, fb)'
-	row 'ostree static-delta generate' gen-ostree "${SIZE[gen-ostree]:-?} (${p_ostree[0]}, ${p_ostree[1]})"
-	row 'ota-build delta' gen-ota "${SIZE[gen-ota]:-?} (${p_ota[0]}, ${p_ota[1]})"
+	table_header generate 'delta bytes (parts, fb)'
+	table_row 'ostree static-delta generate' gen-ostree "${SIZE[gen-ostree]:-?} (${p_ostree[0]}, ${p_ostree[1]})"
+	table_row 'ota-build delta' gen-ota "${SIZE[gen-ota]:-?} (${p_ota[0]}, ${p_ota[1]})"
 	printf '\n'
-	header 'apply into bare-user repo holding V1' 'V2 then ostree fsck'
-	row "ostree apply-offline, ostree's delta" apply-ostree "${CHECK[apply-ostree]:-not checked}"
-	row 'ota-build delta apply, our delta' apply-ota "${CHECK[apply-ota]:-not checked}"
-	row "ota-build delta apply, ostree's delta" apply-ota-x "${CHECK[apply-ota-x]:-not checked}"
-	row 'ostree apply-offline, our delta' apply-ostree-x "${CHECK[apply-ostree-x]:-not checked}"
+	table_header 'apply into bare-user repo holding V1' 'V2 then ostree fsck'
+	table_row "ostree apply-offline, ostree's delta" apply-ostree "${CHECK[apply-ostree]:-not checked}"
+	table_row 'ota-build delta apply, our delta' apply-ota "${CHECK[apply-ota]:-not checked}"
+	table_row "ota-build delta apply, ostree's delta" apply-ota-x "${CHECK[apply-ota-x]:-not checked}"
+	table_row 'ostree apply-offline, our delta' apply-ostree-x "${CHECK[apply-ostree-x]:-not checked}"
 	printf '\n'
 
 	local r

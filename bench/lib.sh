@@ -445,3 +445,28 @@ prioritize() {
 }
 # shellcheck disable=SC2034 # printed by the scripts that source this file
 AUTOGROUP=
+
+# The timing tables of delta.sh and client.sh: a row's name column is TABLE_NAME_WIDTH wide,
+# its last column before the runs (the script's own: size, check, bytes) TABLE_EXTRA_WIDTH.
+TABLE_NAME_WIDTH=38
+TABLE_EXTRA_WIDTH=24
+
+# table_row NAME LABEL EXTRA: one line of a table, from the results of timed runs of LABEL.
+table_row() {
+	local name=$1 label=$2 extra=$3 tree=- n=$TABLE_NAME_WIDTH e=$TABLE_EXTRA_WIDTH
+	if [[ -z ${BEST_SECS[$label]:-} ]]; then
+		printf '%-*s %7s %6s %7s %6s %8s %8s  %-*s %s\n' "$n" "$name" FAILED - - - - - "$e" "$extra" "${ALL_SECS[$label]:-}"
+		return
+	fi
+	if ((${MAX_TREE_KB[$label]:-0} > 0)); then
+		tree=$(kib_mib "${MAX_TREE_KB[$label]}")
+	fi
+	printf '%-*s %7.2f %6s %7.2f %6.2f %8s %8s  %-*s %s\n' "$n" "$name" "${BEST_SECS[$label]}" "${BEST_CPU[$label]}" \
+		"${BEST_USER[$label]}" "${BEST_SYS[$label]}" "$(kib_mib "${MAX_RSS_KB[$label]}")" "$tree" "$e" "$extra" "${ALL_SECS[$label]}"
+}
+
+# table_header TITLE EXTRA: the header line of a table whose extra column is EXTRA.
+table_header() {
+	printf '%-*s %7s %6s %7s %6s %8s %8s  %-*s %s\n' "$TABLE_NAME_WIDTH" "$1" 'wall s' 'CPU %' 'user s' 'sys s' 'RSS MiB' \
+		'tree MiB' "$TABLE_EXTRA_WIDTH" "$2" 'all runs (wall s)'
+}
