@@ -13,11 +13,8 @@ package buildrootext
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/otakit/ota/internal/testsources"
 )
 
 // buildrootTarball is the Buildroot release the tree is checked against.
@@ -50,27 +49,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(tmpRoot)
 	os.Exit(code)
-}
-
-// missing skips the test, or fails it under OTA_REQUIRE_TOOLS=1 (as CI sets after
-// installing every tool).
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("OTA_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s (OTA_REQUIRE_TOOLS=1)", msg)
-	}
-	t.Skipf("%s; set OTA_REQUIRE_TOOLS=1 to fail instead", msg)
-}
-
-// requireTool skips (or fails) the test when a program is not installed.
-func requireTool(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing(t, "%s is not installed", n)
-		}
-	}
 }
 
 // run runs a command with extra environment variables (KEY=VALUE) and returns its
@@ -101,7 +79,7 @@ func asUser(t *testing.T, name string, args ...string) (string, []string) {
 	if os.Getuid() != 0 {
 		return name, args
 	}
-	requireTool(t, "setpriv")
+	testsources.RequireTools(t, "setpriv")
 	return "setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--", name}, args...)
 }
 
@@ -120,18 +98,6 @@ func userDir(t *testing.T, parts ...string) string {
 	return d
 }
 
-// cacheDir is where unpacked sources are kept between test runs.
-func cacheDir(t *testing.T) string {
-	if d := os.Getenv("OTA_CACHE"); d != "" {
-		return d
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatalf("no cache directory: %v (set OTA_CACHE)", err)
-	}
-	return filepath.Join(d, "ota-tests")
-}
-
 var (
 	brOnce sync.Once
 	brDir  string
@@ -142,10 +108,10 @@ var (
 // buildroot returns the Buildroot source tree, unpacked into the cache on first use.
 func buildroot(t *testing.T) string {
 	t.Helper()
-	requireTool(t, "make", "tar", "xz")
-	brOnce.Do(func() { brDir, brSkip, brErr = unpackBuildroot(cacheDir(t)) })
+	testsources.RequireTools(t, "make", "tar", "xz")
+	brOnce.Do(func() { brDir, brSkip, brErr = unpackBuildroot() })
 	if brSkip != "" {
-		missing(t, "%s", brSkip)
+		testsources.Missing(t, "%s", brSkip)
 	}
 	if brErr != nil {
 		t.Fatal(brErr)
@@ -153,64 +119,24 @@ func buildroot(t *testing.T) string {
 	return brDir
 }
 
-// findBuildrootTarball returns $OTA_BUILDROOT_TARBALL, else the first
-// shared/sources/buildroot-2026.05.x.tar.xz in a directory above the checkout.
-func findBuildrootTarball() string {
-	if f := os.Getenv("OTA_BUILDROOT_TARBALL"); f != "" {
-		return f
-	}
-	for d := repoDir; ; d = filepath.Dir(d) {
-		f := filepath.Join(d, "shared", "sources", buildrootTarball)
-		if _, err := os.Stat(f); err == nil {
-			return f
-		}
-		if d == filepath.Dir(d) {
-			return ""
-		}
-	}
-}
-
-// unpackBuildroot unpacks the Buildroot tarball into cache/buildroot-<its sha256 prefix>,
-// through a temporary directory renamed into place, so that concurrent test runs and an
-// interrupted one never see half a tree.
-func unpackBuildroot(cache string) (dir, skip string, err error) {
-	tarball := findBuildrootTarball()
+// unpackBuildroot unpacks the Buildroot tarball ($OTA_BUILDROOT_TARBALL, else the first
+// shared/sources/buildroot-2026.05.x.tar.xz in a directory above the checkout) into the
+// test cache, or says why it cannot (skip).
+func unpackBuildroot() (dir, skip string, err error) {
+	tarball := os.Getenv("OTA_BUILDROOT_TARBALL")
 	if tarball == "" {
-		return "", fmt.Sprintf("%s not found (set OTA_BUILDROOT_TARBALL, or put it in shared/sources above the checkout)", buildrootTarball), nil
-	}
-	f, err := os.Open(tarball)
-	if err != nil {
-		return "", "", err
-	}
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return "", "", err
-	}
-	dir = filepath.Join(cache, "buildroot-"+hex.EncodeToString(h.Sum(nil))[:16])
-	if _, err := os.Stat(filepath.Join(dir, "Makefile")); err == nil {
-		return dir, "", nil
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", "", err
-	}
-	tmp, err := os.MkdirTemp(cache, ".buildroot-unpack-")
-	if err != nil {
-		return "", "", err
-	}
-	defer os.RemoveAll(tmp)
-	if out, err := exec.Command("tar", "-xJf", tarball, "-C", tmp).CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("unpacking %s: %v\n%s", tarball, err, out)
-	}
-	os.Chmod(tmp, 0o755)
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(filepath.Join(dir, "Makefile")); serr == nil {
-			return dir, "", nil // another test run got there first
+		sources, err := testsources.Find(repoDir, buildrootTarball)
+		if err != nil {
+			return "", fmt.Sprintf("the Buildroot tarball is absent: %v (set OTA_BUILDROOT_TARBALL)", err), nil
 		}
+		tarball = filepath.Join(sources, buildrootTarball)
+	}
+	cache, err := testsources.Cache("")
+	if err != nil {
 		return "", "", err
 	}
-	return dir, "", nil
+	dir, err = testsources.Unpack(tarball, cache, "buildroot")
+	return dir, "", err
 }
 
 // brMake runs make in the Buildroot tree and returns its combined output.
@@ -310,7 +236,7 @@ var (
 // directory (HOST_DIR/bin/ota-build), built once per test run.
 func otaBuild(t *testing.T) (bin, hostDir string) {
 	t.Helper()
-	requireTool(t, "go")
+	testsources.RequireTools(t, "go")
 	hostDir = filepath.Join(tmpRoot, "host")
 	otaBuildOnce.Do(func() {
 		otaBuildPath = filepath.Join(hostDir, "bin", "ota-build")

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/otakit/ota/image"
+	"github.com/otakit/ota/internal/testsources"
 )
 
 // board is one defconfig of configs/.
@@ -270,11 +271,11 @@ func TestPrintvarsShowInfo(t *testing.T) {
 // and it does report a broken one.
 func TestCheckPackage(t *testing.T) {
 	br := buildroot(t)
-	requireTool(t, "flake8", "shellcheck")
+	testsources.RequireTools(t, "flake8", "shellcheck")
 	script := filepath.Join(extDir, "scripts/check-external.sh")
 	out, err := runErr(nil, script, "-p", br)
 	if strings.Contains(out, "no python3 with the magic module") {
-		missing(t, "python3-magic is not installed")
+		testsources.Missing(t, "python3-magic is not installed")
 	}
 	if err != nil || !strings.Contains(out, "check-package: no warnings") || !strings.Contains(out, "0 warnings generated") {
 		t.Fatalf("check-external.sh -p: %v\n%s", err, out)

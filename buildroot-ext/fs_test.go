@@ -13,6 +13,7 @@ import (
 
 	"github.com/otakit/ota/internal/clientconfig"
 	"github.com/otakit/ota/internal/sign"
+	"github.com/otakit/ota/internal/testsources"
 )
 
 var (
@@ -225,7 +226,7 @@ func gvariantBytes(b []byte) string {
 // capability xattr, produces a commit with exactly that ownership, mode and xattr, as the
 // real ostree reads it.
 func TestFsOtaCommitUnderFakeroot(t *testing.T) {
-	requireTool(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
+	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
 	commit, _ := fsCommands(t)
 	r := newFsRun(t, "fs-commit")
 	r.version = "1.0"
@@ -276,7 +277,7 @@ func TestFsOtaCommitUnderFakeroot(t *testing.T) {
 // bundle and the signed summary; an unchanged tree makes no new commit; a version that the
 // branch lacks fails, naming it.
 func TestFsOtaRelease(t *testing.T) {
-	requireTool(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
+	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
 	commit, release := fsCommands(t)
 	bin, _ := otaBuild(t)
 	r := newFsRun(t, "fs-release")
@@ -359,7 +360,7 @@ func TestFsOtaRelease(t *testing.T) {
 // owner and mode, empty files, symbolic links, copies of files; it changes nothing that
 // exists.
 func TestTmpfiles(t *testing.T) {
-	requireTool(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
+	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
 	if os.Getuid() != 0 {
 		t.Skip("ota-tmpfiles sets owners: run as root")
 	}

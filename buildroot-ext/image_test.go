@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/otakit/ota/internal/testsources"
 )
 
 // bootFiles are stand-ins for what a board's build puts in images/ (any content does: the
@@ -64,7 +66,7 @@ func (p partitionTable) partUUID(n int) string {
 // filesystem (images/rootfs.ota) with the boot files of images/; the initramfs's partuuid
 // function reads the same PARTUUID from it as sfdisk.
 func TestBoardPostImage(t *testing.T) {
-	requireTool(t, "fakeroot", "tar", "setcap", "getfattr", "sfdisk", "mtype", "hexdump")
+	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "sfdisk", "mtype", "hexdump")
 	commit, _ := fsCommands(t)
 	_, hostDir := otaBuild(t)
 	for _, b := range boards {
@@ -162,7 +164,7 @@ func TestBoardPostImage(t *testing.T) {
 // the applet links /init uses and /init, owned by root; a missing library is an error
 // naming it.
 func TestInitramfs(t *testing.T) {
-	requireTool(t, "readelf", "ldd", "cpio", "gzip")
+	testsources.RequireTools(t, "readelf", "ldd", "cpio", "gzip")
 	// A target directory holding host programs in Buildroot's layout: /bin/busybox and
 	// /usr/bin/ota-client dynamically linked, their libraries in /lib, the loader where
 	// their program header says.

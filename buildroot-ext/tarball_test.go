@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/otakit/ota/internal/testsources"
 )
 
 // testVersion is the version the release tarball is made with.
@@ -32,7 +34,7 @@ func tarballEnv() []string {
 // releaseTarball runs scripts/make-release-tarball.sh once per test run.
 func releaseTarball(t *testing.T) string {
 	t.Helper()
-	requireTool(t, "go", "git", "tar", "gzip", "sha256sum")
+	testsources.RequireTools(t, "go", "git", "tar", "gzip", "sha256sum")
 	tarballOnce.Do(func() {
 		tarballOut, tarballErr = runErr(tarballEnv(), filepath.Join(extDir, "scripts/make-release-tarball.sh"),
 			"-o", filepath.Join(tmpRoot, "release"), testVersion)

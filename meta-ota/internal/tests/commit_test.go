@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/otakit/ota/internal/testsources"
 	"github.com/otakit/ota/meta-ota/internal/tests/yoctotest"
 )
 
@@ -18,7 +19,7 @@ import (
 // The second run makes the deltas of OTA_DELTA_FROM (previous, a version, empty) and a
 // signed bundle from a version.
 func TestCommitUnderPseudo(t *testing.T) {
-	yoctotest.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree")
+	testsources.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree")
 	cred, uid, gid := yoctotest.BuildUser(t)
 	layer, err := yoctotest.FindLayer()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/otakit/ota/internal/clientconfig"
 	"github.com/otakit/ota/internal/dbusapi"
+	"github.com/otakit/ota/internal/testsources"
 	"github.com/otakit/ota/meta-ota/internal/tests/yoctotest"
 )
 
@@ -94,7 +95,7 @@ cp $FILES "$UNPACKDIR/"
 // script runs mark-good, which ota-mark-good does.
 func TestClientDaemon(t *testing.T) {
 	e := yoctotest.Yocto(t)
-	yoctotest.RequireTools(t, "shellcheck")
+	testsources.RequireTools(t, "shellcheck")
 	bin := recipeClient(t, e, e.Build(t, daemonBuild("client")))
 	def := clientconfig.DefaultDaemon()
 	for _, c := range []struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/otakit/ota/internal/testsources"
 	"github.com/otakit/ota/meta-ota/internal/tests/yoctotest"
 )
 
@@ -44,7 +45,7 @@ func getVars(t *testing.T, e *yoctotest.Env, dir, recipe string, names ...string
 // the board's boot ROM and firmware look for them.
 func TestImageCommands(t *testing.T) {
 	e := yoctotest.Yocto(t)
-	yoctotest.RequireTools(t, "pseudo", "mdir", "mtype")
+	testsources.RequireTools(t, "pseudo", "mdir", "mtype")
 	uid, gid := e.Owner()
 	bin, err := os.MkdirTemp("", "ota-image-commands-")
 	if err != nil {

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/otakit/ota/internal/testsources"
 )
 
 // Tarballs are the snapshots the tests run, as shared/sources names them.
@@ -57,32 +59,13 @@ var (
 	setupFail error // anything else
 )
 
-// Missing skips the test, or fails it when OTA_REQUIRE_TOOLS=1 (CI installs everything).
-func Missing(t *testing.T, err error) {
-	t.Helper()
-	if os.Getenv("OTA_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%v (OTA_REQUIRE_TOOLS=1)", err)
-	}
-	t.Skipf("%v; set OTA_REQUIRE_TOOLS=1 to fail instead", err)
-}
-
-// RequireTools skips the test when a tool is missing (see Missing).
-func RequireTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			Missing(t, err)
-		}
-	}
-}
-
 // BuildUser returns the setpriv prefix that runs a command as the build user when the
 // tests run as root (nil otherwise), and the uid and gid commands then run with.
 func BuildUser(t *testing.T) ([]string, int, int) {
 	t.Helper()
 	cred, uid, gid, _, err := buildUser()
 	if err != nil {
-		Missing(t, err)
+		testsources.Missing(t, "%v", err)
 	}
 	return cred, uid, gid
 }
@@ -116,7 +99,7 @@ func Yocto(t *testing.T) *Env {
 	}
 	setupOnce.Do(func() { setupEnv, setupErr, setupFail = setup() })
 	if setupErr != nil {
-		Missing(t, setupErr)
+		testsources.Missing(t, "%v", setupErr)
 	}
 	if setupFail != nil {
 		t.Fatal(setupFail)
@@ -144,11 +127,8 @@ func setup() (*Env, error, error) {
 	if e.cred, e.uid, e.gid, e.home, err = buildUser(); err != nil {
 		return nil, err, nil
 	}
-	if c := os.Getenv("OTA_CACHE"); c != "" {
-		e.Cache = filepath.Join(c, "yocto")
-	} else {
-		e.Cache = filepath.Join(e.home, ".cache", "ota-tests", "yocto")
-	}
+	cache, _ := testsources.Cache(e.home) // no error: home is set
+	e.Cache = filepath.Join(cache, "yocto")
 	goBin, _ := exec.LookPath("go")
 	e.path = strings.Join([]string{filepath.Join(e.Cache, "src", "bitbake-2.18.0", "bin"), filepath.Dir(goBin),
 		"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}, ":")
@@ -177,18 +157,13 @@ func FindLayer() (string, error) {
 }
 
 // findSources returns $OTA_SOURCES, else the shared/sources directory beside the checkout
-// or one of its parents (CI lays shared/ beside the clone), checking every snapshot is there.
+// or one of its parents (see testsources.Find), checking every snapshot is there.
 func findSources(repo string) (string, error) {
 	dir := os.Getenv("OTA_SOURCES")
 	if dir == "" {
-		for d := filepath.Dir(repo); ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "shared", "sources", Tarballs[0])); err == nil {
-				dir = filepath.Join(d, "shared", "sources")
-				break
-			}
-			if d == filepath.Dir(d) {
-				return "", fmt.Errorf("the bitbake and layer snapshots are absent (no shared/sources/%s beside %s or its parents, and OTA_SOURCES is not set)", Tarballs[0], repo)
-			}
+		var err error
+		if dir, err = testsources.Find(filepath.Dir(repo), Tarballs[0]); err != nil {
+			return "", fmt.Errorf("the bitbake and layer snapshots are absent (%v, and OTA_SOURCES is not set)", err)
 		}
 	}
 	for _, f := range Tarballs {
