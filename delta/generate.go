@@ -2,22 +2,17 @@ package delta
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
 
-	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/gvariant"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
@@ -418,180 +413,7 @@ func yieldToCompressors() {
 // workerNiceness is how much nicer than the compressors the diffing workers run.
 const workerNiceness = 10
 
-// readContent returns a content object's header and its data: the file's content, or a
-// symlink's target, which is what delta operations carry.
-func readContent(repo *ostree.Repo, c ostree.Checksum) (ostree.FileHeader, []byte, error) {
-	h, data, err := repo.ReadContent(c)
-	if err == nil && h.IsSymlink() {
-		data = []byte(h.LinkTarget)
-	}
-	return h, data, err
-}
-
-// prepareOne loads a new content object and, when the base commit has a regular file at
-// the same path (else one with the same name or stem and a similar size, which catches
-// renames such as libfoo.so.1.2 → libfoo.so.1.3), a bsdiff patch against it if that
-// compresses clearly better.
-func (g *generator) prepareOne(o object) (item, error) {
-	h, data, err := readContent(g.repo, o.ref.Checksum)
-	if err != nil {
-		return item{}, err
-	}
-	it := item{ref: o.ref, header: h, data: data, size: uint64(len(data))}
-	if h.IsSymlink() {
-		it.size = 0
-		return it, nil
-	}
-	if g.fallback(it.size) {
-		it.fallback, it.data = true, nil
-		return it, nil
-	}
-	old, samePath := g.oldFiles[o.path]
-	if !samePath {
-		old = g.oldByName["n:"+path.Base(o.path)]
-		if old == (ostree.Checksum{}) {
-			old = g.oldByName["s:"+stem(o.path)]
-		}
-	}
-	if g.opts.DisableBsdiff || old == (ostree.Checksum{}) || len(data) == 0 {
-		return it, nil
-	}
-	oh, odata, err := readContent(g.repo, old)
-	if err != nil {
-		return item{}, err
-	}
-	// A file found by name must be of similar size to be worth diffing, as in ostree.
-	similar := samePath || (len(odata)*10 >= len(data)*7 && len(odata)*10 <= len(data)*13)
-	if oh.IsSymlink() || !similar || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
-		return it, nil
-	}
-	// The suffix array takes four bytes per old byte: bound what concurrent diffs hold.
-	release := g.diffMemory.acquire(5*int64(len(odata)) + 2*int64(len(data)))
-	patch, err := bsdiff.Diff(odata, data)
-	release()
-	if err != nil {
-		return item{}, fmt.Errorf("%s: bsdiff: %w", o.path, err)
-	}
-	// Parts are compressed as a whole; compare what each choice costs compressed. A patch
-	// that deflates smaller wins: xz compresses patches (mostly runs of zeros) better still
-	// (demanding a tenth less made all three bench/ deltas 0.2-0.7% larger).
-	if compressedSize(patch) < compressedSize(data) {
-		it.data, it.base = patch, &old
-	}
-	return it, nil
-}
-
 // fallback reports whether a new file of size bytes is left out of the parts.
 func (g *generator) fallback(size uint64) bool {
 	return g.opts.MinFallbackSize > 0 && size > g.opts.MinFallbackSize && g.repo.Mode == ostree.ModeArchive
-}
-
-// compressedSize estimates how well data compresses, quickly.
-func compressedSize(data []byte) int {
-	var n countWriter
-	w, _ := flate.NewWriter(&n, flate.BestSpeed)
-	w.Write(data)
-	w.Close()
-	return int(n)
-}
-
-type countWriter int
-
-func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
-
-// diffMemoryLimit is how much memory concurrent diffs may hold; one larger diff runs alone.
-const diffMemoryLimit = 192 << 20
-
-// budget is a weighted semaphore over bytes of memory.
-type budget struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	limit int64
-	used  int64
-}
-
-// acquire waits until n bytes fit (or nothing else holds any) and returns the release.
-func (b *budget) acquire(n int64) func() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cond == nil {
-		b.cond = sync.NewCond(&b.mu)
-	}
-	for b.used > 0 && b.used+n > b.limit {
-		b.cond.Wait()
-	}
-	b.used += n
-	return func() {
-		b.mu.Lock()
-		b.used -= n
-		b.mu.Unlock()
-		b.cond.Broadcast()
-	}
-}
-
-// stem returns a path's base name up to its first dot.
-func stem(p string) string {
-	b := path.Base(p)
-	if i := strings.IndexByte(b, '.'); i > 0 {
-		return b[:i]
-	}
-	return b
-}
-
-// similarNames indexes base files by "n:"+name and "s:"+stem, the first in path order.
-func similarNames(files map[string]ostree.Checksum) map[string]ostree.Checksum {
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	out := map[string]ostree.Checksum{}
-	for _, p := range paths {
-		for _, k := range []string{"n:" + path.Base(p), "s:" + stem(p)} {
-			if _, ok := out[k]; !ok {
-				out[k] = files[p]
-			}
-		}
-	}
-	return out
-}
-
-// signedMagic starts a signed superblock: "OSTSGNDT" read as a big-endian uint64.
-const signedMagic = 0x4F535453474E4454
-
-// signSuperblock wraps a superblock in the (taya{sv}) envelope of signed deltas, with one
-// signature per key.
-func signSuperblock(sb []byte, signers []*Signer) ([]byte, error) {
-	sigs, _, err := sign.Merge(sb, nil, signers)
-	if err != nil {
-		return nil, err
-	}
-	list := make([]any, len(sigs))
-	for i, s := range sigs {
-		list[i] = s
-	}
-	return gvariant.Encode("(taya{sv})", []any{swap64(signedMagic, true), sb,
-		[]gvariant.DictEntry{{Key: ostree.SignEd25519Key, Value: gvariant.Variant{Type: "aay", Value: list}}}})
-}
-
-// checkSigned returns an error unless commit c (its object's bytes and detached metadata)
-// carries a valid signature by one of signers' keys; a delta whose superblock is signed
-// carries only such commits, for the commit's own signature is what a device trusts (see
-// [ApplyOptions]). It returns nil when there are no signers.
-func checkSigned(c ostree.Checksum, commitBytes []byte, meta []gvariant.DictEntry, signers []*Signer) error {
-	if len(signers) == 0 {
-		return nil
-	}
-	pubs := make([]ed25519.PublicKey, len(signers))
-	for i, s := range signers {
-		pubs[i] = s.PublicKey()
-	}
-	sigs, err := ostree.Signatures(meta)
-	if err == nil {
-		err = sign.Verify(pubs, commitBytes, sigs)
-	}
-	if err != nil {
-		return fmt.Errorf("commit %s is not signed by any of the signing keys (%w); a signed delta or bundle packages only commits signed by one of its keys: sign the commit first (ota-build sign)", c, err)
-	}
-	return nil
 }
