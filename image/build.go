@@ -7,32 +7,21 @@
 package image
 
 import (
-	"bytes"
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 
-	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/diskfs/go-diskfs/partition/mbr"
 	"golang.org/x/sys/unix"
 
 	"github.com/otakit/ota/commit"
 	"github.com/otakit/ota/image/bmap"
-	"github.com/otakit/ota/image/bootscript"
 	"github.com/otakit/ota/image/ext4"
 	"github.com/otakit/ota/image/fat"
-	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/scratch"
 	"github.com/otakit/ota/internal/sysroot"
@@ -104,12 +93,6 @@ type Result struct {
 	// Kargs are the kernel arguments of the deployment.
 	Kargs []string `json:"kargs"`
 }
-
-const sector = 512
-
-// gptReserved is what the primary GPT (protective MBR, header, 128 entries) occupies at
-// the start of the disk and the backup (entries and header) at its end.
-const gptReserved = 34 * sector
 
 // Build writes the image described by opts.
 func Build(ctx context.Context, opts Options) (*Result, error) {
@@ -297,35 +280,6 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// BootFiles lists the files of dir the layout uses, checking that all are there, so a
-// build can fail before it writes anything.
-func BootFiles(l Layout, dir string) ([]string, error) {
-	if err := l.Validate(); err != nil {
-		return nil, fmt.Errorf("layout: %w", err)
-	}
-	sysIdx := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.FS == "sysroot" })
-	parts, err := resolveFiles(dir, l, sysIdx)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, files := range parts {
-		for _, f := range files {
-			if f.Source != "" {
-				out = append(out, f.Source)
-			}
-		}
-	}
-	for _, r := range l.Raw {
-		p := filepath.Join(dir, r.Source)
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("boot files: raw blob: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 // stagingDir returns where to stage a sysroot (see Options.TempDir).
 func stagingDir(dir string) string {
 	if dir != "" || os.Getenv("TMPDIR") != "" {
@@ -359,290 +313,6 @@ func mergeKargs(base, extra []string) []string {
 		out = slices.DeleteFunc(out, func(b string) bool { return key(b) == key(e) })
 	}
 	return append(out, extra...)
-}
-
-// identity derives the disk's and partitions' identifiers from the commit and layout, so
-// the same inputs give the same image.
-type identity struct{ seed [32]byte }
-
-func newIdentity(c ostree.Checksum, l Layout) identity {
-	layout, _ := json.Marshal(l) // of plain data: cannot fail
-	return identity{sha256.Sum256(fmt.Appendf(nil, "ota-image %s %s", c, layout))}
-}
-
-func (id identity) bytes(what string) [16]byte {
-	h := sha256.Sum256(append(id.seed[:], what...))
-	var b [16]byte
-	copy(b[:], h[:])
-	b[6] = b[6]&0x0f | 0x40 // version 4 (random) UUID
-	b[8] = b[8]&0x3f | 0x80
-	return b
-}
-
-func uuidString(b [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-// diskID is the MBR disk signature.
-func (id identity) diskID() uint32 {
-	b := id.bytes("disk")
-	return binary.LittleEndian.Uint32(b[:4])
-}
-
-// partUUID is the PARTUUID of partition i (0-based) as the kernel's root= expects it.
-func (id identity) partUUID(table string, i int) string {
-	if table == "mbr" {
-		return fmt.Sprintf("%08x-%02x", id.diskID(), i+1)
-	}
-	return uuidString(id.bytes(fmt.Sprint("partition ", i)))
-}
-
-func (id identity) fsUUID() string { return uuidString(id.bytes("ext4")) }
-
-// CheckSize checks that an image of size bytes (0: sized to its contents) holds the
-// layout's partitions and tables with room for at least an empty sysroot: what can be
-// known before the sysroot is deployed and its real size known.
-func CheckSize(l Layout, size int64) error {
-	if err := l.Validate(); err != nil {
-		return fmt.Errorf("layout: %w", err)
-	}
-	sysIdx := slices.IndexFunc(l.Partitions, func(p Partition) bool { return p.FS == "sysroot" })
-	_, _, err := place(l, sysIdx, ext4.WriteSize(&ext4.Inode{Mode: ostree.ModeDir | 0o755}), size)
-	return err
-}
-
-// place computes the partitions' extents and the image size.
-func place(l Layout, sysIdx int, need, imageSize int64) ([]Extent, int64, error) {
-	align := l.align()
-	end := int64(sector)
-	tail := int64(0)
-	if l.Table == "gpt" {
-		end, tail = gptReserved, gptReserved-sector
-	}
-	ext := make([]Extent, len(l.Partitions))
-	for i, p := range l.Partitions {
-		start := int64(p.Offset)
-		if start == 0 {
-			start = roundUp(max(end, align), align)
-		} else if start < end {
-			return nil, 0, fmt.Errorf("partition %s: offset %s overlaps what precedes it (which ends at %d)", p.Name, p.Offset, end)
-		}
-		size := int64(p.Size)
-		if i == sysIdx {
-			switch {
-			case size > 0:
-			case imageSize > 0 && i == len(l.Partitions)-1:
-				size = (imageSize - tail - start) &^ 4095
-				if size < need {
-					left := "no room"
-					if size > 0 {
-						left = humanSize(size)
-					}
-					return nil, 0, fmt.Errorf("image size %s leaves %s for partition %s, which starts at %s: too small for the sysroot, which needs %s",
-						humanSize(imageSize), left, p.Name, humanSize(start), humanSize(need))
-				}
-			default:
-				// Room for an update as large as the system itself.
-				size = roundUp(2*need+64<<20, align)
-			}
-			if size < need {
-				return nil, 0, fmt.Errorf("partition %s: %s is too small for the sysroot, which needs %s", p.Name, humanSize(size), humanSize(need))
-			}
-		}
-		ext[i] = Extent{Name: p.Name, FS: p.FS, Start: start, Size: size}
-		end = start + size
-	}
-	total := roundUp(end+tail, sector)
-	if imageSize == 0 {
-		imageSize = roundUp(total, 1<<20)
-	} else if imageSize < total {
-		return nil, 0, fmt.Errorf("image size %s is too small for the layout, which needs %s", humanSize(imageSize), humanSize(total))
-	}
-	if l.Table == "mbr" && imageSize > 0xffffffff*sector {
-		return nil, 0, fmt.Errorf("image size %s is too large for an MBR (2 TiB); use table: gpt", humanSize(imageSize))
-	}
-	return ext, imageSize, nil
-}
-
-func roundUp(n, m int64) int64 { return (n + m - 1) / m * m }
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-}
-
-// checkOverlaps checks that no two regions of the image (partition table, partitions,
-// raw blobs) overlap and that all lie inside the image.
-func checkOverlaps(table string, r *Result) error {
-	type region struct {
-		what       string
-		start, end int64
-	}
-	regions := []region{{"the MBR", 0, sector}}
-	if table == "gpt" {
-		regions = []region{{"the primary GPT", 0, gptReserved}, {"the backup GPT", r.Size - gptReserved + sector, r.Size}}
-	}
-	for _, p := range r.Partitions {
-		regions = append(regions, region{"partition " + p.Name, p.Start, p.Start + p.Size})
-	}
-	for _, b := range r.Raw {
-		regions = append(regions, region{"raw blob " + b.Name, b.Start, b.Start + b.Size})
-	}
-	slices.SortStableFunc(regions, func(a, b region) int { return cmp.Compare(a.start, b.start) })
-	for i, a := range regions {
-		if a.end > r.Size {
-			return fmt.Errorf("%s (%d-%d) ends beyond the image (%d bytes)", a.what, a.start, a.end, r.Size)
-		}
-		if i > 0 && regions[i-1].end > a.start {
-			b := regions[i-1]
-			return fmt.Errorf("%s (bytes %d-%d) overlaps %s (bytes %d-%d)", a.what, a.start, a.end, b.what, b.start, b.end)
-		}
-	}
-	return nil
-}
-
-// writeTable writes the partition table (and, for MBR, the disk signature).
-func writeTable(f *os.File, l Layout, r *Result, ids identity) error {
-	if l.Table == "mbr" {
-		t := &mbr.Table{LogicalSectorSize: sector, PhysicalSectorSize: sector}
-		for i, p := range r.Partitions {
-			typ, _ := partitionType(l.Table, l.Partitions[i])
-			t.Partitions = append(t.Partitions, &mbr.Partition{
-				Index: i + 1, Bootable: l.Partitions[i].Bootable, Type: mbr.Type(typ[0]),
-				Start: uint32(p.Start / sector), Size: uint32(p.Size / sector),
-			})
-		}
-		if err := t.Write(f, r.Size); err != nil {
-			return err
-		}
-		_, err := f.WriteAt(binary.LittleEndian.AppendUint32(nil, ids.diskID()), 440)
-		return err
-	}
-	t := &gpt.Table{LogicalSectorSize: sector, PhysicalSectorSize: sector, ProtectiveMBR: true, GUID: uuidString(ids.bytes("gpt"))}
-	for i, p := range r.Partitions {
-		typ, _ := partitionType(l.Table, l.Partitions[i])
-		var attrs uint64
-		if l.Partitions[i].Bootable {
-			attrs = 1 << 2 // legacy BIOS bootable
-		}
-		t.Partitions = append(t.Partitions, &gpt.Partition{
-			Index: i + 1, Start: uint64(p.Start / sector), End: uint64((p.Start+p.Size)/sector - 1), Size: uint64(p.Size),
-			Type: gpt.Type(typ), Name: p.Name, GUID: p.UUID, Attributes: attrs,
-		})
-	}
-	return t.Write(f, r.Size)
-}
-
-// rawBlob is a resolved raw blob.
-type rawBlob struct {
-	data []byte
-	size int64
-}
-
-func resolveRaw(dir string, raws []Raw) ([]rawBlob, error) {
-	var out []rawBlob
-	for _, r := range raws {
-		data, err := os.ReadFile(filepath.Join(dir, r.Source))
-		if err != nil {
-			return nil, fmt.Errorf("boot files: raw blob: %w", err)
-		}
-		out = append(out, rawBlob{data, int64(len(data))})
-	}
-	return out, nil
-}
-
-// resolveFiles lists the files of each FAT partition (indexed like l.Partitions),
-// including the boot script.
-func resolveFiles(dir string, l Layout, sysIdx int) ([][]fat.File, error) {
-	out := make([][]fat.File, len(l.Partitions))
-	for i, p := range l.Partitions {
-		for _, f := range p.Files {
-			files, err := expand(dir, f)
-			if err != nil {
-				return nil, fmt.Errorf("boot files for partition %s: %w", p.Name, err)
-			}
-			out[i] = append(out[i], files...)
-		}
-		if p.BootScript {
-			cmd, arch := l.BootCommand, "arm64"
-			if cmd == "" {
-				cmd = "booti"
-			} else if cmd == "bootz" {
-				arch = "arm"
-			}
-			text := bootscript.Script(bootscript.ScriptOptions{
-				RootPart: fmt.Sprintf("${devtype} ${devnum}:%d", sysIdx+1),
-				BootPart: fmt.Sprintf("${devtype} ${devnum}:%d", i+1),
-				Command:  cmd,
-			})
-			var buf bytes.Buffer
-			if err := bootscript.Encode(&buf, text, bootscript.Options{Name: "ota boot script", Arch: arch}); err != nil {
-				return nil, err
-			}
-			out[i] = append(out[i], fat.File{Path: "boot.scr", Data: buf.Bytes()})
-		}
-	}
-	return out, nil
-}
-
-// expand resolves one File entry against the boot files directory.
-func expand(dir string, f File) ([]fat.File, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, filepath.FromSlash(f.Source)))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.Source, err)
-	}
-	if len(matches) == 0 {
-		switch {
-		case f.Default != nil:
-			return []fat.File{{Path: dest(f, path.Base(f.Source)), Data: []byte(*f.Default)}}, nil
-		case f.Optional:
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%s not found in %s", f.Source, dir)
-	}
-	var out []fat.File
-	for _, m := range matches {
-		st, err := os.Stat(m)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			out = append(out, fat.File{Path: dest(f, filepath.Base(m)), Source: m})
-			continue
-		}
-		base := dest(f, filepath.Base(m))
-		err = filepath.WalkDir(m, func(p string, e fs.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			rel, _ := filepath.Rel(m, p)
-			out = append(out, fat.File{Path: path.Join(base, filepath.ToSlash(rel)), Source: p})
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// dest is where a source file named base goes in the partition.
-func dest(f File, base string) string {
-	switch {
-	case f.Dest == "":
-		return base
-	case strings.HasSuffix(f.Dest, "/"):
-		if strings.TrimSuffix(f.Dest, "/") == base {
-			return base // a directory copied under its own name
-		}
-		return path.Join(f.Dest, base)
-	}
-	return f.Dest
 }
 
 // allocated returns the bytes a (sparse) file occupies on disk.
