@@ -465,8 +465,8 @@ func (g *generator) prepareOne(o object) (item, error) {
 	if oh.IsSymlink() || !similar || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
 		return it, nil
 	}
-	// The suffix array takes four bytes per old byte: bound what concurrent diffs hold.
-	release := g.diffMemory.acquire(5*int64(len(odata)) + 2*int64(len(data)))
+	// The index of old takes up to ten bytes per old byte: bound what concurrent diffs hold.
+	release := g.diffMemory.acquire(11*int64(len(odata)) + 2*int64(len(data)))
 	patch, err := bsdiff.Diff(odata, data)
 	release()
 	if err != nil {

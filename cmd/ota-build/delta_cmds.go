@@ -40,7 +40,7 @@ func deltaFlags() []cli.Flag {
 const xzUsage = "xz `ENCODER` of the parts: auto (the xz command in $PATH, else the built-in one), builtin (the same bytes on every host), or the path of an xz command; --json names the one used"
 
 // generationMemory is the soft memory limit of delta generation: the garbage collector
-// works harder instead of letting the heap double past the suffix arrays of large diffs.
+// works harder instead of letting the heap double past the indexes of large diffs.
 // GOMEMLIMIT overrides it.
 const generationMemory = 192 << 20
 
