@@ -470,8 +470,8 @@ func (g *generator) prepareOne(o object) (item, error) {
 	if oh.IsSymlink() || !similar || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
 		return it, nil
 	}
-	// The index of old takes up to ten bytes per old byte: bound what concurrent diffs hold.
-	release := g.diffMemory.acquire(11*int64(len(odata)) + 2*int64(len(data)))
+	// The index of old takes up to eight bytes per old byte: bound what concurrent diffs hold.
+	release := g.diffMemory.acquire(9*int64(len(odata)) + 2*int64(len(data)))
 	patch, err := bsdiff.Diff(odata, data)
 	release()
 	if err != nil {

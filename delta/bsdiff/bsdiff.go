@@ -42,7 +42,7 @@ const ctrlSize = 24
 // reproduces new from it.
 //
 // Diff holds an index of old, 5 to 6 bytes a byte of old, while it runs,
-// and building it takes 4 more. The patch itself is len(new) bytes plus 24
+// and building it takes 2 more. The patch itself is len(new) bytes plus 24
 // bytes a record. Diff fails only if old is larger than MaxOldSize.
 func Diff(old, new []byte) ([]byte, error) {
 	if len(old) > MaxOldSize {
@@ -234,14 +234,15 @@ const topBits = 8
 // each pass writes to few places at once or within a table that fits in a
 // cache, where a hash table filled position by position misses the cache at
 // every position (that took as long as the diff itself). It leaves 4 bytes a
-// position and a table of 1 to 2, and holds 4 more while it runs.
+// position and a table of 1 to 2, and holds 2 more while it runs. Texts over 64 MiB
+// get more than four positions a hash: the second pass sorts by 16 bits at most.
 func newSeedIndex(text []byte) seedIndex {
 	n := len(text) - seedLen + 1
 	if n <= 0 {
 		return seedIndex{}
 	}
-	hb := max(topBits, min(28, bits.Len(uint(n))-2)) // two to four positions a hash
-	low := hb - topBits                              // the second pass sorts by the low bits
+	hb := max(topBits, min(topBits+16, bits.Len(uint(n))-2)) // two to four positions a hash
+	low := hb - topBits                                      // the second pass sorts by the low bits
 	x := seedIndex{shift: uint(64 - hb), pos: make([]int32, n), start: make([]int32, 1<<hb+1)}
 	// First pass: partition by the top bits, keeping the order; lows holds
 	// each position's low bits, so that the second pass no longer reads text.
@@ -254,11 +255,11 @@ func newSeedIndex(text []byte) seedIndex {
 	}
 	next := part
 	mask := uint64(1)<<low - 1
-	lows := make([]uint32, n)
+	lows := make([]uint16, n)
 	for p := range n {
 		h := x.hash(text[p:])
 		i := next[h>>low]
-		x.pos[i], lows[i] = int32(p), uint32(h&mask)
+		x.pos[i], lows[i] = int32(p), uint16(h&mask)
 		next[h>>low]++
 	}
 	// Second pass: sort each partition by the low bits, from a copy.
