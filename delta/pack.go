@@ -146,12 +146,12 @@ const (
 // smaller (by a tenth to a fifth of a percent) in little time.
 const splitMinSize = 8 << 20
 
-// halfChunk is how far, in estimated cost (see denseBytes), the half that takes the files
+// halfChunk is how far, in estimated cost (see xzCost), the half that takes the files
 // may get ahead of the other before the next files go to the other: files that come
-// together (from one package) compress better together. With 1 MB the halves of the
-// bench/ tiny delta took 1.6 and 1.3 s of xz; with every file to the cheaper half, the
-// delta was 0.7% larger.
-const halfChunk = 1 << 20
+// together (from one package) compress better together. With 256 KiB the halves of the
+// bench/ tiny delta took 1.36 and 1.35 s of xz (with 1 MiB, 1.6 and 1.2 s, 0.1% smaller);
+// with every file to the cheaper half, the delta was 0.7% larger.
+const halfChunk = 256 << 10
 
 // planParts reads the headers of the files the delta holds, in order, and returns their
 // mode and xattr tables and an estimate of the payload of all its objects (from their
