@@ -160,14 +160,19 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	if opts.Progress == nil {
 		opts.Progress = progress.Discard
 	}
-	var enc *xzEncoder
-	encoder := "none"
-	if !opts.Uncompressed {
-		var err error
-		if enc, err = newXZEncoder(ctx, opts.XZ); err != nil {
-			return nil, err
-		}
-		encoder = enc.name
+	// The xz command's --version (tens of milliseconds) runs while the commits are read.
+	type encoderOrError struct {
+		enc *xzEncoder
+		err error
+	}
+	probe := make(chan encoderOrError, 1)
+	if opts.Uncompressed {
+		probe <- encoderOrError{}
+	} else {
+		go func() {
+			enc, err := newXZEncoder(ctx, opts.XZ)
+			probe <- encoderOrError{enc, err}
+		}()
 	}
 	toCommit, commitBytes, err := repo.ReadCommit(opts.To)
 	if err != nil {
@@ -213,6 +218,14 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		}
 	}
 	files = append(patchable, files...)
+	e := <-probe
+	if e.err != nil {
+		return nil, e.err
+	}
+	enc, encoder := e.enc, "none"
+	if enc != nil {
+		encoder = enc.name
+	}
 
 	// Parts are written to a directory in the repository's tmp/ that the next generation
 	// removes if this one is killed.
