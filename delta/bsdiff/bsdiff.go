@@ -217,10 +217,15 @@ const seedLen = 8
 
 // seedIndex lists the positions of a text by the hash of the seedLen bytes there
 // (their seed): those whose seed hashes to h are pos[start[h]:start[h+1]], in
-// increasing order.
+// increasing order. Positions whose seed is one byte repeated are not listed.
 type seedIndex struct {
 	start, pos []int32
 	shift      uint
+}
+
+// runSeed reports whether the seed at the start of b is one byte repeated.
+func runSeed(b []byte) bool {
+	return binary.LittleEndian.Uint64(b) == uint64(b[0])*0x0101010101010101
 }
 
 func (x *seedIndex) hash(b []byte) uint64 {
@@ -236,6 +241,7 @@ const topBits = 8
 // every position (that took as long as the diff itself). It leaves 4 bytes a
 // position and a table of 1 to 2, and holds 2 more while it runs. Texts over 64 MiB
 // get more than four positions a hash: the second pass sorts by 16 bits at most.
+// Seeds of one repeated byte are left out: search anchors runs at their end.
 func newSeedIndex(text []byte) seedIndex {
 	n := len(text) - seedLen + 1
 	if n <= 0 {
@@ -243,20 +249,26 @@ func newSeedIndex(text []byte) seedIndex {
 	}
 	hb := max(topBits, min(topBits+16, bits.Len(uint(n))-2)) // two to four positions a hash
 	low := hb - topBits                                      // the second pass sorts by the low bits
-	x := seedIndex{shift: uint(64 - hb), pos: make([]int32, n), start: make([]int32, 1<<hb+1)}
+	x := seedIndex{shift: uint(64 - hb), start: make([]int32, 1<<hb+1)}
 	// First pass: partition by the top bits, keeping the order; lows holds
 	// each position's low bits, so that the second pass no longer reads text.
 	var part [1<<topBits + 1]int32
 	for p := range n {
-		part[x.hash(text[p:])>>low+1]++
+		if !runSeed(text[p:]) {
+			part[x.hash(text[p:])>>low+1]++
+		}
 	}
 	for k := 1; k < len(part); k++ {
 		part[k] += part[k-1]
 	}
+	x.pos = make([]int32, part[len(part)-1])
 	next := part
 	mask := uint64(1)<<low - 1
-	lows := make([]uint16, n)
+	lows := make([]uint16, len(x.pos))
 	for p := range n {
+		if runSeed(text[p:]) {
+			continue
+		}
 		h := x.hash(text[p:])
 		i := next[h>>low]
 		x.pos[i], lows[i] = int32(p), uint16(h&mask)
