@@ -83,10 +83,17 @@ func diff(old, new []byte) []byte {
 		// backwards (lenb) while at least half the bytes agree.
 		s, Sf, lenf := 0, 0, 0
 		for i := 0; lastscan+i < scan && lastpos+i < oldsize; {
-			if old[lastpos+i] == new[lastscan+i] {
-				s++
+			// Eight equal bytes at once: the score rises at each, so only the
+			// last can be the best.
+			if lastscan+i+8 <= scan && lastpos+i+8 <= oldsize &&
+				binary.LittleEndian.Uint64(old[lastpos+i:]) == binary.LittleEndian.Uint64(new[lastscan+i:]) {
+				s, i = s+8, i+8
+			} else {
+				if old[lastpos+i] == new[lastscan+i] {
+					s++
+				}
+				i++
 			}
-			i++
 			if s*2-i > Sf*2-lenf {
 				Sf, lenf = s, i
 			}
@@ -188,6 +195,7 @@ type matcher struct {
 	old, new         []byte
 	oldRuns, newRuns runs
 	index            seedIndex
+	prefetched       int32
 	// longestRun holds the start of the longest run of each byte in oldRuns,
 	// or -1.
 	longestRun [256]int
@@ -353,6 +361,11 @@ func (mt *matcher) candidates(q, back, pos, n int) (int, int) {
 	rest := len(new) - q
 	h := x.hash(new[q+back:])
 	cands := x.pos[x.start[h]:x.start[h+1]]
+	// The scan searches at the next position next, mostly: start loading its
+	// bucket while this one's candidates are compared.
+	if q+back+1+seedLen <= len(new) {
+		mt.prefetched += x.start[x.hash(new[q+back+1:])]
+	}
 	for _, c := range cands[max(0, len(cands)-maxCandidates):] {
 		p := int(c) - back
 		m := min(len(old)-p, rest)
@@ -428,9 +441,16 @@ func findRuns(b []byte) runs {
 		if b[j] != b[j+h] {
 			continue
 		}
-		s, e := j, j+1
+		// Eight bytes at a time, then one.
+		s, e, w := j, j+1, uint64(b[j])*0x0101010101010101
+		for s >= 8 && binary.LittleEndian.Uint64(b[s-8:]) == w {
+			s -= 8
+		}
 		for s > 0 && b[s-1] == b[j] {
 			s--
+		}
+		for e+8 <= len(b) && binary.LittleEndian.Uint64(b[e:]) == w {
+			e += 8
 		}
 		for e < len(b) && b[e] == b[j] {
 			e++
