@@ -332,7 +332,7 @@ type item struct {
 	size     uint64 // content size
 	base     *ostree.Checksum
 	fallback bool
-	// cost estimates what compressing data costs (see xzCost).
+	// cost estimates what compressing data costs (see xzCost), when the packer splits.
 	cost int
 }
 
@@ -380,7 +380,9 @@ func (g *generator) run(meta, files []object) error {
 			}
 			for w := range work {
 				w.p.item, w.p.err = g.prepareOne(w.o)
-				w.p.cost = xzCost(w.p.data)
+				if pk.split {
+					w.p.cost = xzCost(w.p.data)
+				}
 				close(w.p.done)
 			}
 		}()
