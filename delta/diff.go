@@ -1,7 +1,9 @@
 package delta
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"path"
 	"sort"
 	"strings"
@@ -60,8 +62,8 @@ func (g *generator) prepareOne(o object) (item, error) {
 	if oh.IsSymlink() || !similar || uint64(len(odata)+len(data)) > g.opts.MaxBsdiffSize {
 		return it, nil
 	}
-	// The suffix array takes four bytes per old byte: bound what concurrent diffs hold.
-	release := g.diffMemory.acquire(5*int64(len(odata)) + 2*int64(len(data)))
+	// The index of old takes up to eight bytes per old byte: bound what concurrent diffs hold.
+	release := g.diffMemory.acquire(9*int64(len(odata)) + 2*int64(len(data)))
 	patch, err := bsdiff.Diff(odata, data)
 	release()
 	if err != nil {
@@ -70,20 +72,51 @@ func (g *generator) prepareOne(o object) (item, error) {
 	// Parts are compressed as a whole; compare what each choice costs compressed. A patch
 	// that deflates smaller wins: xz compresses patches (mostly runs of zeros) better still
 	// (demanding a tenth less made all three bench/ deltas 0.2-0.7% larger).
-	if compressedSize(patch) < compressedSize(data) {
+	// The file's deflation stops once it is larger than the patch's: the patch wins.
+	pc := compressedSize(patch, math.MaxInt)
+	if compressedSize(data, pc) > pc {
 		it.data, it.base = patch, &old
 	}
 	return it, nil
 }
 
-// compressedSize estimates how well data compresses, quickly.
-func compressedSize(data []byte) int {
-	var n countWriter
-	w, _ := flate.NewWriter(&n, flate.BestSpeed)
-	w.Write(data)
-	w.Close()
-	return int(n)
+// compressedSize estimates how well data compresses, quickly. It may stop once the
+// estimate exceeds limit, and then returns more than limit.
+func compressedSize(data []byte, limit int) int {
+	n := limitWriter{limit: limit}
+	w := deflaters.Get().(*flate.Writer)
+	defer deflaters.Put(w)
+	w.Reset(&n)
+	// The data goes in pieces: the deflater returns the writer's error after a block.
+	for len(data) > 0 && n.n <= limit {
+		k := min(len(data), 256<<10)
+		w.Write(data[:k])
+		data = data[k:]
+	}
+	if n.n <= limit {
+		w.Close()
+	}
+	return n.n
 }
+
+// deflaters holds idle deflaters of compressedSize; one takes a megabyte to set up.
+var deflaters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+// limitWriter counts what it is given, and fails once that is more than limit.
+type limitWriter struct{ n, limit int }
+
+func (c *limitWriter) Write(p []byte) (int, error) {
+	c.n += len(p)
+	if c.n > c.limit {
+		return len(p), errLimit
+	}
+	return len(p), nil
+}
+
+var errLimit = errors.New("over the limit")
 
 type countWriter int
 

@@ -201,8 +201,8 @@ type payload struct {
 	// blobFile, when set, holds the blob instead (a part spooled to disk: spoolPart).
 	blobFile *io.SectionReader
 	ops      []byte
-	// patches is set on parts that hold bsdiff patches (and nothing else) when generating.
-	patches bool
+	// preset is the xz preset of the part when generating.
+	preset preset
 }
 
 // serialized returns a reader of the payload serialised as payloadType, in normal form,
@@ -303,12 +303,12 @@ func decodePart(part []byte, maxSize uint64) (*payload, error) {
 // writePart writes to w the part file of a payload whose blob is read from blob (n bytes),
 // compressed by enc (nil: not compressed).
 func writePart(ctx context.Context, w io.Writer, p *payload, blob io.Reader, n int64, enc *xzEncoder) error {
-	return compressPart(ctx, w, p.serialized(blob, n), p.patches, enc)
+	return compressPart(ctx, w, p.serialized(blob, n), p.preset, enc)
 }
 
 // compressPart writes to w the part file of the serialised payload raw, compressed by enc
-// (nil: not compressed) with the preset of patches or of whole objects.
-func compressPart(ctx context.Context, w io.Writer, raw io.Reader, patches bool, enc *xzEncoder) error {
+// (nil: not compressed) with an xz preset.
+func compressPart(ctx context.Context, w io.Writer, raw io.Reader, pr preset, enc *xzEncoder) error {
 	if enc == nil {
 		if _, err := w.Write([]byte{CompressionNone}); err != nil {
 			return err
@@ -316,7 +316,7 @@ func compressPart(ctx context.Context, w io.Writer, raw io.Reader, patches bool,
 		_, err := io.Copy(w, raw)
 		return err
 	}
-	return enc.compress(ctx, w, raw, patches)
+	return enc.compress(ctx, w, raw, pr)
 }
 
 // putUvarint appends an LEB128 varint.

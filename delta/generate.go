@@ -154,14 +154,19 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	if opts.Progress == nil {
 		opts.Progress = progress.Discard
 	}
-	var enc *xzEncoder
-	encoder := "none"
-	if !opts.Uncompressed {
-		var err error
-		if enc, err = newXZEncoder(ctx, opts.XZ); err != nil {
-			return nil, err
-		}
-		encoder = enc.name
+	// The xz command's --version (tens of milliseconds) runs while the commits are read.
+	type encoderOrError struct {
+		enc *xzEncoder
+		err error
+	}
+	probe := make(chan encoderOrError, 1)
+	if opts.Uncompressed {
+		probe <- encoderOrError{}
+	} else {
+		go func() {
+			enc, err := newXZEncoder(ctx, opts.XZ)
+			probe <- encoderOrError{enc, err}
+		}()
 	}
 	toCommit, commitBytes, err := repo.ReadCommit(opts.To)
 	if err != nil {
@@ -207,6 +212,14 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		}
 	}
 	files = append(patchable, files...)
+	e := <-probe
+	if e.err != nil {
+		return nil, e.err
+	}
+	enc, encoder := e.enc, "none"
+	if enc != nil {
+		encoder = enc.name
+	}
 
 	// Parts are written to a directory in the repository's tmp/ that the next generation
 	// removes if this one is killed.
@@ -313,6 +326,8 @@ type item struct {
 	size     uint64 // content size
 	base     *ostree.Checksum
 	fallback bool
+	// cost estimates what compressing data costs (see xzCost), when the packer splits.
+	cost int
 }
 
 // pending is an item being prepared by a worker.
@@ -336,7 +351,8 @@ func (g *generator) run(meta, files []object) error {
 		return err
 	}
 	// Two parts may be open at once, one of each kind.
-	pk := packer{g: g, tables: tables, single: size <= g.opts.MaxPartSize, slots: make(chan struct{}, max(n, 2))}
+	single := size <= g.opts.MaxPartSize
+	pk := packer{g: g, tables: tables, single: single, split: single && size >= splitMinSize, slots: make(chan struct{}, max(n, 2))}
 	// A wide window keeps every worker busy while one diffs a large file.
 	ordered := make(chan *pending, 8*n)
 	work := make(chan struct {
@@ -350,9 +366,17 @@ func (g *generator) run(meta, files []object) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			yieldToCompressors()
+			// Two halves compress on two cores at once: the diffs that feed them must
+			// not wait for them (tiny tree: 4.4 s of wall time rather than 5.1 on a busy
+			// machine, same CPU time).
+			if !pk.split {
+				yieldToCompressors()
+			}
 			for w := range work {
 				w.p.item, w.p.err = g.prepareOne(w.o)
+				if pk.split {
+					w.p.cost = xzCost(w.p.data)
+				}
 				close(w.p.done)
 			}
 		}()

@@ -40,14 +40,23 @@ func deltaFlags() []cli.Flag {
 const xzUsage = "xz `ENCODER` of the parts: auto (the xz command in $PATH, else the built-in one), builtin (the same bytes on every host), or the path of an xz command; --json names the one used"
 
 // generationMemory is the soft memory limit of delta generation: the garbage collector
-// works harder instead of letting the heap double past the suffix arrays of large diffs.
+// works harder instead of letting the heap double past the indexes of large diffs.
 // GOMEMLIMIT overrides it.
 const generationMemory = 192 << 20
+
+// generationGC is the GOGC of delta generation: its large allocations (files, patches,
+// the index of each diff) live for one diff, so the heap grows by what the collector lets
+// garbage take. At 50 rather than 100 the bench/ tiny delta's peak RSS was 104 MB rather
+// than 141, for the same CPU time: the live heap holds few pointers to scan. GOGC overrides it.
+const generationGC = 50
 
 // deltaOptions opens the repository and reads the generation flags delta and bundle share.
 func deltaOptions(c *cli.Context) (*ostree.Repo, delta.Options, error) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(generationMemory)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(generationGC)
 	}
 	for _, f := range []string{"repo", "to"} {
 		if c.String(f) == "" {

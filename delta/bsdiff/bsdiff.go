@@ -16,10 +16,10 @@
 // complete; its size is stored elsewhere (in a delta, by the open operation
 // before the patch).
 //
-// Diff implements Colin Percival's bsdiff algorithm with the heuristics of
-// that library, so its patches are byte for byte the ones OSTree produces,
-// but builds the suffix array with induced sorting (SA-IS), in linear time,
-// rather than with qsufsort.
+// Diff implements Colin Percival's bsdiff algorithm with the scan loop of
+// that library, but finds matches with a hash index of the old file's 8-byte
+// seeds rather than a suffix array (see search): about as small patches,
+// though not byte for byte OSTree's, for a fraction of the time.
 package bsdiff
 
 import (
@@ -30,8 +30,8 @@ import (
 	"slices"
 )
 
-// MaxOldSize is the largest old file Diff accepts: its suffix array, which
-// has an entry for every suffix including the empty one, holds int32s.
+// MaxOldSize is the largest old file Diff accepts: its index holds int32
+// positions.
 const MaxOldSize = math.MaxInt32 - 1
 
 // ctrlSize is the size of a record's x, y, z header.
@@ -41,34 +41,28 @@ const ctrlSize = 24
 // format described in the package documentation. Patch(old, p, len(new))
 // reproduces new from it.
 //
-// Diff holds a suffix array of old, 4*(len(old)+1) bytes, while it runs;
-// building it takes a few bucket arrays on top, usually far smaller than
-// the suffix array. The patch itself is len(new) bytes plus 24 bytes a
-// record. Diff fails only if old is larger than MaxOldSize.
+// Diff holds an index of old, 5 to 6 bytes a byte of old, while it runs,
+// and building it takes 2 more. The patch itself is len(new) bytes plus 24
+// bytes a record. Diff fails only if old is larger than MaxOldSize.
 func Diff(old, new []byte) ([]byte, error) {
 	if len(old) > MaxOldSize {
 		return nil, fmt.Errorf("bsdiff: old file is %d bytes, more than the %d supported", len(old), MaxOldSize)
 	}
-	// I is the suffix array of old including the empty suffix, which sorts
-	// first: the same array as the one qsufsort builds.
-	I := make([]int32, len(old)+1)
-	I[0] = int32(len(old))
-	suffixSort(old, I[1:])
-	return diff(I, old, new), nil
+	return diff(old, new), nil
 }
 
 // diff is the scan loop of bsdiff_internal in mendsley/bsdiff's bsdiff.c,
-// with the same variable names; I is the suffix array of old.
-func diff(I []int32, old, new []byte) []byte {
+// with the same variable names.
+func diff(old, new []byte) []byte {
 	oldsize, newsize := len(old), len(new)
-	mt := newMatcher(I, old, new)
+	mt := newMatcher(old, new)
 	out := make([]byte, 0, newsize+newsize/64+4*ctrlSize)
 	var scan, pos, length, lastscan, lastpos, lastoffset int
 	for scan < newsize {
 		oldscore := 0
 		scan += length
 		for scsc := scan; scan < newsize; scan++ {
-			pos, length = mt.search(scan)
+			pos, length = mt.search(scan, scan+lastoffset)
 			for ; scsc < scan+length; scsc++ {
 				if scsc+lastoffset < oldsize && old[scsc+lastoffset] == new[scsc] {
 					oldscore++
@@ -89,10 +83,17 @@ func diff(I []int32, old, new []byte) []byte {
 		// backwards (lenb) while at least half the bytes agree.
 		s, Sf, lenf := 0, 0, 0
 		for i := 0; lastscan+i < scan && lastpos+i < oldsize; {
-			if old[lastpos+i] == new[lastscan+i] {
-				s++
+			// Eight equal bytes at once: the score rises at each, so only the
+			// last can be the best.
+			if lastscan+i+8 <= scan && lastpos+i+8 <= oldsize &&
+				binary.LittleEndian.Uint64(old[lastpos+i:]) == binary.LittleEndian.Uint64(new[lastscan+i:]) {
+				s, i = s+8, i+8
+			} else {
+				if old[lastpos+i] == new[lastscan+i] {
+					s++
+				}
+				i++
 			}
-			i++
 			if s*2-i > Sf*2-lenf {
 				Sf, lenf = s, i
 			}
@@ -187,126 +188,212 @@ func readOff(b []byte) int64 {
 	return x
 }
 
-// matcher finds the matches of diff's scan: I is the suffix array of old,
-// oldRuns and newRuns list the long runs of one repeated byte in old and new,
-// and top holds the first probes of every search (see probeTree).
+// matcher finds the matches of diff's scan: oldRuns and newRuns list the long
+// runs of one repeated byte in old and new, index the positions of old by
+// their seeds (see search).
 type matcher struct {
-	I                []int32
 	old, new         []byte
 	oldRuns, newRuns runs
-	top              []probe
+	index            seedIndex
+	prefetched       int32
+	// longestRun holds the start of the longest run of each byte in oldRuns,
+	// or -1.
+	longestRun [256]int
 }
 
-func newMatcher(I []int32, old, new []byte) *matcher {
-	return &matcher{I: I, old: old, new: new, oldRuns: findRuns(old), newRuns: findRuns(new), top: probeTree(I, old)}
-}
+// maxCandidates bounds how many positions of old search tries for one seed: a
+// seed of a run of zeros may start at a good part of a binary's positions.
+const maxCandidates = 64
 
-// probe is a suffix search may probe: x indexes I, pos is I[x] and prefix
-// holds the suffix's first 8 bytes, big-endian (so that comparing prefixes
-// compares the suffixes' starts), zero-padded when it is shorter.
-type probe struct {
-	prefix uint64
-	x, pos int32
-}
-
-// topLevels is how many levels of the binary search probeTree holds at most:
-// 65,535 probes, 1 MiB, for an old file of 4 MiB or more.
-const topLevels = 16
-
-// probeTree returns the suffixes the first topLevels steps of search probe,
-// as a binary tree in an array (the children of node i are 2i+1 and 2i+2).
-// Every search starts with the same probes, whose suffixes lie all over old
-// and I: compared through this small array, they no longer wait for memory
-// at every step.
-func probeTree(I []int32, old []byte) []probe {
-	// At most 16 bytes of tree for 64 bytes of suffix array.
-	levels := max(0, min(topLevels, bits.Len(uint(len(I)))-4))
-	t := make([]probe, 1<<levels-1)
-	var fill func(node, st, en int)
-	fill = func(node, st, en int) {
-		if node >= len(t) || en-st < 2 {
-			return
-		}
-		x := st + (en-st)/2
-		var b [8]byte
-		copy(b[:], old[I[x]:])
-		t[node] = probe{prefix: binary.BigEndian.Uint64(b[:]), x: int32(x), pos: I[x]}
-		fill(2*node+1, st, x)
-		fill(2*node+2, x, en)
+func newMatcher(old, new []byte) *matcher {
+	mt := &matcher{old: old, new: new, oldRuns: findRuns(old), newRuns: findRuns(new), index: newSeedIndex(old)}
+	var longest [256]int
+	for b := range mt.longestRun {
+		mt.longestRun[b] = -1
 	}
-	fill(0, 0, len(I)-1)
-	return t
+	for j, s := range mt.oldRuns.start {
+		if b, l := old[s], mt.oldRuns.end[j]-s; l > longest[b] {
+			longest[b], mt.longestRun[b] = l, s
+		}
+	}
+	return mt
 }
 
-// search finds a longest match of a prefix of new[q:] among the suffixes of
-// old, by binary search over the suffix array I, exactly as bsdiff's
-// search(I, old, oldsize, new+q, newsize-q, 0, oldsize, &pos) does: it
-// probes the same suffixes, each comparison has the same outcome, and on
-// ties it picks the same position.
+// seedLen is the length of the seeds that index old: every match of more than
+// seedLen bytes starts with one.
+const seedLen = 8
+
+// seedIndex lists the positions of a text by the hash of the seedLen bytes there
+// (their seed): those whose seed hashes to h are pos[start[h]:start[h+1]], in
+// increasing order. Positions whose seed is one byte repeated are not listed.
+type seedIndex struct {
+	start, pos []int32
+	shift      uint
+}
+
+// runSeed reports whether the seed at the start of b is one byte repeated.
+func runSeed(b []byte) bool {
+	return binary.LittleEndian.Uint64(b) == uint64(b[0])*0x0101010101010101
+}
+
+func (x *seedIndex) hash(b []byte) uint64 {
+	return (binary.LittleEndian.Uint64(b) * 0x9E3779B97F4A7C15) >> x.shift
+}
+
+// topBits is how many of a hash's bits newSeedIndex sorts by in its first pass.
+const topBits = 8
+
+// newSeedIndex indexes text with a two-pass radix sort by hash, top bits first:
+// each pass writes to few places at once or within a table that fits in a
+// cache, where a hash table filled position by position misses the cache at
+// every position (that took as long as the diff itself). It leaves 4 bytes a
+// position and a table of 1 to 2, and holds 2 more while it runs. Texts over 64 MiB
+// get more than four positions a hash: the second pass sorts by 16 bits at most.
+// Seeds of one repeated byte are left out: search anchors runs at their end.
+func newSeedIndex(text []byte) seedIndex {
+	n := len(text) - seedLen + 1
+	if n <= 0 {
+		return seedIndex{}
+	}
+	hb := max(topBits, min(topBits+16, bits.Len(uint(n))-2)) // two to four positions a hash
+	low := hb - topBits                                      // the second pass sorts by the low bits
+	x := seedIndex{shift: uint(64 - hb), start: make([]int32, 1<<hb+1)}
+	// First pass: partition by the top bits, keeping the order; lows holds
+	// each position's low bits, so that the second pass no longer reads text.
+	var part [1<<topBits + 1]int32
+	for p := range n {
+		if !runSeed(text[p:]) {
+			part[x.hash(text[p:])>>low+1]++
+		}
+	}
+	for k := 1; k < len(part); k++ {
+		part[k] += part[k-1]
+	}
+	x.pos = make([]int32, part[len(part)-1])
+	next := part
+	mask := uint64(1)<<low - 1
+	lows := make([]uint16, len(x.pos))
+	for p := range n {
+		if runSeed(text[p:]) {
+			continue
+		}
+		h := x.hash(text[p:])
+		i := next[h>>low]
+		x.pos[i], lows[i] = int32(p), uint16(h&mask)
+		next[h>>low]++
+	}
+	// Second pass: sort each partition by the low bits, from a copy.
+	var buf []int32
+	for k := range 1 << topBits {
+		seg, segLows := x.pos[part[k]:part[k+1]], lows[part[k]:part[k+1]]
+		buf = append(buf[:0], seg...)
+		st := x.start[k<<low : (k+1)<<low+1] // st[len(st)-1] is the next partition's
+		for _, l := range segLows {
+			st[l+1]++
+		}
+		st[0] = part[k]
+		for j := 1; j < len(st); j++ {
+			st[j] += st[j-1]
+		}
+		for i, p := range buf {
+			l := segLows[i]
+			x.pos[st[l]] = p
+			st[l]++
+		}
+		// Placing the positions moved each start to the next one: move back.
+		copy(st[1:], st[:len(st)-1])
+		st[0] = part[k]
+	}
+	return x
+}
+
+// search finds a long match of a prefix of new[q:] in old: the longer of the
+// match at hint, where the previous match of diff's scan continues, and the
+// longest one at the last maxCandidates positions of old whose seed hashes
+// like new[q:q+seedLen]. So it finds every match longer than seedLen (up to
+// its limit in repetitive text) that bsdiff's search of the suffix array of
+// old finds, at a position that may differ when several are as long, and
+// matches at hint of any length. Shorter matches elsewhere, which bsdiff's
+// scan skips anyway (a new record needs a match 8 bytes longer than the one
+// at the current offset), it leaves out. That costs far less than sorting the
+// suffixes of old, and the patches compress alike.
 //
-// bsdiff compares each probed suffix with new[q:] from its first byte.
-// search skips the bytes new[q:] shares with the suffixes at both ends of
-// the interval, which the suffixes in between share too (they sort between
-// them), and compares long runs of one byte by their lengths (see lcp). So
-// a match costs about its length once instead of at every step, and a
-// match inside the long run of zeros that pads many binaries is cheap: the
-// scan searches at every position of such a run, which made diffs of some
-// binaries quadratic in the run's length. The first probes compare prefixes
-// held in mt.top when those differ.
-func (mt *matcher) search(q int) (pos, n int) {
-	I, old, new := mt.I, mt.old, mt.new[q:]
-	st, en := 0, len(I)-1
-	// lcpSt and lcpEn are the common prefix lengths of new with the suffixes
-	// at st and en.
-	lcpSt := mt.lcp(int(I[st]), q, 0, min(len(old)-int(I[st]), len(new)))
-	lcpEn := mt.lcp(int(I[en]), q, 0, min(len(old)-int(I[en]), len(new)))
-	var newPrefix uint64
-	if len(new) >= 8 {
-		newPrefix = binary.BigEndian.Uint64(new)
+// lcp compares long runs of one byte by their lengths: the scan searches at
+// every position of the long run of zeros that pads many binaries, which made
+// diffs of some binaries quadratic in the run's length.
+func (mt *matcher) search(q, hint int) (pos, n int) {
+	old, new := mt.old, mt.new
+	rest := len(new) - q
+	if hint >= 0 && hint < len(old) {
+		pos, n = hint, mt.lcp(hint, q, 0, min(len(old)-hint, rest))
 	}
-	node := 0
-	for en-st >= 2 {
-		var x, p int
-		if node < len(mt.top) {
-			t := &mt.top[node]
-			x, p = int(t.x), int(t.pos)
-			// With 8 bytes on both sides, prefixes that differ decide.
-			if d := t.prefix ^ newPrefix; d != 0 && len(new) >= 8 && len(old)-p >= 8 {
-				if l := bits.LeadingZeros64(d) / 8; t.prefix < newPrefix {
-					st, lcpSt, node = x, l, 2*node+2
-				} else {
-					en, lcpEn, node = x, l, 2*node+1
-				}
-				continue
+	if rest < seedLen || mt.index.pos == nil {
+		return pos, n
+	}
+	// A seed of one repeated byte (zeros, mostly) starts at too many places:
+	// look for the bytes after the run instead, preceded by as long a run.
+	if v := binary.LittleEndian.Uint64(new[q:]); v == uint64(new[q])*0x0101010101010101 {
+		r := mt.runLen(q)
+		if q+r+seedLen <= len(new) {
+			pos, n = mt.candidates(q, r, pos, n)
+		}
+		if n >= r {
+			return pos, n
+		}
+		// Or the longest run of that byte in old, if it is long.
+		if p := mt.longestRun[new[q]]; p >= 0 {
+			if l := mt.lcp(p, q, 0, min(len(old)-p, rest)); l > n {
+				pos, n = p, l
 			}
-		} else {
-			x = st + (en-st)/2
-			p = int(I[x])
 		}
-		o := old[p:]
-		m := min(len(o), len(new))
-		l := min(lcpSt, lcpEn)
-		// Most comparisons end within a word: compare one before calling lcp.
-		if l+8 <= m {
-			if d := binary.LittleEndian.Uint64(o[l:]) ^ binary.LittleEndian.Uint64(new[l:]); d != 0 {
-				l += bits.TrailingZeros64(d) / 8
-			} else {
-				l = mt.lcp(p, q, l+8, m)
+		if n >= r {
+			return pos, n
+		}
+	}
+	return mt.candidates(q, 0, pos, n)
+}
+
+// candidates returns the longer of the match (pos, n) of new[q:] and the
+// longest match at the last maxCandidates positions of old whose seed hashes
+// like new[q+back:], each moved back bytes back.
+func (mt *matcher) candidates(q, back, pos, n int) (int, int) {
+	old, new, x := mt.old, mt.new, &mt.index
+	rest := len(new) - q
+	h := x.hash(new[q+back:])
+	cands := x.pos[x.start[h]:x.start[h+1]]
+	// The scan searches at the next position next, mostly: start loading its
+	// bucket while this one's candidates are compared.
+	if q+back+1+seedLen <= len(new) {
+		mt.prefetched += x.start[x.hash(new[q+back+1:])]
+	}
+	for _, c := range cands[max(0, len(cands)-maxCandidates):] {
+		p := int(c) - back
+		m := min(len(old)-p, rest)
+		// A longer match must go on past n bytes.
+		if p < 0 || m <= n || old[p+n] != new[q+n] {
+			continue
+		}
+		if l := mt.lcp(p, q, 0, m); l > n {
+			pos, n = p, l
+			if n == rest {
+				break
 			}
-		} else {
-			l = mt.lcp(p, q, l, m)
-		}
-		// As bsdiff's memcmp(old+I[x], new, m) < 0.
-		if l < m && o[l] < new[l] {
-			st, lcpSt, node = x, l, 2*node+2
-		} else {
-			en, lcpEn, node = x, l, 2*node+1
 		}
 	}
-	if lcpSt > lcpEn {
-		return int(I[st]), lcpSt
+	return pos, n
+}
+
+// runLen returns the length of the run of one byte at new[q:].
+func (mt *matcher) runLen(q int) int {
+	if r := mt.newRuns.left(q); r > 0 {
+		return r
 	}
-	return int(I[en]), lcpEn
+	b := mt.new[q:]
+	i := 1
+	for i < len(b) && b[i] == b[0] {
+		i++
+	}
+	return i
 }
 
 // runCheck is how many equal bytes lcp compares before it looks for runs it
@@ -354,9 +441,16 @@ func findRuns(b []byte) runs {
 		if b[j] != b[j+h] {
 			continue
 		}
-		s, e := j, j+1
+		// Eight bytes at a time, then one.
+		s, e, w := j, j+1, uint64(b[j])*0x0101010101010101
+		for s >= 8 && binary.LittleEndian.Uint64(b[s-8:]) == w {
+			s -= 8
+		}
 		for s > 0 && b[s-1] == b[j] {
 			s--
+		}
+		for e+8 <= len(b) && binary.LittleEndian.Uint64(b[e:]) == w {
+			e += 8
 		}
 		for e < len(b) && b[e] == b[j] {
 			e++

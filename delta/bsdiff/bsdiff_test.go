@@ -383,7 +383,7 @@ func compressedSize(b []byte) int {
 }
 
 // A one-record patch: five diff bytes (all zero: the old bytes are kept),
-// one extra byte, and z = -4, which bsdiff emits as it stands (the old
+// one extra byte, and z = -5, which bsdiff emits as it stands (the old
 // position no longer matters once the new file is complete).
 func ExampleDiff() {
 	old := []byte("hello")
@@ -393,7 +393,7 @@ func ExampleDiff() {
 	new, _ := Patch(old, p, 6)
 	fmt.Printf("%s\n", new)
 	// Output:
-	// 05 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 04 00 00 00 00 00 00 80
+	// 05 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 05 00 00 00 00 00 00 80
 	// 00 00 00 00 00 21
 	// hello!
 }
@@ -407,15 +407,6 @@ func BenchmarkDiff(b *testing.B) {
 		if _, err := Diff(old, new); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func BenchmarkSuffixSort(b *testing.B) {
-	old := realBinary(b, 1<<20)
-	sa := make([]int32, len(old))
-	b.SetBytes(int64(len(old)))
-	for b.Loop() {
-		suffixSort(old, sa)
 	}
 }
 

@@ -194,9 +194,10 @@ func TestDebianBspatch(t *testing.T) {
 	}
 }
 
-// TestDebianBsdiff applies Debian's bsdiff patches with Patch. Percival's
-// bsdiff 4.3 has the same scan loop as mendsley's library and a suffix
-// array is unique, so its records must be exactly ours.
+// TestDebianBsdiff applies Debian's bsdiff patches with Patch, and checks
+// that ours are about as small. Percival's bsdiff 4.3 has the same scan loop
+// as mendsley's library and ours, but finds matches in a suffix array, so
+// the records may differ where ours has a seed index (see search).
 func TestDebianBsdiff(t *testing.T) {
 	requireTools(t, "bsdiff", "bzip2")
 	dir := t.TempDir()
@@ -236,9 +237,11 @@ func TestDebianBsdiff(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(ours, raw) {
-				t.Errorf("Diff differs from bsdiff: %d bytes against %d (%d against %d records)",
-					len(ours), len(raw), records(ours), records(raw))
+			// Compared in bsdiff's own compressed format, each way.
+			o, b := len(toBSDIFF40(t, ours, int64(len(pair.new)))), len(p)
+			t.Logf("BSDIFF40 %d bytes against bsdiff's %d (%d against %d records)", o, b, records(ours), records(raw))
+			if o > b+b/8+32 {
+				t.Errorf("Diff's patch is %d bytes in the BSDIFF40 format, bsdiff's %d", o, b)
 			}
 		})
 	}
