@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/otakit/ota/internal/ostree"
@@ -43,7 +44,8 @@ func recordingXZ(t *testing.T, xz string) (cmd, log string) {
 
 // With ApplyOptions.XZ the parts in files are decompressed by the xz command, one run per
 // part, and give the same tree as the built-in decoder; inline parts keep the built-in
-// decoder.
+// decoder. ApplyOptions.Decoding is told of each run, with the part's window, and of its
+// end.
 func TestApplyWithXZCommand(t *testing.T) {
 	xz := requireXZ(t)
 	src, from, to := setup(t)
@@ -71,7 +73,21 @@ func TestApplyWithXZCommand(t *testing.T) {
 			}
 			cmd, log := recordingXZ(t, xz)
 			dst := target(t, c.mode, true)
-			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: cmd}); err != nil {
+			var mu sync.Mutex
+			var windows []uint64
+			running := 0
+			decoding := func(window uint64) func() {
+				mu.Lock()
+				defer mu.Unlock()
+				windows = append(windows, window)
+				running++
+				return func() {
+					mu.Lock()
+					defer mu.Unlock()
+					running--
+				}
+			}
+			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: cmd, Decoding: decoding}); err != nil {
 				t.Fatal(err)
 			}
 			if got := listing(t, dst, to); got != want {
@@ -86,6 +102,14 @@ func TestApplyWithXZCommand(t *testing.T) {
 			}
 			if want := map[bool]int{true: len(d.Parts), false: 0}[c.inXZ]; runs != want {
 				t.Fatalf("the xz command ran %d times for %d parts, want %d", runs, len(d.Parts), want)
+			}
+			if len(windows) != runs || running != 0 {
+				t.Fatalf("Decoding: %d calls, %d not ended, for %d runs of the xz command", len(windows), running, runs)
+			}
+			for _, w := range windows {
+				if w < 4<<10 || w > 8<<20 {
+					t.Fatalf("Decoding told of windows %v, want those of xz -6 or -3 (at most 8 MiB)", windows)
+				}
 			}
 		})
 	}
