@@ -329,3 +329,57 @@ func TestCheckCompleteFirstMissing(t *testing.T) {
 		}
 	}
 }
+
+// A file larger than maxReused is patched into the part's spool rather than memory
+// (patchToSpool), from its source's file in the bare modes (setSource), from memory in an
+// archive repository, and the result is the same, parts inline (the built-in decoder) or
+// not (the xz command).
+func TestApplyLargePatch(t *testing.T) {
+	big := []byte(randomBytes(7, maxReused+1<<20))
+	edited := slices.Clone(big)
+	for i := 5000; i < len(edited); i += 100_003 {
+		edited[i] ^= 0x5a
+	}
+	base := []file{{name: "usr/lib/libbig.so", body: string(big)}, {name: "etc/v", body: "1\n"}}
+	changed := []file{{name: "usr/lib/libbig.so", body: string(edited) + "more"}, {name: "etc/v", body: "2\n"}}
+	src, err := ostree.Init(filepath.Join(t.TempDir(), "src"), ostree.ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := commitTree(t, src, base), commitTree(t, src, changed)
+	want := listing(t, src, to)
+	for _, c := range []struct {
+		name string
+		opts Options
+		mode ostree.Mode
+	}{
+		{"into bare-user", Options{}, ostree.ModeBareUser},
+		{"into archive", Options{}, ostree.ModeArchive},
+		{"inline", Options{Inline: true}, ostree.ModeBareUser},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := generate(t, src, c.opts, &from, to)
+			if res.Size > 1<<20 {
+				t.Fatalf("delta of %d bytes: the large file was not patched", res.Size)
+			}
+			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), c.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commitTree(t, dst, base)
+			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: DecoderXZ()}); err != nil {
+				t.Fatal(err)
+			}
+			if got := listing(t, dst, to); got != want {
+				t.Fatalf("applied tree differs:\n%s\nwant\n%s", got, want)
+			}
+			if problems, err := dst.Fsck(context.Background()); err != nil || len(problems) > 0 {
+				t.Fatalf("fsck: %v %v", problems, err)
+			}
+		})
+	}
+}
