@@ -37,8 +37,12 @@ type executor struct {
 	patchOut *bufio.Writer
 }
 
-// maxReused bounds the buffers an executor keeps for its next objects.
-const maxReused = 4 << 20
+// maxReused bounds the buffers an executor keeps for its next objects, and the read
+// sources and bsdiff results it holds in memory (larger ones are read from their files and
+// written into the spool: setSource, patchToSpool). With 4 MiB, two executors held up to
+// 13 MiB of buffers applying a Debian point release; with 1 MiB, 4-6 MiB, for the same CPU
+// time (bench/RESULTS.md, "client").
+const maxReused = 1 << 20
 
 // buffer returns a slice of n bytes, from *keep when it is large enough; the slice is
 // kept in *keep for the next call when n is at most maxReused.
@@ -300,9 +304,8 @@ func (e *executor) step(op byte) error {
 // patchToSpool applies the patch e.patchIn reads to the read source and writes the result,
 // the whole open object, into the part's spool file past the payload (the object is
 // stored from there, as objects of the blob are). A large object is then never held in
-// memory beside its source: the two largest bsdiff sources of a Debian point release
-// (7.3 and 6.3 MiB) made the live heap 14 MiB, which a budget with an xz process of a
-// large dictionary has no room for (docs/client.md, "Memory").
+// memory: a budget with an xz process of a large dictionary has little room for it
+// (docs/client.md, "Memory").
 func (e *executor) patchToSpool() error {
 	w := io.NewOffsetWriter(e.p.spool, e.p.spoolEnd)
 	if e.patchOut == nil {
@@ -339,7 +342,7 @@ func checkMeta(t ostree.ObjectType, data []byte) error {
 // content (a symlink: its target) in the executor's source buffer, or, when it is larger
 // than maxReused and the repository stores it as a plain file, that file, which bsdiff
 // patches and writes then read as they need it. The object is read to its end first, which
-// verifies it. A large source was half of the live heap in memory (patchToSpool).
+// verifies it.
 func (e *executor) setSource(c ostree.Checksum) error {
 	e.dropSource()
 	o, err := e.repo.OpenContent(c)

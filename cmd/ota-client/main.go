@@ -30,8 +30,8 @@ const (
 	// of 4 and 8 MiB, two decoded at a time) leave the limit at clientMemory; a part
 	// ostree makes (32 MiB) lowers it to 20 MiB while it is decoded.
 	updateMemory = 52 << 20
-	// minMemory is the lowest the limit goes: applying a delta holds up to about 15 MiB
-	// (a bsdiff source and its result, both in memory).
+	// minMemory is the lowest the limit goes, several times the live heap of an update
+	// (4-6 MiB).
 	minMemory = 16 << 20
 )
 
