@@ -184,6 +184,12 @@ type ApplyOptions struct {
 	// parts, and all parts without it, are decompressed by the built-in decoder as they are
 	// read, and checked as they are read.
 	XZ string
+	// Decoding, when set, is called as each XZ command starts, with its dictionary size
+	// (the memory the process fills besides its code and buffers), and the function it
+	// returns once the process has ended: a caller that bounds the memory of the whole
+	// operation makes room for it meanwhile (ota-client lowers its Go soft memory limit,
+	// internal/memlimit).
+	Decoding func(window uint64) (done func())
 }
 
 // Apply writes the objects of a loaded delta and its target commit into repo, verifying
@@ -251,7 +257,7 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 		inFlight <- struct{}{}
 		go func() {
 			defer func() { <-inFlight; wg.Done() }()
-			if err := applyPart(repo, d, i, opts.XZ, dec, executing); err != nil {
+			if err := applyPart(repo, d, i, &opts, dec, executing); err != nil {
 				errs[i] = fmt.Errorf("part %d: %w", i, err)
 				return
 			}
@@ -337,18 +343,27 @@ const largeWindow = 16 << 20
 // applyPart reads, verifies and executes part i unless the repository has all its objects,
 // holding a slot of dec while it decodes the part and one of executing while it runs its
 // operations.
-func applyPart(repo *ostree.Repo, d *Loaded, i int, xzCmd string, dec *decoders, executing chan struct{}) error {
+func applyPart(repo *ostree.Repo, d *Loaded, i int, opts *ApplyOptions, dec *decoders, executing chan struct{}) error {
 	h := d.Parts[i]
 	if h.Built(repo) {
 		return nil
 	}
-	large := xzCmd != "" && d.partWindow(i) > largeWindow
+	var window uint64
+	if opts.XZ != "" {
+		window = d.partWindow(i)
+	}
+	large := window > largeWindow
 	if large {
 		dec.large <- struct{}{}
 	}
 	dec.slots <- struct{}{}
+	done := func() {}
+	if opts.Decoding != nil && window > 0 {
+		done = opts.Decoding(window)
+	}
 	// A payload is bounded by what it builds plus its patches and tables.
-	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20, xzCmd)
+	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20, opts.XZ)
+	done()
 	<-dec.slots
 	if large {
 		<-dec.large

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/otakit/ota/internal/ostree"
@@ -43,7 +44,8 @@ func recordingXZ(t *testing.T, xz string) (cmd, log string) {
 
 // With ApplyOptions.XZ the parts in files are decompressed by the xz command, one run per
 // part, and give the same tree as the built-in decoder; inline parts keep the built-in
-// decoder.
+// decoder. ApplyOptions.Decoding is told of each run, with the part's window, and of its
+// end.
 func TestApplyWithXZCommand(t *testing.T) {
 	xz := requireXZ(t)
 	src, from, to := setup(t)
@@ -71,7 +73,21 @@ func TestApplyWithXZCommand(t *testing.T) {
 			}
 			cmd, log := recordingXZ(t, xz)
 			dst := target(t, c.mode, true)
-			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: cmd}); err != nil {
+			var mu sync.Mutex
+			var windows []uint64
+			running := 0
+			decoding := func(window uint64) func() {
+				mu.Lock()
+				defer mu.Unlock()
+				windows = append(windows, window)
+				running++
+				return func() {
+					mu.Lock()
+					defer mu.Unlock()
+					running--
+				}
+			}
+			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: cmd, Decoding: decoding}); err != nil {
 				t.Fatal(err)
 			}
 			if got := listing(t, dst, to); got != want {
@@ -86,6 +102,14 @@ func TestApplyWithXZCommand(t *testing.T) {
 			}
 			if want := map[bool]int{true: len(d.Parts), false: 0}[c.inXZ]; runs != want {
 				t.Fatalf("the xz command ran %d times for %d parts, want %d", runs, len(d.Parts), want)
+			}
+			if len(windows) != runs || running != 0 {
+				t.Fatalf("Decoding: %d calls, %d not ended, for %d runs of the xz command", len(windows), running, runs)
+			}
+			for _, w := range windows {
+				if w < 4<<10 || w > 8<<20 {
+					t.Fatalf("Decoding told of windows %v, want those of xz -6 or -3 (at most 8 MiB)", windows)
+				}
 			}
 		})
 	}
@@ -303,5 +327,59 @@ func TestCheckCompleteFirstMissing(t *testing.T) {
 		if want := fmt.Sprintf("file %s (f1) missing", sum("file 1 of 4")); err == nil || err.Error() != want {
 			t.Fatalf("error %v, want %q", err, want)
 		}
+	}
+}
+
+// A file larger than maxReused is patched into the part's spool rather than memory
+// (patchToSpool), from its source's file in the bare modes (setSource), from memory in an
+// archive repository, and the result is the same, parts inline (the built-in decoder) or
+// not (the xz command).
+func TestApplyLargePatch(t *testing.T) {
+	big := []byte(randomBytes(7, maxReused+1<<20))
+	edited := slices.Clone(big)
+	for i := 5000; i < len(edited); i += 100_003 {
+		edited[i] ^= 0x5a
+	}
+	base := []file{{name: "usr/lib/libbig.so", body: string(big)}, {name: "etc/v", body: "1\n"}}
+	changed := []file{{name: "usr/lib/libbig.so", body: string(edited) + "more"}, {name: "etc/v", body: "2\n"}}
+	src, err := ostree.Init(filepath.Join(t.TempDir(), "src"), ostree.ModeArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := commitTree(t, src, base), commitTree(t, src, changed)
+	want := listing(t, src, to)
+	for _, c := range []struct {
+		name string
+		opts Options
+		mode ostree.Mode
+	}{
+		{"into bare-user", Options{}, ostree.ModeBareUser},
+		{"into archive", Options{}, ostree.ModeArchive},
+		{"inline", Options{Inline: true}, ostree.ModeBareUser},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := generate(t, src, c.opts, &from, to)
+			if res.Size > 1<<20 {
+				t.Fatalf("delta of %d bytes: the large file was not patched", res.Size)
+			}
+			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), c.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commitTree(t, dst, base)
+			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: DecoderXZ()}); err != nil {
+				t.Fatal(err)
+			}
+			if got := listing(t, dst, to); got != want {
+				t.Fatalf("applied tree differs:\n%s\nwant\n%s", got, want)
+			}
+			if problems, err := dst.Fsck(context.Background()); err != nil || len(problems) > 0 {
+				t.Fatalf("fsck: %v %v", problems, err)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/otakit/ota/delta/bsdiff"
 	"github.com/otakit/ota/internal/ostree"
@@ -21,18 +22,28 @@ type executor struct {
 
 	blob   *io.SectionReader // the payload's blob, in memory or spooled to disk
 	source []byte            // content of the read source, when set
-	open   *openObject
+	// sourceFile is instead the read source when it is large and its file holds the
+	// content as is (see setSource), open.
+	sourceFile *ostree.ContentObject
+	open       *openObject
 
 	// Reused by the part's objects in turn: a source read, and an object a patch builds,
 	// when they are at most maxReused bytes (larger ones are not kept for later).
 	srcBuf, outBuf []byte
-	// Reused too: the copy buffer of objects streamed from the blob, the reader of patches.
-	copyBuf []byte
-	patchIn *bufio.Reader
+	// Reused too: the copy buffer of objects streamed from the blob, the reader of patches,
+	// the writer of the objects patched into the spool.
+	copyBuf  []byte
+	patchIn  *bufio.Reader
+	patchOut *bufio.Writer
 }
 
-// maxReused bounds the buffers an executor keeps for its next objects.
-const maxReused = 4 << 20
+// maxReused bounds the buffers an executor keeps for its next objects, and the read
+// sources and bsdiff results it holds in memory (larger ones are read from their files and
+// written into the spool: setSource, patchToSpool). With 4 MiB, two executors held up to
+// 13 MiB of buffers applying a Debian point release; with 1 MiB, 4-6 MiB, for 2-5% more
+// CPU time: a source read from its file is read a control record at a time, its records
+// being scattered (bench/RESULTS.md, "client: one memory budget").
+const maxReused = 1 << 20
 
 // buffer returns a slice of n bytes, from *keep when it is large enough; the slice is
 // kept in *keep for the next call when n is at most maxReused.
@@ -52,6 +63,8 @@ type openObject struct {
 	header ostree.FileHeader
 	size   uint64
 	data   []byte
+	// spooled, when set, holds the whole object instead of data (see patchToSpool).
+	spooled *io.SectionReader
 }
 
 var errTruncated = errors.New("operation stream references data outside the payload")
@@ -105,6 +118,7 @@ func (e *executor) nextObject() (ObjectRef, error) {
 }
 
 func (e *executor) run() error {
+	defer e.dropSource()
 	e.ops = opReader{ops: e.p.ops}
 	e.blob = e.p.blobFile
 	if e.blob == nil {
@@ -191,8 +205,19 @@ func (e *executor) step(op byte) error {
 		if e.open == nil {
 			return errors.New("write without an open object")
 		}
-		if uint64(len(e.open.data))+a[0] > e.open.size {
+		if e.open.spooled != nil || uint64(len(e.open.data))+a[0] > e.open.size {
 			return errTruncated
+		}
+		if e.sourceFile != nil {
+			if size := uint64(e.sourceFile.Size); a[1] > size || a[0] > size-a[1] {
+				return errTruncated
+			}
+			n := len(e.open.data)
+			e.open.data = slices.Grow(e.open.data, int(a[0]))[:n+int(a[0])]
+			if _, err := e.sourceFile.ContentAt().ReadAt(e.open.data[n:], int64(a[1])); err != nil {
+				return fmt.Errorf("read source: %w", err)
+			}
+			break
 		}
 		if e.source == nil {
 			b, err := e.slice(a[1], a[0])
@@ -217,19 +242,17 @@ func (e *executor) step(op byte) error {
 			return err
 		}
 		c, _ := ostree.ChecksumFromBytes(b)
-		data, err := e.readSource(c)
-		if err != nil {
+		if err := e.setSource(c); err != nil {
 			return fmt.Errorf("read source: %w", err)
 		}
-		e.source = data
 	case opUnsetReadSource:
-		e.source = nil
+		e.dropSource()
 	case opBspatch:
 		a, err := e.args(2)
 		if err != nil {
 			return err
 		}
-		if e.open == nil || e.source == nil {
+		if e.open == nil || e.source == nil && e.sourceFile == nil {
 			return errors.New("bspatch without an open object and a read source")
 		}
 		patch, err := e.section(a[0], a[1])
@@ -242,16 +265,19 @@ func (e *executor) step(op byte) error {
 			return fmt.Errorf("%w: %d bytes cannot produce a %d-byte file", bsdiff.ErrCorrupt, a[1], e.open.size)
 		}
 		// The patch is read from the blob as it is applied, never copied whole.
-		out := bytes.NewBuffer(buffer(&e.outBuf, e.open.size)[:0])
 		if e.patchIn == nil {
 			e.patchIn = bufio.NewReaderSize(patch, 32<<10)
 		} else {
 			e.patchIn.Reset(patch)
 		}
-		if err := bsdiff.PatchTo(out, e.source, e.patchIn, int64(e.open.size)); err != nil {
+		if e.open.size > maxReused && e.p.spool != nil {
+			return e.patchToSpool()
+		}
+		out := bytes.NewBuffer(buffer(&e.outBuf, e.open.size)[:0])
+		if err := e.patch(out); err != nil {
 			return err
 		}
-		e.open.data = out.Bytes()
+		e.open.data, e.open.spooled = out.Bytes(), nil
 	case opClose:
 		if e.open == nil {
 			return errors.New("close without an open object")
@@ -261,7 +287,11 @@ func (e *executor) step(op byte) error {
 			return err
 		}
 		o := e.open
-		e.open, e.source = nil, nil
+		e.open = nil
+		e.dropSource()
+		if o.spooled != nil {
+			return e.store(obj, &o.header, nil, o.spooled)
+		}
 		if uint64(len(o.data)) != o.size {
 			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
 		}
@@ -269,6 +299,29 @@ func (e *executor) step(op byte) error {
 	default:
 		return errors.New("unknown operation")
 	}
+	return nil
+}
+
+// patchToSpool applies the patch e.patchIn reads to the read source and writes the result,
+// the whole open object, into the part's spool file past the payload (the object is
+// stored from there, as objects of the blob are). A large object is then never held in
+// memory: a budget with an xz process of a large dictionary has little room for it
+// (docs/client.md, "Memory").
+func (e *executor) patchToSpool() error {
+	w := io.NewOffsetWriter(e.p.spool, e.p.spoolEnd)
+	if e.patchOut == nil {
+		e.patchOut = bufio.NewWriterSize(w, 64<<10)
+	} else {
+		e.patchOut.Reset(w)
+	}
+	if err := e.patch(e.patchOut); err != nil {
+		return err
+	}
+	if err := e.patchOut.Flush(); err != nil {
+		return err
+	}
+	e.open.data = nil
+	e.open.spooled = io.NewSectionReader(e.p.spool, e.p.spoolEnd, int64(e.open.size))
 	return nil
 }
 
@@ -286,22 +339,56 @@ func checkMeta(t ostree.ObjectType, data []byte) error {
 	return err
 }
 
-// readSource returns the content of object c (a symlink: its target), verified as the
-// repository reads it, in the executor's source buffer.
-func (e *executor) readSource(c ostree.Checksum) ([]byte, error) {
+// setSource makes object c the read source, verified as the repository reads it: its
+// content (a symlink: its target) in the executor's source buffer, or, when it is larger
+// than maxReused and the repository stores it as a plain file, that file, which bsdiff
+// patches and writes then read as they need it. The object is read to its end first, which
+// verifies it.
+func (e *executor) setSource(c ostree.Checksum) error {
+	e.dropSource()
 	o, err := e.repo.OpenContent(c)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	if o.Header.IsSymlink() {
+		o.Close()
+		e.source = []byte(o.Header.LinkTarget)
+		return nil
+	}
+	if o.Size > maxReused && o.ContentAt() != nil {
+		if e.copyBuf == nil {
+			e.copyBuf = make([]byte, 64<<10)
+		}
+		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{o}, e.copyBuf); err != nil {
+			o.Close()
+			return err
+		}
+		e.sourceFile = o
+		return nil
 	}
 	defer o.Close()
-	if o.Header.IsSymlink() {
-		return []byte(o.Header.LinkTarget), nil
-	}
 	buf := buffer(&e.srcBuf, uint64(o.Size))
 	if _, err := io.ReadFull(o, buf); err != nil {
-		return nil, err
+		return err
 	}
-	return buf, nil
+	e.source = buf
+	return nil
+}
+
+// dropSource unsets the read source.
+func (e *executor) dropSource() {
+	if e.sourceFile != nil {
+		e.sourceFile.Close()
+	}
+	e.source, e.sourceFile = nil, nil
+}
+
+// patch applies the patch e.patchIn reads to the read source, writing the open object to w.
+func (e *executor) patch(w io.Writer) error {
+	if e.sourceFile != nil {
+		return bsdiff.PatchAt(w, e.sourceFile.ContentAt(), e.sourceFile.Size, e.patchIn, int64(e.open.size))
+	}
+	return bsdiff.PatchTo(w, e.source, e.patchIn, int64(e.open.size))
 }
 
 // store verifies a content object against its expected checksum and writes it, reading

@@ -7,20 +7,33 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
 	otacli "github.com/otakit/ota/internal/cli"
 	"github.com/otakit/ota/internal/clientconfig"
+	"github.com/otakit/ota/internal/memlimit"
 	"github.com/otakit/ota/internal/session"
 	"github.com/otakit/ota/internal/sysroot"
 )
 
-// clientMemory is ota-client's soft memory limit (GOMEMLIMIT overrides it): the garbage
+// ota-client's memory budget (GOMEMLIMIT replaces it with a fixed soft limit): the garbage
 // collector works harder instead of letting the heap double, which keeps an update within
-// what a small device can spare (bench/RESULTS.md, "client").
-const clientMemory = 32 << 20
+// what a small device can spare (docs/client.md, "Memory"; bench/RESULTS.md, "client").
+const (
+	// clientMemory is the Go soft memory limit.
+	clientMemory = 32 << 20
+	// updateMemory bounds the Go soft limit plus the dictionaries of the xz processes that
+	// decode delta parts (internal/memlimit): the limit is lowered while they run, so that
+	// the update stays within 64 MiB with the pages of the programs (about 10 MiB of
+	// ota-client's binary, 1-2 MiB of each xz's). The parts ota-build makes (dictionaries
+	// of 4 and 8 MiB, two decoded at a time) leave the limit at clientMemory; a part
+	// ostree makes (32 MiB) lowers it to 20 MiB while it is decoded.
+	updateMemory = 52 << 20
+	// minMemory is the lowest the limit goes, several times the live heap of an update
+	// (4-6 MiB).
+	minMemory = 16 << 20
+)
 
 func main() {
 	limitMemory()
@@ -28,10 +41,10 @@ func main() {
 	otacli.Main(newApp())
 }
 
-// limitMemory sets the soft memory limit clientMemory unless GOMEMLIMIT sets one.
+// limitMemory sets the memory budget unless GOMEMLIMIT sets a soft limit.
 func limitMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(clientMemory)
+		memlimit.Set(memlimit.Budget{Limit: clientMemory, Total: updateMemory, Min: minMemory})
 	}
 }
 

@@ -72,8 +72,8 @@ func structured(r *rand.Rand, n int) []byte {
 	return b[:n]
 }
 
-// roundTrip diffs old and new and checks that the patch applies, with both
-// Patch and PatchTo; it returns the patch.
+// roundTrip diffs old and new and checks that the patch applies, with Patch,
+// PatchTo and PatchAt; it returns the patch.
 func roundTrip(t testing.TB, old, new []byte) []byte {
 	t.Helper()
 	p, err := Diff(old, new)
@@ -93,6 +93,13 @@ func roundTrip(t testing.TB, old, new []byte) []byte {
 	}
 	if !bytes.Equal(buf.Bytes(), new) {
 		t.Fatalf("PatchTo: wrong output")
+	}
+	buf.Reset()
+	if err := PatchAt(&buf, bytes.NewReader(old), int64(len(old)), bytes.NewReader(p), int64(len(new))); err != nil {
+		t.Fatalf("PatchAt: %v", err)
+	}
+	if !bytes.Equal(buf.Bytes(), new) {
+		t.Fatalf("PatchAt: wrong output")
 	}
 	return p
 }
@@ -302,6 +309,10 @@ func TestPatchToErrors(t *testing.T) {
 	r := io.MultiReader(bytes.NewReader(p[:10]), iotest.ErrReader(errRead))
 	if err := PatchTo(io.Discard, old, r, 4); !errors.Is(err, errRead) {
 		t.Errorf("PatchTo with a failing reader = %v", err)
+	}
+	// An old file shorter than the size PatchAt is given.
+	if err := PatchAt(io.Discard, bytes.NewReader(old[:2]), 3, bytes.NewReader(p), 4); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("PatchAt with a short old file = %v", err)
 	}
 }
 

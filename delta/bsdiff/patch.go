@@ -37,7 +37,7 @@ func Patch(old, patch []byte, newSize int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes cannot produce a %d-byte file", ErrCorrupt, len(patch), newSize)
 	}
 	w := sliceWriter{b: make([]byte, 0, newSize)}
-	if err := apply(&w, old, bytes.NewReader(patch), newSize); err != nil {
+	if err := apply(&w, oldFile{b: old, size: int64(len(old))}, bytes.NewReader(patch), newSize); err != nil {
 		return nil, err
 	}
 	return w.b, nil
@@ -52,7 +52,39 @@ func PatchTo(w io.Writer, old []byte, r io.Reader, newSize int64) error {
 	if newSize < 0 {
 		return fmt.Errorf("%w: negative new size %d", ErrCorrupt, newSize)
 	}
-	return apply(w, old, r, newSize)
+	return apply(w, oldFile{b: old, size: int64(len(old))}, r, newSize)
+}
+
+// PatchAt is PatchTo with the old file, of oldSize bytes, read from old as the patch
+// needs its bytes instead of held in memory.
+func PatchAt(w io.Writer, old io.ReaderAt, oldSize int64, r io.Reader, newSize int64) error {
+	if newSize < 0 || oldSize < 0 {
+		return fmt.Errorf("%w: negative size %d or %d", ErrCorrupt, newSize, oldSize)
+	}
+	return apply(w, oldFile{at: old, size: oldSize, buf: make([]byte, min(oldSize, chunkSize))}, r, newSize)
+}
+
+// oldFile is the old file of a patch: in memory (b), or read from at through buf.
+type oldFile struct {
+	b    []byte
+	at   io.ReaderAt
+	size int64
+	buf  []byte
+}
+
+// slice returns bytes start to end of the old file (end-start at most chunkSize).
+func (o oldFile) slice(start, end int64) ([]byte, error) {
+	if o.at == nil {
+		return o.b[start:end], nil
+	}
+	b := o.buf[:end-start]
+	if _, err := o.at.ReadAt(b, start); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the old file is shorter than its size
+		}
+		return nil, fmt.Errorf("reading the old file: %w", err)
+	}
+	return b, nil
 }
 
 // addBytes adds src to dst byte by byte, modulo 256 (len(dst) == len(src)), eight bytes at
@@ -72,10 +104,10 @@ func addBytes(dst, src []byte) {
 
 // apply is bspatch() from mendsley/bsdiff's bspatch.c, followed by a check
 // that r is at EOF.
-func apply(w io.Writer, old []byte, r io.Reader, newSize int64) error {
+func apply(w io.Writer, old oldFile, r io.Reader, newSize int64) error {
 	var ctrl [ctrlSize]byte
 	buf := make([]byte, min(newSize, chunkSize))
-	oldsize := int64(len(old))
+	oldsize := old.size
 	var oldpos, newpos int64
 	for newpos < newSize {
 		if err := readFull(r, ctrl[:], "control record"); err != nil {
@@ -101,7 +133,11 @@ func apply(w io.Writer, old []byte, r io.Reader, newSize int64) error {
 			lo, hi := oldpos+done, oldpos+done+int64(len(chunk))
 			if lo < oldsize && hi > 0 {
 				start, end := max(lo, 0), min(hi, oldsize)
-				addBytes(chunk[start-lo:end-lo], old[start:end])
+				b, err := old.slice(start, end)
+				if err != nil {
+					return err
+				}
+				addBytes(chunk[start-lo:end-lo], b)
 			}
 			if _, err := w.Write(chunk); err != nil {
 				return err

@@ -277,6 +277,18 @@ type ContentObject struct {
 	// exact is set when the source cannot hold more than Size bytes (a file whose size
 	// is Size), so the verifier need not look for more.
 	exact bool
+	// file is the object's file when it holds the content as is (bare modes).
+	file *os.File
+}
+
+// ContentAt returns the object's content for random access when the repository stores it
+// in a plain file (the bare modes), else nil. Reads through it are not verified: a caller
+// reads the object to its end through Reader first, which verifies it.
+func (o *ContentObject) ContentAt() io.ReaderAt {
+	if o.file == nil {
+		return nil
+	}
+	return o.file
 }
 
 // Close releases the object's file.
@@ -349,13 +361,13 @@ func (r *Repo) openFile(f *os.File) (*ContentObject, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := &ContentObject{Header: m, Size: st.Size(), Reader: f, closer: f, exact: true}
+		o := &ContentObject{Header: m, Size: st.Size(), Reader: f, closer: f, exact: true, file: f}
 		if m.IsSymlink() {
 			target, err := io.ReadAll(io.LimitReader(f, 1<<16))
 			if err != nil {
 				return nil, err
 			}
-			o.Header.LinkTarget, o.Size, o.Reader = string(target), 0, bytes.NewReader(nil)
+			o.Header.LinkTarget, o.Size, o.Reader, o.file = string(target), 0, bytes.NewReader(nil), nil
 		}
 		return o, o.Header.Validate()
 	}
@@ -516,7 +528,7 @@ func openBare(p string, userOnly bool) (*ContentObject, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ContentObject{Header: h, Size: st.Size, Reader: f, closer: f, exact: true}, h.Validate()
+	return &ContentObject{Header: h, Size: st.Size, Reader: f, closer: f, exact: true, file: f}, h.Validate()
 }
 
 // ReadXattrs returns the extended attributes of a path (not following symlinks), sorted by

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/otakit/ota/delta"
+	"github.com/otakit/ota/internal/memlimit"
 	"github.com/otakit/ota/internal/ostree"
 	"github.com/otakit/ota/internal/progress"
 	"github.com/otakit/ota/internal/remote"
@@ -89,7 +90,7 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 	p.rep.Done()
 	p.rep.Stage("apply", int64(len(l.Parts)))
 	progress.Span(p.rep, int64(applied), pctDownload, pctApply)
-	err = delta.Apply(ctx, p.repo, l, delta.ApplyOptions{CommitMeta: p.t.meta, Progress: p.rep, XZ: delta.DecoderXZ()})
+	err = delta.Apply(ctx, p.repo, l, delta.ApplyOptions{CommitMeta: p.t.meta, Progress: p.rep, XZ: delta.DecoderXZ(), Decoding: memlimit.Reserve})
 	if err != nil {
 		return fmt.Errorf("static delta %s: %w", name, err)
 	}
