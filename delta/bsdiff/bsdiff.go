@@ -195,7 +195,9 @@ type matcher struct {
 	old, new         []byte
 	oldRuns, newRuns runs
 	index            seedIndex
-	prefetched       int32
+	// prefetched sums the bucket starts candidates loads ahead of their use, so
+	// that the loads are not optimized away; its value means nothing.
+	prefetched int32
 	// longestRun holds the start of the longest run of each byte in oldRuns,
 	// or -1.
 	longestRun [256]int
@@ -332,7 +334,7 @@ func (mt *matcher) search(q, hint int) (pos, n int) {
 	}
 	// A seed of one repeated byte (zeros, mostly) starts at too many places:
 	// look for the bytes after the run instead, preceded by as long a run.
-	if v := binary.LittleEndian.Uint64(new[q:]); v == uint64(new[q])*0x0101010101010101 {
+	if runSeed(new[q:]) {
 		r := mt.runLen(q)
 		if q+r+seedLen <= len(new) {
 			pos, n = mt.candidates(q, r, pos, n)

@@ -35,7 +35,8 @@ func Set(b Budget) {
 	mu.Lock()
 	defer mu.Unlock()
 	budget = &b
-	apply()
+	// Nothing to return to the system yet: the process has only started.
+	debug.SetMemoryLimit(goLimit())
 }
 
 // Reserve declares a child process that fills up to n bytes until release is called (once,
@@ -61,8 +62,13 @@ func Reserve(n uint64) (release func()) {
 // lowers the limit, the memory over it is returned to the system at once: the runtime
 // would otherwise return it a little at a time while the child grows.
 func apply() {
-	limit := max(min(budget.Limit, budget.Total-reserved), budget.Min)
-	if debug.SetMemoryLimit(limit) > limit {
+	l := goLimit()
+	if debug.SetMemoryLimit(l) > l {
 		debug.FreeOSMemory()
 	}
+}
+
+// goLimit returns the Go soft memory limit the budget leaves beside the reservations.
+func goLimit() int64 {
+	return max(min(budget.Limit, budget.Total-reserved), budget.Min)
 }
