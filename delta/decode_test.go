@@ -330,18 +330,25 @@ func TestCheckCompleteFirstMissing(t *testing.T) {
 	}
 }
 
-// A file larger than maxReused is patched into the part's spool rather than memory
-// (patchToSpool), from its source's file in the bare modes (setSource), from memory in an
-// archive repository, and the result is the same, parts inline (the built-in decoder) or
-// not (the xz command).
-func TestApplyLargePatch(t *testing.T) {
+// largePatchTrees returns two trees whose library, larger than maxReused, changes in a few
+// scattered bytes (a bsdiff patch) and grows.
+func largePatchTrees() (base, changed []file) {
 	big := []byte(randomBytes(7, maxReused+1<<20))
 	edited := slices.Clone(big)
 	for i := 5000; i < len(edited); i += 100_003 {
 		edited[i] ^= 0x5a
 	}
-	base := []file{{name: "usr/lib/libbig.so", body: string(big)}, {name: "etc/v", body: "1\n"}}
-	changed := []file{{name: "usr/lib/libbig.so", body: string(edited) + "more"}, {name: "etc/v", body: "2\n"}}
+	base = []file{{name: "usr/lib/libbig.so", body: string(big)}, {name: "etc/v", body: "1\n"}}
+	changed = []file{{name: "usr/lib/libbig.so", body: string(edited) + "more"}, {name: "etc/v", body: "2\n"}}
+	return base, changed
+}
+
+// A file larger than maxReused is patched straight into the repository rather than
+// memory (patchToRepo), from its source's file in the bare modes (setSource), from memory
+// in an archive repository, and the result is the same, parts inline (the built-in
+// decoder) or not (the xz command).
+func TestApplyLargePatch(t *testing.T) {
+	base, changed := largePatchTrees()
 	src, err := ostree.Init(filepath.Join(t.TempDir(), "src"), ostree.ModeArchive)
 	if err != nil {
 		t.Fatal(err)
@@ -382,4 +389,72 @@ func TestApplyLargePatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Read sources are not verified as they are read, but what is built from them is: a
+// damaged source, small (patched in memory) or large (patched into the repository), fails
+// the apply with an error naming it, and the object built from it is not stored.
+func TestApplyDamagedSource(t *testing.T) {
+	smallBase, smallChanged := trees()
+	largeBase, largeChanged := largePatchTrees()
+	for _, c := range []struct {
+		name          string
+		base, changed []file
+		path          string
+	}{
+		{"small", smallBase, smallChanged, "/usr/bin/app"},
+		{"large", largeBase, largeChanged, "/usr/lib/libbig.so"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src, err := ostree.Init(filepath.Join(t.TempDir(), "src"), ostree.ModeArchive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, to := commitTree(t, src, c.base), commitTree(t, src, c.changed)
+			res := generate(t, src, Options{}, &from, to)
+			d, err := Load(filepath.Join(src.Path, res.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), ostree.ModeBareUser)
+			if err != nil {
+				t.Fatal(err)
+			}
+			commitTree(t, dst, c.base)
+			source, built := fileChecksum(t, dst, from, c.path), fileChecksum(t, src, to, c.path)
+			p := dst.ObjectPath(source, ostree.ObjFile)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)/2] ^= 0x01
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err = Apply(context.Background(), dst, d, ApplyOptions{XZ: DecoderXZ()})
+			want := fmt.Sprintf("object %s: built from a damaged read source: file object %s is corrupt (checksum mismatch)", built, source)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("apply from a damaged source: error %v, want %q", err, want)
+			}
+			if dst.HasObject(built, ostree.ObjFile) {
+				t.Fatalf("object %s built from a damaged source was stored", built)
+			}
+		})
+	}
+}
+
+// fileChecksum returns the checksum of the file at path p of commit c.
+func fileChecksum(t *testing.T, repo *ostree.Repo, c ostree.Checksum, p string) ostree.Checksum {
+	t.Helper()
+	var sum ostree.Checksum
+	err := repo.Walk(c, "/", true, func(e ostree.TreeEntry) error {
+		if e.Path == p {
+			sum = e.Checksum
+		}
+		return nil
+	})
+	if err != nil || sum == (ostree.Checksum{}) {
+		t.Fatalf("%s in %s: %v (found %s)", p, c, err, sum)
+	}
+	return sum
 }

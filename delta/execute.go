@@ -25,21 +25,21 @@ type executor struct {
 	// sourceFile is instead the read source when it is large and its file holds the
 	// content as is (see setSource), open.
 	sourceFile *ostree.ContentObject
+	sourceSum  ostree.Checksum // the read source's checksum, when one is set
 	open       *openObject
 
 	// Reused by the part's objects in turn: a source read, and an object a patch builds,
 	// when they are at most maxReused bytes (larger ones are not kept for later).
 	srcBuf, outBuf []byte
-	// Reused too: the copy buffer of objects streamed from the blob, the reader of patches,
-	// the writer of the objects patched into the spool.
-	copyBuf  []byte
+	// Reused too: the reader of patches, the writer of the objects patched straight into
+	// the repository.
 	patchIn  *bufio.Reader
 	patchOut *bufio.Writer
 }
 
 // maxReused bounds the buffers an executor keeps for its next objects, and the read
 // sources and bsdiff results it holds in memory (larger ones are read from their files and
-// written into the spool: setSource, patchToSpool). With 4 MiB, two executors held up to
+// written into the repository as the patch applies: setSource, patchToRepo). With 4 MiB, two executors held up to
 // 13 MiB of buffers applying a Debian point release; with 1 MiB, 4-6 MiB, for 2-5% more
 // CPU time: a source read from its file is read a control record at a time, its records
 // being scattered (bench/RESULTS.md, "client: one memory budget").
@@ -63,8 +63,12 @@ type openObject struct {
 	header ostree.FileHeader
 	size   uint64
 	data   []byte
-	// spooled, when set, holds the whole object instead of data (see patchToSpool).
-	spooled *io.SectionReader
+	// stored is set when a patch wrote the whole object into the repository already (see
+	// patchToRepo).
+	stored bool
+	// from is the read source the object was built from, if any: when the object comes out
+	// wrong, the source is checked (see store).
+	from *ostree.Checksum
 }
 
 var errTruncated = errors.New("operation stream references data outside the payload")
@@ -176,14 +180,14 @@ func (e *executor) step(op byte) error {
 				return err
 			}
 			h.LinkTarget = string(target)
-			return e.store(obj, &h, nil, nil)
+			return e.store(obj, &h, nil, nil, nil)
 		}
 		data, err := e.section(a[3], a[2])
 		if err != nil {
 			return err
 		}
 		// Streamed from the blob: a large file is never held in memory.
-		return e.store(obj, &h, nil, data)
+		return e.store(obj, &h, nil, data, nil)
 	case opOpen:
 		a, err := e.args(3)
 		if err != nil {
@@ -205,8 +209,11 @@ func (e *executor) step(op byte) error {
 		if e.open == nil {
 			return errors.New("write without an open object")
 		}
-		if e.open.spooled != nil || uint64(len(e.open.data))+a[0] > e.open.size {
+		if e.open.stored || uint64(len(e.open.data))+a[0] > e.open.size {
 			return errTruncated
+		}
+		if e.source != nil || e.sourceFile != nil {
+			e.open.from = e.sourceRef()
 		}
 		if e.sourceFile != nil {
 			if size := uint64(e.sourceFile.Size); a[1] > size || a[0] > size-a[1] {
@@ -255,6 +262,10 @@ func (e *executor) step(op byte) error {
 		if e.open == nil || e.source == nil && e.sourceFile == nil {
 			return errors.New("bspatch without an open object and a read source")
 		}
+		if e.open.stored || len(e.open.data) > 0 {
+			return errors.New("bspatch into an object already written")
+		}
+		e.open.from = e.sourceRef()
 		patch, err := e.section(a[0], a[1])
 		if err != nil {
 			return err
@@ -270,14 +281,14 @@ func (e *executor) step(op byte) error {
 		} else {
 			e.patchIn.Reset(patch)
 		}
-		if e.open.size > maxReused && e.p.spool != nil {
-			return e.patchToSpool()
+		if e.open.size > maxReused {
+			return e.patchToRepo()
 		}
 		out := bytes.NewBuffer(buffer(&e.outBuf, e.open.size)[:0])
 		if err := e.patch(out); err != nil {
 			return err
 		}
-		e.open.data, e.open.spooled = out.Bytes(), nil
+		e.open.data = out.Bytes()
 	case opClose:
 		if e.open == nil {
 			return errors.New("close without an open object")
@@ -289,39 +300,51 @@ func (e *executor) step(op byte) error {
 		o := e.open
 		e.open = nil
 		e.dropSource()
-		if o.spooled != nil {
-			return e.store(obj, &o.header, nil, o.spooled)
+		if o.stored {
+			return nil
 		}
 		if uint64(len(o.data)) != o.size {
 			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
 		}
-		return e.store(obj, &o.header, o.data, nil)
+		return e.store(obj, &o.header, o.data, nil, o.from)
 	default:
 		return errors.New("unknown operation")
 	}
 	return nil
 }
 
-// patchToSpool applies the patch e.patchIn reads to the read source and writes the result,
-// the whole open object, into the part's spool file past the payload (the object is
-// stored from there, as objects of the blob are). A large object is then never held in
-// memory: a budget with an xz process of a large dictionary has little room for it
-// (docs/client.md, "Memory").
-func (e *executor) patchToSpool() error {
-	w := io.NewOffsetWriter(e.p.spool, e.p.spoolEnd)
-	if e.patchOut == nil {
-		e.patchOut = bufio.NewWriterSize(w, 64<<10)
-	} else {
-		e.patchOut.Reset(w)
+// patchToRepo applies the patch e.patchIn reads to the read source and writes the result,
+// the whole open object, straight into the repository, verified as it is written
+// (ostree.Repo.WriteContentFrom): a large object is never held in memory, where a budget
+// with an xz process of a large dictionary has little room for it (docs/client.md,
+// "Memory"), nor written anywhere else first. The object to come is the one the close
+// that must follow will name.
+func (e *executor) patchToRepo() error {
+	if e.next >= len(e.objects) {
+		return errors.New("operation stream produces more objects than the part lists")
 	}
-	if err := e.patch(e.patchOut); err != nil {
-		return err
+	obj, o := e.objects[e.next], e.open
+	if obj.Type != ostree.ObjFile {
+		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
 	}
-	if err := e.patchOut.Flush(); err != nil {
-		return err
+	if err := o.header.Validate(); err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
-	e.open.data = nil
-	e.open.spooled = io.NewSectionReader(e.p.spool, e.p.spoolEnd, int64(e.open.size))
+	_, err := e.repo.WriteContentFrom(obj.Checksum, &o.header, int64(o.size), ostree.DefaultCompressionLevel, func(w io.Writer) error {
+		if e.patchOut == nil {
+			e.patchOut = bufio.NewWriterSize(w, 64<<10)
+		} else {
+			e.patchOut.Reset(w)
+		}
+		if err := e.patch(e.patchOut); err != nil {
+			return err
+		}
+		return e.patchOut.Flush()
+	})
+	if err != nil {
+		return e.diagnose(obj, err, o.from)
+	}
+	o.stored = true
 	return nil
 }
 
@@ -339,30 +362,24 @@ func checkMeta(t ostree.ObjectType, data []byte) error {
 	return err
 }
 
-// setSource makes object c the read source, verified as the repository reads it: its
-// content (a symlink: its target) in the executor's source buffer, or, when it is larger
-// than maxReused and the repository stores it as a plain file, that file, which bsdiff
-// patches and writes then read as they need it. The object is read to its end first, which
-// verifies it.
+// setSource makes object c the read source: its content (a symlink: its target) in the
+// executor's source buffer, or, when it is larger than maxReused and the repository stores
+// it as a plain file, that file, which bsdiff patches and writes then read as they need
+// it. The source is not verified as it is read: every object built from it is, as it is
+// stored, and a wrong object then has its source checked (diagnose).
 func (e *executor) setSource(c ostree.Checksum) error {
 	e.dropSource()
-	o, err := e.repo.OpenContent(c)
+	o, err := e.repo.OpenContentUnchecked(c)
 	if err != nil {
 		return err
 	}
+	e.sourceSum = c
 	if o.Header.IsSymlink() {
 		o.Close()
 		e.source = []byte(o.Header.LinkTarget)
 		return nil
 	}
 	if o.Size > maxReused && o.ContentAt() != nil {
-		if e.copyBuf == nil {
-			e.copyBuf = make([]byte, 64<<10)
-		}
-		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{o}, e.copyBuf); err != nil {
-			o.Close()
-			return err
-		}
 		e.sourceFile = o
 		return nil
 	}
@@ -373,6 +390,12 @@ func (e *executor) setSource(c ostree.Checksum) error {
 	}
 	e.source = buf
 	return nil
+}
+
+// sourceRef returns the checksum of the read source, for the open object built from it.
+func (e *executor) sourceRef() *ostree.Checksum {
+	c := e.sourceSum
+	return &c
 }
 
 // dropSource unsets the read source.
@@ -391,79 +414,53 @@ func (e *executor) patch(w io.Writer) error {
 	return bsdiff.PatchTo(w, e.source, e.patchIn, int64(e.open.size))
 }
 
-// store verifies a content object against its expected checksum and writes it, reading
-// its content twice: from data in memory, else from the blob's section.
-func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, section *io.SectionReader) error {
+// store writes a content object, from data in memory, else from the blob's section,
+// verified as it is written against its expected checksum; from is the read source it was
+// built from, if any.
+func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, section *io.SectionReader, from *ostree.Checksum) error {
 	if obj.Type != ostree.ObjFile {
 		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
 	}
 	if err := h.Validate(); err != nil {
 		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
+	// Either is copied in pieces of 64 KiB (ostree's copyTo): on Linux 6.18, a write of
+	// megabytes into ext4 (which then takes large folios) now and then cost several times
+	// the CPU of the same bytes in such pieces (bench/RESULTS.md, "client").
+	var content io.Reader = bytes.NewReader(data)
 	size := int64(len(data))
-	content := func() io.Reader { return &chunkedBytes{b: data} }
 	if section != nil {
-		if e.copyBuf == nil {
-			e.copyBuf = make([]byte, 64<<10)
-		}
-		size = section.Size()
-		content = func() io.Reader { return &bufferedSection{io.NewSectionReader(section, 0, size), e.copyBuf} }
+		content, size = section, section.Size()
 	}
-	// Both readers write themselves out (io.WriterTo), so neither copy allocates a buffer.
-	c, err := ostree.ContentChecksum(h, content())
+	if _, err := e.repo.WriteCheckedContent(obj.Checksum, h, content, size, ostree.DefaultCompressionLevel); err != nil {
+		return e.diagnose(obj, err, from)
+	}
+	return nil
+}
+
+// diagnose returns the error of storing obj, built from the read source from (nil: none):
+// when the object came out corrupt, a corrupt source is the cause to report, the
+// repository's damage rather than the delta's.
+func (e *executor) diagnose(obj ObjectRef, err error, from *ostree.Checksum) error {
+	var ce *ostree.CorruptError
+	if !errors.As(err, &ce) || ce.Checksum != obj.Checksum {
+		return err
+	}
+	if from != nil {
+		if serr := e.checkSource(*from); serr != nil {
+			return fmt.Errorf("object %s: built from a damaged read source: %w", obj.Checksum, serr)
+		}
+	}
+	return fmt.Errorf("object %s: checksum mismatch (the delta builds another object)", obj.Checksum)
+}
+
+// checkSource reads a read source through the repository's verification.
+func (e *executor) checkSource(c ostree.Checksum) error {
+	o, err := e.repo.OpenContent(c)
 	if err != nil {
-		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+		return err
 	}
-	if c != obj.Checksum {
-		return fmt.Errorf("object %s: checksum mismatch (got %s)", obj.Checksum, c)
-	}
-	_, err = e.repo.WriteContent(c, h, content(), size, ostree.DefaultCompressionLevel)
+	defer o.Close()
+	_, err = io.Copy(io.Discard, o)
 	return err
-}
-
-// chunkedBytes reads b, and writes it out in pieces of at most writeChunk bytes: on Linux
-// 6.18, a write of megabytes into ext4 (which then takes large folios) now and then cost
-// several times the CPU of the same bytes in pieces of 64 KiB (perf: copying into the page
-// cache went from 1.5% to 8-16% of the client's update in one run of three); pieces of
-// 256 KiB still did, once in three.
-type chunkedBytes struct {
-	b   []byte
-	off int
-}
-
-// writeChunk is the largest write of chunkedBytes.
-const writeChunk = 64 << 10
-
-func (c *chunkedBytes) Read(p []byte) (int, error) {
-	if c.off == len(c.b) {
-		return 0, io.EOF
-	}
-	n := copy(p, c.b[c.off:])
-	c.off += n
-	return n, nil
-}
-
-// WriteTo writes the unread bytes to w, at most writeChunk at a time.
-func (c *chunkedBytes) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for c.off < len(c.b) {
-		n, err := w.Write(c.b[c.off:min(c.off+writeChunk, len(c.b))])
-		c.off += n
-		total += int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
-// bufferedSection is a section of the blob that copies itself through buf.
-type bufferedSection struct {
-	*io.SectionReader
-	buf []byte
-}
-
-// WriteTo copies the section to w through the reused buffer.
-func (b *bufferedSection) WriteTo(w io.Writer) (int64, error) {
-	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{b.SectionReader}, b.buf)
 }

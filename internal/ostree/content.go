@@ -283,7 +283,8 @@ type ContentObject struct {
 
 // ContentAt returns the object's content for random access when the repository stores it
 // in a plain file (the bare modes), else nil. Reads through it are not verified: a caller
-// reads the object to its end through Reader first, which verifies it.
+// reads the object to its end through Reader first, which verifies it, or verifies what it
+// makes of them (OpenContentUnchecked).
 func (o *ContentObject) ContentAt() io.ReaderAt {
 	if o.file == nil {
 		return nil
