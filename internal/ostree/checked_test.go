@@ -1,10 +1,13 @@
 package ostree
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // WriteCheckedContent and WriteContentFrom store an object only when its header and
@@ -95,6 +98,41 @@ func TestWriteCheckedContent(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// An archive object, as a server sends it, whose header states more content than it holds
+// is corrupt when read, and one stating a size past int64 is refused when opened: neither
+// may panic (the verifier counts the content left in an int64).
+func TestOpenArchiveStatedSize(t *testing.T) {
+	h := FileHeader{Mode: ModeRegular | 0o644}
+	const data = "content\n"
+	c, _ := ContentChecksum(&h, strings.NewReader(data))
+	archive := func(size uint64) []byte {
+		var b bytes.Buffer
+		b.Write(h.ArchiveHeader(size))
+		w, _ := flate.NewWriter(&b, 6)
+		io.WriteString(w, data)
+		w.Close()
+		return b.Bytes()
+	}
+	for _, size := range []uint64{1 << 40, 1<<63 - 1, 1 << 63, 1<<64 - 1} {
+		o, err := OpenArchive(bytes.NewReader(archive(size)), c)
+		if size > 1<<63-1 {
+			if err == nil || !strings.Contains(err.Error(), "out of range") {
+				t.Errorf("size %d: open error %v, want one saying it is out of range", size, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		_, err = io.Copy(io.Discard, o)
+		o.Close()
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			t.Errorf("size %d: read error %v, want a *CorruptError", size, err)
 		}
 	}
 }

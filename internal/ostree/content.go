@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -413,6 +414,9 @@ func openArchive(r io.Reader, closer io.Closer) (*ContentObject, error) {
 	h, size, _, err := ParseArchiveHeader(hb)
 	if err != nil {
 		return nil, err
+	}
+	if size > math.MaxInt64 { // as an int64 Size, negative: the verifier would panic
+		return nil, fmt.Errorf("content size %d out of range", size)
 	}
 	if closer == nil {
 		closer = closeFunc(func() error { return nil })
