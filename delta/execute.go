@@ -39,10 +39,10 @@ type executor struct {
 
 // maxReused bounds the buffers an executor keeps for its next objects, and the read
 // sources and bsdiff results it holds in memory (larger ones are read from their files and
-// written into the repository as the patch applies: setSource, patchToRepo). With 4 MiB, two executors held up to
-// 13 MiB of buffers applying a Debian point release; with 1 MiB, 4-6 MiB, for 2-5% more
-// CPU time: a source read from its file is read a control record at a time, its records
-// being scattered (bench/RESULTS.md, "client: one memory budget").
+// written into the repository as the patch applies: setSource, patchToRepo). With 4 MiB,
+// two executors held up to 13 MiB of buffers applying a Debian point release; with 1 MiB,
+// 4-6 MiB, for 2-5% more CPU time: a source read from its file is read a control record at
+// a time, its records being scattered (bench/RESULTS.md, "client: one memory budget").
 const maxReused = 1 << 20
 
 // buffer returns a slice of n bytes, from *keep when it is large enough; the slice is

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"os"
 
 	"github.com/ulikunitz/xz"
 
@@ -199,11 +198,8 @@ type payload struct {
 	modes  [][3]uint32 // uid, gid, mode
 	xattrs [][]ostree.Xattr
 	blob   []byte
-	// blobFile, when set, holds the blob instead (a part spooled to disk: spoolPart), in
-	// the file spool, whose bytes from spoolEnd on are free for the executor's use.
+	// blobFile, when set, holds the blob instead (a part spooled to disk: spoolPart).
 	blobFile *io.SectionReader
-	spool    *os.File
-	spoolEnd int64
 	ops      []byte
 	// preset is the xz preset of the part when generating.
 	preset preset

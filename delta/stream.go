@@ -333,7 +333,7 @@ func openPayload(f *os.File, n int64) (*payload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("part payload: %w", err)
 	}
-	p := &payload{ops: ops, blobFile: io.NewSectionReader(f, ends[1], ends[2]-ends[1]), spool: f, spoolEnd: n}
+	p := &payload{ops: ops, blobFile: io.NewSectionReader(f, ends[1], ends[2]-ends[1])}
 	return p, p.setTables(modes.([]any), xattrs.([]any))
 }
 
