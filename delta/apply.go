@@ -35,6 +35,7 @@ type Loaded struct {
 	file   string             // the superblock file
 	inline map[int]inlineSpan // where the inline parts are, in data or else in file
 	data   []byte             // a signed superblock as verified (nil when none was)
+	zstd   []ZstdPart         // the zstd parts the superblock lists (nil: none)
 }
 
 // Load reads a delta from a directory holding a superblock and parts, or from a
@@ -110,6 +111,9 @@ func Open(p string, keys []ed25519.PublicKey) (*Loaded, error) {
 		}
 	}
 	if l.Superblock, l.inline, err = loadSuperblock(src, off, n); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if l.zstd, err = l.ZstdParts(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return l, nil

@@ -66,6 +66,8 @@ func TestOstreeAppliesOurDeltas(t *testing.T) {
 		// ostree 2022.7 reads uncompressed part files with mmap at offset 1, which fails
 		// (EINVAL) for parts over 16 KiB; inline uncompressed parts avoid that path.
 		{name: "uncompressed inline", opts: Options{Uncompressed: true, Inline: true}},
+		// ostree reads the parts its superblock names, and ignores the zstd ones.
+		{name: "zstd parts", opts: Options{ZstdParts: true, MaxPartSize: 10_000}},
 		{name: "from scratch", scratch: true},
 	}
 	for _, c := range cases {

@@ -38,6 +38,11 @@ type Options struct {
 	MinFallbackSize uint64
 	// Uncompressed stores the parts without xz compression.
 	Uncompressed bool
+	// ZstdParts also writes each part's payload compressed with zstd, to the file N.zst
+	// beside the part N, and lists these files in the superblock's metadata (ZstdPartsKey),
+	// for clients that decode zstd faster than xz: Apply reads N.zst instead of N when it
+	// is there. ostree ignores them. It needs parts in their own files (not Inline).
+	ZstdParts bool
 	// XZ chooses the xz encoder of the parts: XZAuto (the default) the xz command in
 	// $PATH, else the built-in encoder; XZBuiltin the built-in encoder, which compresses
 	// less but alike on every host; or an xz command, by path or by name (see LookXZ).
@@ -76,7 +81,7 @@ type Result struct {
 	// Dir is the delta's directory relative to the repository, or the Output file.
 	Dir        string
 	Superblock *Superblock
-	// Size is the total size of the superblock and part files.
+	// Size is the total size of the superblock and part files (zstd parts included).
 	Size int64
 	// Encoder names the xz encoder of the parts and its version, e.g. "xz 5.4.1
 	// (/usr/bin/xz)" or "builtin (github.com/ulikunitz/xz v0.5.17)"; "none" for
@@ -150,6 +155,9 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	}
 	if opts.Output != "" {
 		opts.Inline, opts.MinFallbackSize = true, 0
+	}
+	if opts.ZstdParts && opts.Inline {
+		return nil, errors.New("zstd parts need parts in their own files: not inline, not in a bundle")
 	}
 	if opts.Progress == nil {
 		opts.Progress = progress.Discard
@@ -258,6 +266,12 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		sb.Metadata = append(sb.Metadata, gvariant.DictEntry{Key: fmt.Sprintf("%s/%d", dir, i),
 			Value: gvariant.Variant{Type: "(yay)", Value: []any{pf[0], pf[1:]}}})
 	}
+	if opts.ZstdParts {
+		sb.Metadata = append(sb.Metadata, zstdPartsEntry(g.zstd))
+		for _, z := range g.zstd {
+			res.Size += int64(z.Size)
+		}
+	}
 	if commitMeta != nil {
 		sb.Metadata = append(sb.Metadata, gvariant.DictEntry{Key: dir + "/commitmeta",
 			Value: gvariant.Variant{Type: "a{sv}", Value: commitMeta}})
@@ -312,6 +326,7 @@ type generator struct {
 	tmp        string // where part files are written, named by index
 
 	headers   []*PartHeader // filled in by the compressors
+	zstd      []*ZstdPart   // with Options.ZstdParts, one per part, filled in alike
 	fallbacks []Fallback
 }
 

@@ -207,9 +207,10 @@ func (g *generator) planParts(files, meta []object) (*partBuilder, uint64, error
 }
 
 // streamPart is a part being filled and compressed at once. Its objects' data goes to an
-// unlinked spool file, which the compressor reads (Read) behind the packer: the head (the
-// tables), then the blob as far as it is written, then, once the part is closed, the tail
-// (the operations and the framing).
+// unlinked spool file, which the compressor reads (see partReader) behind the packer: the
+// head (the tables), then the blob as far as it is written, then, once the part is
+// closed, the tail (the operations and the framing). With Options.ZstdParts a second
+// compressor reads it too.
 type streamPart struct {
 	b        *partBuilder
 	header   *PartHeader
@@ -221,40 +222,52 @@ type streamPart struct {
 	head     []byte
 	modesEnd int
 
-	mu      sync.Mutex
-	grown   sync.Cond
-	avail   int64 // bytes of the spool the compressor may read
-	closed  bool
-	tail    []byte
+	mu     sync.Mutex
+	grown  sync.Cond
+	avail  int64 // bytes of the spool the compressors may read
+	closed bool
+	tail   []byte
+}
+
+// payload returns a reader of the part's serialised payload for one compressor.
+func (s *streamPart) payload() io.Reader {
+	return io.MultiReader(bytes.NewReader(s.head), &partReader{s: s})
+}
+
+// partReader serves a part's blob and then its tail to one compressor, waiting for the
+// packer.
+type partReader struct {
+	s       *streamPart
 	off     int64 // the compressor's position in the spool
 	tailOff int
 }
 
-// Read serves the blob and then the tail to the compressor, waiting for the packer.
-func (s *streamPart) Read(p []byte) (int, error) {
+func (r *partReader) Read(p []byte) (int, error) {
+	s := r.s
 	s.mu.Lock()
-	for s.off == s.avail && !s.closed {
+	for r.off == s.avail && !s.closed {
 		s.grown.Wait()
 	}
 	avail := s.avail
 	s.mu.Unlock()
-	if s.off < avail {
-		n, err := s.spool.ReadAt(p[:min(int64(len(p)), avail-s.off)], s.off)
-		s.off += int64(n)
+	if r.off < avail {
+		n, err := s.spool.ReadAt(p[:min(int64(len(p)), avail-r.off)], r.off)
+		r.off += int64(n)
 		if n > 0 && err == io.EOF {
 			err = nil
 		}
 		return n, err
 	}
-	if s.tailOff == len(s.tail) {
+	if r.tailOff == len(s.tail) {
 		return 0, io.EOF
 	}
-	n := copy(p, s.tail[s.tailOff:])
-	s.tailOff += n
+	n := copy(p, s.tail[r.tailOff:])
+	r.tailOff += n
 	return n, nil
 }
 
-// start opens a part and starts its compressor, once fewer than cap(slots) run.
+// start opens a part and starts its compressor (with Options.ZstdParts, its two
+// compressors), once fewer than cap(slots) parts are being compressed.
 func (p *packer) start(pr preset) (*streamPart, error) {
 	p.slots <- struct{}{}
 	// Unlinked at once: a killed run leaves nothing, and the delta directory gets none.
@@ -272,14 +285,25 @@ func (p *packer) start(pr preset) (*streamPart, error) {
 	s.grown.L = &s.mu
 	s.head, s.modesEnd = b.head()
 	p.g.headers = append(p.g.headers, s.header)
+	var zst *ZstdPart
+	if p.g.opts.ZstdParts {
+		zst = &ZstdPart{}
+		p.g.zstd = append(p.g.zstd, zst)
+	}
 	p.wg.Add(1)
 	go func() {
 		defer func() { <-p.slots; p.wg.Done() }()
-		size, sum, err := p.compress(idx, pr, io.MultiReader(bytes.NewReader(s.head), s))
+		var zerr error
+		var zwg sync.WaitGroup
+		if zst != nil {
+			zwg.Go(func() { *zst, zerr = p.compressZstd(idx, s.payload()) })
+		}
+		size, sum, err := p.compress(idx, pr, s.payload())
+		zwg.Wait()
 		s.spool.Close()
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if err != nil {
+		if err = errors.Join(err, zerr); err != nil {
 			p.err = errors.Join(p.err, fmt.Errorf("part %d: %w", idx, err))
 			return
 		}

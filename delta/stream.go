@@ -75,11 +75,15 @@ func (c *countingHash) Read(p []byte) (int, error) {
 
 // spoolPart reads part i of d, checks it against its header's size and checksum, and returns
 // its decompressed payload, whose blob is read from an unlinked file in repo's tmp/. maxSize
-// bounds the decompressed payload. The caller closes the returned file.
+// bounds the decompressed payload. The caller closes the returned file. A part whose zstd
+// file is there (see zstdFile) is read from that file instead.
 //
 // The part's checksum is verified before spoolPart returns, so before any of its operations
 // runs: a corrupt or tampered part writes no object, exactly as when parts were read whole.
 func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd string) (*payload, *os.File, error) {
+	if zst := d.zstdFile(i); zst != "" {
+		return spoolZstdPart(repo, d, i, maxSize, zst)
+	}
 	if _, inline := d.inline[i]; xzCmd != "" && !inline {
 		return spoolPartCmd(repo, d, i, maxSize, xzCmd)
 	}
@@ -184,10 +188,10 @@ func spoolPartCmd(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd str
 }
 
 // partWindow returns the window of the xz stream of part i's file (see xzWindow): 0 for a
-// part that is inline or not compressed with xz, the largest possible when its header
-// does not say.
+// part that is inline, decoded from its zstd file (in this process) or not compressed
+// with xz, the largest possible when its header does not say.
 func (d *Loaded) partWindow(i int) uint64 {
-	if _, inline := d.inline[i]; inline {
+	if _, inline := d.inline[i]; inline || d.zstdFile(i) != "" {
 		return 0
 	}
 	f, err := os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
