@@ -121,6 +121,7 @@ func deltaCommand() *cli.Command {
 			"afterwards if the summary is signed.",
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
+			&cli.BoolFlag{Name: "zstd-parts", Usage: "also write each part compressed with zstd (N.zst, listed in the superblock), which ota-client downloads and decodes faster than the xz parts; ostree ignores them"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
 			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this ed25519 `KEY` (as commit --sign-key), whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
 			jsonFlag()),
@@ -131,6 +132,7 @@ func deltaCommand() *cli.Command {
 				return err
 			}
 			opts.Inline = c.Bool("inline")
+			opts.ZstdParts = c.Bool("zstd-parts")
 			opts.MinFallbackSize = uint64(c.Int("min-fallback-size")) * 1e6
 			start := time.Now()
 			res, err := delta.Generate(c.Context, repo, opts)
