@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,22 +29,39 @@ func updateReport(t *testing.T, d device, command string, args ...string) update
 }
 
 // TestUpdate (acceptance 1): a sysroot deployed with v1 by the real `ostree admin deploy`
-// is updated to v2 by objects and by a static delta; the real ostree agrees that v2 is
-// the default and v1 the rollback, fsck passes, and every file of the deployment is the
+// is updated to v2 by objects and by a static delta (also one with zstd parts, of which
+// the client downloads the zstd files only); the real ostree agrees that v2 is the
+// default and v1 the rollback, fsck passes, and every file of the deployment is the
 // commit's.
 func TestUpdate(t *testing.T) {
-	for _, method := range []string{"objects", "delta"} {
-		t.Run(method, func(t *testing.T) {
+	for _, name := range []string{"objects", "delta", "delta-zstd"} {
+		t.Run(name, func(t *testing.T) {
+			method, zstd := strings.CutSuffix(name, "-zstd")
 			d := newDevice(t, 1)
 			key := d.publish(t)
 			if method == "delta" {
-				must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1])
+				args := []string{"delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1]}
+				if zstd {
+					args = append(args, "--zstd-parts")
+				}
+				must(t, otaBuild, args...)
 				must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
 			}
+			srv := newRepoServer(t, d.repo)
+			writeFiles(t, d.sysroot, map[string]string{"etc/ota/client.yaml": "url: " + srv.URL + "\nref: myos/stable\n"})
 			tmpBefore := dirNames(t, filepath.Join(d.sysroot, "ostree/repo/tmp"))
 			rep := updateReport(t, d, "update")
 			if rep.Pull == nil || rep.Pull.Method != method || !rep.Pull.Available || rep.Deployment == nil || rep.Deployment.Commit != d.commits[1] {
 				t.Fatalf("update: %+v %+v", rep.Pull, rep.Deployment)
+			}
+			var parts []string
+			for p := range srv.files() {
+				if strings.HasPrefix(p, "deltas/") && path.Base(p) != "superblock" {
+					parts = append(parts, path.Base(p))
+				}
+			}
+			if want := map[string]string{"objects": "", "delta": "0", "delta-zstd": "0.zst"}[name]; strings.Join(parts, " ") != want {
+				t.Errorf("delta files fetched: %v, want %q", parts, want)
 			}
 			if got, want := d.ostreeStatus(t), []string{d.commits[1] + ".0", d.commits[0] + ".0"}; !slices.Equal(got, want) {
 				t.Errorf("ostree admin status: %v, want %v", got, want)

@@ -88,10 +88,18 @@ func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResu
 		if err != nil {
 			return nil, err
 		}
+		zs, err := sb.ZstdParts()
+		if err != nil {
+			return nil, err
+		}
 		var download, space int64
-		for _, p := range sb.Parts {
-			download += int64(p.Size)
-			space += int64(p.Size + p.USize)
+		for i, p := range sb.Parts {
+			size := p.Size
+			if zs != nil { // Pull downloads the zstd parts instead (see partFile)
+				size = zs[i].Size
+			}
+			download += int64(size)
+			space += int64(size + p.USize)
 		}
 		for _, fb := range sb.Fallbacks {
 			download += int64(fb.CompressedSize)
