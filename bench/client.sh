@@ -21,6 +21,8 @@
 #   OSTREE_DELTA  1 (default) adds the scenario "delta made by ostree" (its
 #                 `ostree static-delta generate` takes about 80 s; the delta is cached in
 #                 $BENCH_DIR/cache for the same pair of commits); 0 leaves it out
+#   ZSTD_PARTS    1 (default) adds the scenario "delta with zstd parts" (delta-zstd); 0 leaves
+#                 it out
 #   FSCK          1 (default) runs `ostree fsck` on the sysroot repository after the last run
 #                 of each tool and scenario (untimed)
 #   IMAGE_DIR     where the sysroot images live (default /dev/shm/ota-bench-client: in RAM)
@@ -36,6 +38,8 @@
 # 127.0.0.1 (the same server for both tools), with a summary signed by the same key:
 #   delta         the static delta V1 -> V2 made by `ota-build delta` listed in the summary
 #   delta-ostree  instead the one made by `ostree static-delta generate` (OSTREE_DELTA=1)
+#   delta-zstd    the delta made by `ota-build delta --zstd-parts` (ZSTD_PARTS=1): ostree
+#                 fetches its xz parts, ota-client the zstd ones (N.zst) beside them
 #   objects       no delta: both tools fetch the objects V1 lacks
 #
 # The device: a sysroot made by the real ostree as the tests' newDevice does (`ostree admin
@@ -83,6 +87,7 @@ DELTA_DIR=${DELTA_DIR:-/tmp/ota-bench-delta}
 COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench}
 RUNS=${RUNS:-3}
 OSTREE_DELTA=${OSTREE_DELTA:-1}
+ZSTD_PARTS=${ZSTD_PARTS:-1}
 FSCK=${FSCK:-1}
 OTA_BUILD=${OTA_BUILD:-}
 OTA_CLIENT=${OTA_CLIENT:-}
@@ -191,6 +196,10 @@ make_scenarios() {
 		delta)
 			log "ota-build delta $FROM -> $TO"
 			run "$LOGS/delta.log" "$OTA" delta --repo "$dir" --from "$FROM" --to "$TO"
+			;;
+		delta-zstd)
+			log "ota-build delta --zstd-parts $FROM -> $TO"
+			run "$LOGS/delta.log" "$OTA" delta --repo "$dir" --from "$FROM" --to "$TO" --zstd-parts
 			;;
 		delta-ostree)
 			cached=$CACHE/ostree-$FROM-$TO
@@ -507,6 +516,7 @@ main() {
 	ensure_tools
 	command -v python3 >/dev/null || die "python3 is missing (it reads ota-client's JSON report)"
 	SCENARIOS=(delta)
+	((ZSTD_PARTS)) && SCENARIOS+=(delta-zstd)
 	((OSTREE_DELTA)) && SCENARIOS+=(delta-ostree)
 	SCENARIOS+=(objects)
 	trap cleanup EXIT
