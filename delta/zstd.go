@@ -23,7 +23,8 @@ import (
 // byte, decompressed) as one zstd frame. The superblock lists their sizes and SHA-256
 // checksums in its metadata under ZstdPartsKey, so they are authenticated with the
 // superblock (whose checksum the signed summary carries). ostree reads only the parts its
-// superblock names and ignores the key: the delta stays what it was for ostree.
+// superblock names and ignores the key: the delta stays what it was for ostree. See
+// docs/format.md, "Zstd parts".
 
 // ZstdPartsKey is the superblock metadata key that lists the zstd parts: a(tay), one
 // (size, sha256) per part in part order, the size little-endian.
