@@ -19,14 +19,18 @@ import (
 const largeFile = 1 << 20
 
 // resumeDevice makes a device with v1 deployed and v2 published, with a static delta
-// from v1 whose 3 MiB file is shipped whole in a part when method is "delta", served by a
-// repoServer that client.yaml points at.
+// from v1 whose 3 MiB file is shipped whole in a part when method is "delta" (also as a
+// zstd part with "delta-zstd"), served by a repoServer that client.yaml points at.
 func resumeDevice(t *testing.T, method string) (device, *repoServer) {
 	t.Helper()
 	d := newDevice(t, 1)
 	key := d.publish(t)
-	if method == "delta" {
-		must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "--disable-bsdiff")
+	if strings.HasPrefix(method, "delta") {
+		args := []string{"delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "--disable-bsdiff"}
+		if method == "delta-zstd" {
+			args = append(args, "--zstd-parts")
+		}
+		must(t, otaBuild, args...)
 		must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
 	}
 	s := newRepoServer(t, d.repo)
@@ -67,9 +71,10 @@ func largeFiles(t *testing.T, s *repoServer) []string {
 // update completes, and no byte of any file is sent twice but for one overlap block per
 // drop.
 func TestResumeDrops(t *testing.T) {
-	for _, method := range []string{"objects", "delta"} {
-		t.Run(method, func(t *testing.T) {
-			d, s := resumeDevice(t, method)
+	for _, name := range []string{"objects", "delta", "delta-zstd"} {
+		t.Run(name, func(t *testing.T) {
+			method, zstd := strings.CutSuffix(name, "-zstd")
+			d, s := resumeDevice(t, name)
 			const drops = 3
 			s.setPlan(func(p string, size int64, n int) action {
 				if size > largeFile && n < drops {
@@ -87,8 +92,8 @@ func TestResumeDrops(t *testing.T) {
 			large := largeFiles(t, s)
 			// The 3 MiB file comes as a delta part or as an object.
 			wantPrefix := map[string]string{"delta": "deltas/", "objects": "objects/"}[method]
-			if len(large) != 1 || !strings.HasPrefix(large[0], wantPrefix) {
-				t.Fatalf("large files sent: %v, want one under %s", large, wantPrefix)
+			if len(large) != 1 || !strings.HasPrefix(large[0], wantPrefix) || zstd != strings.HasSuffix(large[0], ".zst") {
+				t.Fatalf("large files sent: %v, want one under %s (a zstd part: %v)", large, wantPrefix, zstd)
 			}
 			files := s.files()
 			for _, p := range large {
