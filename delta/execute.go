@@ -324,11 +324,8 @@ func (e *executor) patchToRepo() error {
 		return errors.New("operation stream produces more objects than the part lists")
 	}
 	obj, o := e.objects[e.next], e.open
-	if obj.Type != ostree.ObjFile {
-		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
-	}
-	if err := o.header.Validate(); err != nil {
-		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	if err := checkContent(obj, &o.header); err != nil {
+		return err
 	}
 	_, err := e.repo.WriteContentFrom(obj.Checksum, &o.header, int64(o.size), ostree.DefaultCompressionLevel, func(w io.Writer) error {
 		if e.patchOut == nil {
@@ -418,11 +415,8 @@ func (e *executor) patch(w io.Writer) error {
 // verified as it is written against its expected checksum; from is the read source it was
 // built from, if any.
 func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, section *io.SectionReader, from *ostree.Checksum) error {
-	if obj.Type != ostree.ObjFile {
-		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
-	}
-	if err := h.Validate(); err != nil {
-		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	if err := checkContent(obj, h); err != nil {
+		return err
 	}
 	// Either is copied in pieces of 64 KiB (ostree's copyTo): on Linux 6.18, a write of
 	// megabytes into ext4 (which then takes large folios) now and then cost several times
@@ -434,6 +428,18 @@ func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, secti
 	}
 	if _, err := e.repo.WriteCheckedContent(obj.Checksum, h, content, size, ostree.DefaultCompressionLevel); err != nil {
 		return e.diagnose(obj, err, from)
+	}
+	return nil
+}
+
+// checkContent checks that a content operation builds a content object, with a valid
+// header.
+func checkContent(obj ObjectRef, h *ostree.FileHeader) error {
+	if obj.Type != ostree.ObjFile {
+		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
 	return nil
 }
