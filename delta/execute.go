@@ -66,9 +66,18 @@ type openObject struct {
 	// stored is set when a patch wrote the whole object into the repository already (see
 	// patchToRepo).
 	stored bool
-	// from is the read source the object was built from, if any: when the object comes out
-	// wrong, the source is checked (see store).
-	from *ostree.Checksum
+	// from is the read source the object was built from, when fromSource is set: when the
+	// object comes out wrong, the source is checked (see diagnose).
+	from       ostree.Checksum
+	fromSource bool
+}
+
+// source returns the read source the object was built from, or nil.
+func (o *openObject) source() *ostree.Checksum {
+	if !o.fromSource {
+		return nil
+	}
+	return &o.from
 }
 
 var errTruncated = errors.New("operation stream references data outside the payload")
@@ -213,7 +222,7 @@ func (e *executor) step(op byte) error {
 			return errTruncated
 		}
 		if e.source != nil || e.sourceFile != nil {
-			e.open.from = e.sourceRef()
+			e.open.from, e.open.fromSource = e.sourceSum, true
 		}
 		if e.sourceFile != nil {
 			if size := uint64(e.sourceFile.Size); a[1] > size || a[0] > size-a[1] {
@@ -265,7 +274,7 @@ func (e *executor) step(op byte) error {
 		if e.open.stored || len(e.open.data) > 0 {
 			return errors.New("bspatch into an object already written")
 		}
-		e.open.from = e.sourceRef()
+		e.open.from, e.open.fromSource = e.sourceSum, true
 		patch, err := e.section(a[0], a[1])
 		if err != nil {
 			return err
@@ -306,7 +315,7 @@ func (e *executor) step(op byte) error {
 		if uint64(len(o.data)) != o.size {
 			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
 		}
-		return e.store(obj, &o.header, o.data, nil, o.from)
+		return e.store(obj, &o.header, o.data, nil, o.source())
 	default:
 		return errors.New("unknown operation")
 	}
@@ -339,7 +348,7 @@ func (e *executor) patchToRepo() error {
 		return e.patchOut.Flush()
 	})
 	if err != nil {
-		return e.diagnose(obj, err, o.from)
+		return e.diagnose(obj, err, o.source())
 	}
 	o.stored = true
 	return nil
@@ -387,12 +396,6 @@ func (e *executor) setSource(c ostree.Checksum) error {
 	}
 	e.source = buf
 	return nil
-}
-
-// sourceRef returns the checksum of the read source, for the open object built from it.
-func (e *executor) sourceRef() *ostree.Checksum {
-	c := e.sourceSum
-	return &c
 }
 
 // dropSource unsets the read source.
