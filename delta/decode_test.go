@@ -373,11 +373,7 @@ func TestApplyLargePatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dst, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), c.mode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			commitTree(t, dst, base)
+			dst := targetWith(t, c.mode, base)
 			if err := Apply(context.Background(), dst, d, ApplyOptions{XZ: DecoderXZ()}); err != nil {
 				t.Fatal(err)
 			}
@@ -416,11 +412,7 @@ func TestApplyDamagedSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dst, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), ostree.ModeBareUser)
-			if err != nil {
-				t.Fatal(err)
-			}
-			commitTree(t, dst, c.base)
+			dst := targetWith(t, ostree.ModeBareUser, c.base)
 			source, built := fileChecksum(t, dst, from, c.path), fileChecksum(t, src, to, c.path)
 			p := dst.ObjectPath(source, ostree.ObjFile)
 			st, err := os.Stat(p)

@@ -127,12 +127,21 @@ func setup(t *testing.T) (src *ostree.Repo, from, to ostree.Checksum) {
 // commits to the same checksum).
 func target(t *testing.T, mode ostree.Mode, withBase bool) *ostree.Repo {
 	t.Helper()
+	var base []file
+	if withBase {
+		base, _ = trees()
+	}
+	return targetWith(t, mode, base)
+}
+
+// targetWith makes a repository of the given mode holding the commit of base, if any.
+func targetWith(t *testing.T, mode ostree.Mode, base []file) *ostree.Repo {
+	t.Helper()
 	repo, err := ostree.Init(filepath.Join(t.TempDir(), "dst"), mode)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if withBase {
-		base, _ := trees()
+	if base != nil {
 		commitTree(t, repo, base)
 	}
 	return repo

@@ -66,9 +66,18 @@ type openObject struct {
 	// stored is set when a patch wrote the whole object into the repository already (see
 	// patchToRepo).
 	stored bool
-	// from is the read source the object was built from, if any: when the object comes out
-	// wrong, the source is checked (see store).
-	from *ostree.Checksum
+	// from is the read source the object was built from, when fromSource is set: when the
+	// object comes out wrong, the source is checked (see diagnose).
+	from       ostree.Checksum
+	fromSource bool
+}
+
+// source returns the read source the object was built from, or nil.
+func (o *openObject) source() *ostree.Checksum {
+	if !o.fromSource {
+		return nil
+	}
+	return &o.from
 }
 
 var errTruncated = errors.New("operation stream references data outside the payload")
@@ -213,7 +222,7 @@ func (e *executor) step(op byte) error {
 			return errTruncated
 		}
 		if e.source != nil || e.sourceFile != nil {
-			e.open.from = e.sourceRef()
+			e.open.from, e.open.fromSource = e.sourceSum, true
 		}
 		if e.sourceFile != nil {
 			if size := uint64(e.sourceFile.Size); a[1] > size || a[0] > size-a[1] {
@@ -265,7 +274,7 @@ func (e *executor) step(op byte) error {
 		if e.open.stored || len(e.open.data) > 0 {
 			return errors.New("bspatch into an object already written")
 		}
-		e.open.from = e.sourceRef()
+		e.open.from, e.open.fromSource = e.sourceSum, true
 		patch, err := e.section(a[0], a[1])
 		if err != nil {
 			return err
@@ -306,7 +315,7 @@ func (e *executor) step(op byte) error {
 		if uint64(len(o.data)) != o.size {
 			return fmt.Errorf("object %s: built %d of %d bytes", obj.Checksum, len(o.data), o.size)
 		}
-		return e.store(obj, &o.header, o.data, nil, o.from)
+		return e.store(obj, &o.header, o.data, nil, o.source())
 	default:
 		return errors.New("unknown operation")
 	}
@@ -324,11 +333,8 @@ func (e *executor) patchToRepo() error {
 		return errors.New("operation stream produces more objects than the part lists")
 	}
 	obj, o := e.objects[e.next], e.open
-	if obj.Type != ostree.ObjFile {
-		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
-	}
-	if err := o.header.Validate(); err != nil {
-		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	if err := checkContent(obj, &o.header); err != nil {
+		return err
 	}
 	_, err := e.repo.WriteContentFrom(obj.Checksum, &o.header, int64(o.size), ostree.DefaultCompressionLevel, func(w io.Writer) error {
 		if e.patchOut == nil {
@@ -342,7 +348,7 @@ func (e *executor) patchToRepo() error {
 		return e.patchOut.Flush()
 	})
 	if err != nil {
-		return e.diagnose(obj, err, o.from)
+		return e.diagnose(obj, err, o.source())
 	}
 	o.stored = true
 	return nil
@@ -392,12 +398,6 @@ func (e *executor) setSource(c ostree.Checksum) error {
 	return nil
 }
 
-// sourceRef returns the checksum of the read source, for the open object built from it.
-func (e *executor) sourceRef() *ostree.Checksum {
-	c := e.sourceSum
-	return &c
-}
-
 // dropSource unsets the read source.
 func (e *executor) dropSource() {
 	if e.sourceFile != nil {
@@ -418,11 +418,8 @@ func (e *executor) patch(w io.Writer) error {
 // verified as it is written against its expected checksum; from is the read source it was
 // built from, if any.
 func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, section *io.SectionReader, from *ostree.Checksum) error {
-	if obj.Type != ostree.ObjFile {
-		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
-	}
-	if err := h.Validate(); err != nil {
-		return fmt.Errorf("object %s: %w", obj.Checksum, err)
+	if err := checkContent(obj, h); err != nil {
+		return err
 	}
 	// Either is copied in pieces of 64 KiB (ostree's copyTo): on Linux 6.18, a write of
 	// megabytes into ext4 (which then takes large folios) now and then cost several times
@@ -434,6 +431,18 @@ func (e *executor) store(obj ObjectRef, h *ostree.FileHeader, data []byte, secti
 	}
 	if _, err := e.repo.WriteCheckedContent(obj.Checksum, h, content, size, ostree.DefaultCompressionLevel); err != nil {
 		return e.diagnose(obj, err, from)
+	}
+	return nil
+}
+
+// checkContent checks that a content operation builds a content object, with a valid
+// header.
+func checkContent(obj ObjectRef, h *ostree.FileHeader) error {
+	if obj.Type != ostree.ObjFile {
+		return fmt.Errorf("object %s: content operation for a %s", obj.Checksum, obj.Type)
+	}
+	if err := h.Validate(); err != nil {
+		return fmt.Errorf("object %s: %w", obj.Checksum, err)
 	}
 	return nil
 }
