@@ -94,6 +94,9 @@ type DeltaReport struct {
 	New       bool  `json:"new"`
 	// Encoder names the xz encoder of a delta this run wrote (delta.Result.Encoder).
 	Encoder string `json:"encoder,omitempty"`
+	// ZstdEncoder names the zstd command of a delta's zstd parts this run wrote
+	// (delta.Result.ZstdEncoder).
+	ZstdEncoder string `json:"zstd_encoder,omitempty"`
 }
 
 // NewDeltaReport describes the delta or bundle at path whose superblock is sb.

@@ -43,6 +43,10 @@ type Options struct {
 	// for clients that decode zstd faster than xz: Apply reads N.zst instead of N when it
 	// is there. ostree ignores them. It needs parts in their own files (not Inline).
 	ZstdParts bool
+	// Zstd is the zstd command that compresses the zstd parts, by path or by name ("":
+	// zstd in $PATH; see LookZstd). There is no built-in encoder: the command compresses
+	// smaller than the xz parts, which keeps a client's download no larger.
+	Zstd string
 	// XZ chooses the xz encoder of the parts: XZAuto (the default) the xz command in
 	// $PATH, else the built-in encoder; XZBuiltin the built-in encoder, which compresses
 	// less but alike on every host; or an xz command, by path or by name (see LookXZ).
@@ -87,6 +91,9 @@ type Result struct {
 	// (/usr/bin/xz)" or "builtin (github.com/ulikunitz/xz v0.5.17)"; "none" for
 	// uncompressed parts.
 	Encoder string
+	// ZstdEncoder names the zstd command of the zstd parts and its version, e.g. "zstd
+	// 1.5.4 (/usr/bin/zstd)"; "" without Options.ZstdParts.
+	ZstdEncoder string
 }
 
 // object is one object of a commit's tree, with the first path it appears at.
@@ -162,20 +169,24 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	if opts.Progress == nil {
 		opts.Progress = progress.Discard
 	}
-	// The xz command's --version (tens of milliseconds) runs while the commits are read.
+	// The xz and zstd commands' --version (tens of milliseconds) run while the commits are
+	// read.
 	type encoderOrError struct {
-		enc *xzEncoder
-		err error
+		enc  *xzEncoder
+		zstd *zstdEncoder
+		err  error
 	}
 	probe := make(chan encoderOrError, 1)
-	if opts.Uncompressed {
-		probe <- encoderOrError{}
-	} else {
-		go func() {
-			enc, err := newXZEncoder(ctx, opts.XZ)
-			probe <- encoderOrError{enc, err}
-		}()
-	}
+	go func() {
+		var e encoderOrError
+		if !opts.Uncompressed {
+			e.enc, e.err = newXZEncoder(ctx, opts.XZ)
+		}
+		if e.err == nil && opts.ZstdParts {
+			e.zstd, e.err = newZstdEncoder(ctx, opts.Zstd)
+		}
+		probe <- e
+	}()
 	toCommit, commitBytes, err := repo.ReadCommit(opts.To)
 	if err != nil {
 		return nil, err
@@ -237,7 +248,7 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 	}
 	defer work.RemoveAll()
 	tmp := work.Path
-	g := &generator{ctx: ctx, repo: repo, opts: opts, enc: enc, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
+	g := &generator{ctx: ctx, repo: repo, opts: opts, enc: enc, zstdEnc: e.zstd, oldFiles: oldFiles, oldByName: similarNames(oldFiles), tmp: tmp,
 		diffMemory: budget{limit: diffMemoryLimit}}
 	opts.Progress.Stage("delta", int64(len(files)))
 	err = g.run(meta, files)
@@ -251,6 +262,9 @@ func Generate(ctx context.Context, repo *ostree.Repo, opts Options) (*Result, er
 		Commit: commitBytes, Fallbacks: g.fallbacks,
 		Metadata: []gvariant.DictEntry{{Key: "ostree.endianness", Value: gvariant.Variant{Type: "y", Value: byte('l')}}}}
 	res := &Result{Dir: dir, Superblock: sb, Encoder: encoder}
+	if e.zstd != nil {
+		res.ZstdEncoder = e.zstd.name
+	}
 	for i, h := range g.headers {
 		sb.Parts = append(sb.Parts, *h)
 		name := filepath.Join(tmp, fmt.Sprint(i))
@@ -317,7 +331,8 @@ type generator struct {
 	ctx      context.Context
 	repo     *ostree.Repo
 	opts     Options
-	enc      *xzEncoder // nil: parts are not compressed
+	enc      *xzEncoder   // nil: parts are not compressed
+	zstdEnc  *zstdEncoder // with Options.ZstdParts
 	oldFiles map[string]ostree.Checksum
 	// oldByName finds a base file for a path the base lacks, by base name or by stem.
 	oldByName map[string]ostree.Checksum

@@ -27,8 +27,10 @@ type Description struct {
 	// Bytes and UncompressedBytes total the parts.
 	Bytes             uint64 `json:"bytes"`
 	UncompressedBytes uint64 `json:"uncompressed_bytes"`
-	Fallbacks         int    `json:"fallbacks"`
-	FallbackBytes     uint64 `json:"fallback_bytes"`
+	// ZstdBytes totals the zstd parts the superblock lists (0: none, see ZstdPartsKey).
+	ZstdBytes     uint64 `json:"zstd_bytes,omitempty"`
+	Fallbacks     int    `json:"fallbacks"`
+	FallbackBytes uint64 `json:"fallback_bytes"`
 }
 
 // PartDescription describes one part of a delta.
@@ -41,6 +43,9 @@ type PartDescription struct {
 	UncompressedBytes uint64 `json:"uncompressed_bytes"`
 	// Operations counts the part's opcodes by their letter, e.g. "B:1 S:12 c:1 o:1".
 	Operations string `json:"operations"`
+	// ZstdBytes is the size of the part's zstd file N.zst as the superblock lists it (0:
+	// none).
+	ZstdBytes uint64 `json:"zstd_bytes,omitempty"`
 }
 
 // Inspect reads a delta's parts and describes it.
@@ -65,10 +70,15 @@ func Inspect(d *Loaded) (*Description, error) {
 		if err != nil {
 			return nil, fmt.Errorf("part %d: %w", i, err)
 		}
-		out.Parts = append(out.Parts, PartDescription{Inline: inline, Compression: string(part[:1]),
-			Objects: len(h.Objects), Bytes: h.Size, UncompressedBytes: h.USize, Operations: counts})
+		pd := PartDescription{Inline: inline, Compression: string(part[:1]),
+			Objects: len(h.Objects), Bytes: h.Size, UncompressedBytes: h.USize, Operations: counts}
+		if d.zstd != nil {
+			pd.ZstdBytes = d.zstd[i].Size
+		}
+		out.Parts = append(out.Parts, pd)
 		out.Bytes += h.Size
 		out.UncompressedBytes += h.USize
+		out.ZstdBytes += pd.ZstdBytes
 	}
 	for _, f := range d.Fallbacks {
 		out.FallbackBytes += f.CompressedSize
@@ -91,10 +101,17 @@ func Describe(w io.Writer, d *Loaded) error {
 		if p.Inline {
 			where = "inline"
 		}
-		fmt.Fprintf(w, "Part %d (%s, compression %q): %d objects, %d bytes, %d uncompressed; ops %s\n",
-			i, where, p.Compression[0], p.Objects, p.Bytes, p.UncompressedBytes, p.Operations)
+		zstd := ""
+		if p.ZstdBytes > 0 {
+			zstd = fmt.Sprintf("; zstd part %d bytes", p.ZstdBytes)
+		}
+		fmt.Fprintf(w, "Part %d (%s, compression %q): %d objects, %d bytes, %d uncompressed; ops %s%s\n",
+			i, where, p.Compression[0], p.Objects, p.Bytes, p.UncompressedBytes, p.Operations, zstd)
 	}
 	fmt.Fprintf(w, "Parts: %d, %d bytes, %d uncompressed\n", len(desc.Parts), desc.Bytes, desc.UncompressedBytes)
+	if desc.ZstdBytes > 0 {
+		fmt.Fprintf(w, "Zstd parts: %d, %d bytes\n", len(desc.Parts), desc.ZstdBytes)
+	}
 	fmt.Fprintf(w, "Fallback objects: %d, %d bytes\n", desc.Fallbacks, desc.FallbackBytes)
 	return nil
 }

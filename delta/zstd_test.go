@@ -57,6 +57,9 @@ func TestZstdParts(t *testing.T) {
 
 	res := generate(t, src, Options{MaxPartSize: 10_000, ZstdParts: true}, &from, to)
 	dir := filepath.Join(src.Path, res.Dir)
+	if !strings.HasPrefix(res.ZstdEncoder, "zstd ") || plain.ZstdEncoder != "" {
+		t.Errorf("ZstdEncoder %q with zstd parts, %q without", res.ZstdEncoder, plain.ZstdEncoder)
+	}
 	if len(res.Superblock.Parts) < 2 {
 		t.Fatalf("want several parts, got %d", len(res.Superblock.Parts))
 	}
@@ -130,8 +133,8 @@ func TestZstdParts(t *testing.T) {
 	}
 }
 
-// The same commits give byte-identical zstd parts, however the parts' compressors read
-// their input.
+// The same commits give byte-identical zstd parts (the zstd command in one thread with
+// fixed options), however the parts' compressors read their input.
 func TestZstdPartsReproducible(t *testing.T) {
 	src, from, to := setup(t)
 	var files []map[string][]byte

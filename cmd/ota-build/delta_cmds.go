@@ -122,6 +122,7 @@ func deltaCommand() *cli.Command {
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
 			&cli.BoolFlag{Name: "zstd-parts", Usage: "also write each part compressed with zstd (N.zst, listed in the superblock), which ota-client downloads and decodes faster than the xz parts; ostree ignores them"},
+			&cli.StringFlag{Name: "zstd", Value: "zstd", Usage: "zstd `COMMAND` that compresses the zstd parts (a path, or a name looked up in $PATH); --json names the one used"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
 			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this ed25519 `KEY` (as commit --sign-key), whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
 			jsonFlag()),
@@ -132,7 +133,7 @@ func deltaCommand() *cli.Command {
 				return err
 			}
 			opts.Inline = c.Bool("inline")
-			opts.ZstdParts = c.Bool("zstd-parts")
+			opts.ZstdParts, opts.Zstd = c.Bool("zstd-parts"), c.String("zstd")
 			opts.MinFallbackSize = uint64(c.Int("min-fallback-size")) * 1e6
 			start := time.Now()
 			res, err := delta.Generate(c.Context, repo, opts)
@@ -157,7 +158,7 @@ type deltaJSON struct {
 // printDeltaResult prints the report of the delta or bundle res, written to path.
 func printDeltaResult(c *cli.Context, repo *ostree.Repo, res *delta.Result, path string, start time.Time) error {
 	rep := builder.NewDeltaReport(res.Superblock, path, res.Size)
-	rep.New, rep.Encoder = true, res.Encoder
+	rep.New, rep.Encoder, rep.ZstdEncoder = true, res.Encoder, res.ZstdEncoder
 	if c.Bool("json") {
 		return otacli.PrintJSON(c.App.Writer, deltaJSON{Repo: repo.Path, DeltaReport: rep,
 			Seconds: float64(time.Since(start).Milliseconds()) / 1000})
