@@ -33,14 +33,14 @@ type refusalEnv struct {
 }
 
 // newRefusalEnv makes a device with the first n versions deployed, publishes both (with
-// the static delta v1→v2 when withDelta) through a hookServer, and makes a key the device
-// does not trust.
-func newRefusalEnv(t *testing.T, n int, withDelta bool) *refusalEnv {
+// the static delta v1→v2 when withDelta, made with the extra ota-build delta options
+// deltaArgs) through a hookServer, and makes a key the device does not trust.
+func newRefusalEnv(t *testing.T, n int, withDelta bool, deltaArgs ...string) *refusalEnv {
 	t.Helper()
 	d := newDevice(t, n)
 	e := &refusalEnv{d: d, key: d.publish(t), other: filepath.Join(t.TempDir(), "other"), bundle: filepath.Join(t.TempDir(), "update.bundle")}
 	if withDelta {
-		must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1])
+		must(t, otaBuild, append([]string{"delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1]}, deltaArgs...)...)
 		must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", e.key+".key")
 	}
 	must(t, otaBuild, "keygen", "-o", e.other)

@@ -19,6 +19,7 @@ type refusal struct {
 	name     string
 	deployed int  // versions newDevice deploys: 1 (v1 is the default) or 2 (v2 is)
 	delta    bool // publish the static delta v1→v2, which update then uses
+	zstd     bool // with delta: the delta has zstd parts (--zstd-parts), which update uses
 	// tamper changes the served repository (or makes e.bundle, or the device's
 	// filesystem) and returns what puts the genuine state back.
 	tamper func(t *testing.T, e *refusalEnv) (undo func())
@@ -87,6 +88,12 @@ func TestRefusals(t *testing.T) {
 				// The part as served, named by the digest the client found.
 				sum := sha256.Sum256([]byte(readFile(t, filepath.Join(e.deltaDir(), "0"))))
 				return fmt.Sprintf("/0: sha256 %x, expected ", sum)
+			}},
+		{name: "tampered zstd delta part", deployed: 1, delta: true, zstd: true,
+			tamper: func(t *testing.T, e *refusalEnv) func() { return flip(t, filepath.Join(e.deltaDir(), "0.zst"), 0.5) },
+			want: func(t *testing.T, e *refusalEnv) string {
+				sum := sha256.Sum256([]byte(readFile(t, filepath.Join(e.deltaDir(), "0.zst"))))
+				return fmt.Sprintf("/0.zst: sha256 %x, expected ", sum)
 			}},
 		{name: "tampered delta superblock", deployed: 1, delta: true,
 			tamper: func(t *testing.T, e *refusalEnv) func() {
@@ -226,7 +233,11 @@ func TestRefusals(t *testing.T) {
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newRefusalEnv(t, tc.deployed, tc.delta)
+			var deltaArgs []string
+			if tc.zstd {
+				deltaArgs = []string{"--zstd-parts"}
+			}
+			e := newRefusalEnv(t, tc.deployed, tc.delta, deltaArgs...)
 			undo := tc.tamper(t, e)
 			before := e.state(t)
 			cmds := tc.cmds

@@ -114,14 +114,15 @@ func TestResumeDrops(t *testing.T) {
 }
 
 // TestResumeAfterKill (acceptance 2): ota-client is killed (SIGKILL) twice in the middle of
-// the delta part or the large object it downloads, each time once its partial file holds
-// all the server sent; each rerun continues the file with a Range request from the
-// partial's size, the update completes, and the file is sent once in all (but for one
-// overlap block per kill).
+// the delta part (xz, or zstd when the delta has zstd parts) or the large object it
+// downloads, each time once its partial file holds all the server sent; each rerun
+// continues the file with a Range request from the partial's size, the update completes,
+// and the file is sent once in all (but for one overlap block per kill).
 func TestResumeAfterKill(t *testing.T) {
-	for _, method := range []string{"objects", "delta"} {
-		t.Run(method, func(t *testing.T) {
-			d, s := resumeDevice(t, method)
+	for _, name := range []string{"objects", "delta", "delta-zstd"} {
+		t.Run(name, func(t *testing.T) {
+			method, zstd := strings.CutSuffix(name, "-zstd")
+			d, s := resumeDevice(t, name)
 			const kills = 2
 			var mu sync.Mutex
 			var big string // the large file, once requested
@@ -178,6 +179,9 @@ func TestResumeAfterKill(t *testing.T) {
 			checkUpdated(t, d)
 			if p, _ := findPartial(t, d); p != "" {
 				t.Errorf("partial file left: %s", p)
+			}
+			if zstd != strings.HasSuffix(big, ".zst") {
+				t.Errorf("the large file %s, want a zstd part: %v", big, zstd)
 			}
 			rs := s.files()[big]
 			t.Logf("%s: %s", big, describeResponses(rs))
