@@ -23,6 +23,9 @@ OTA_TIMESTAMP ?= ""
 OTA_BOOTABLE ?= "1"
 OTA_COMMIT_ARGS ?= ""
 OTA_DELTA_FROM ?= "previous"
+# 1: the deltas also carry zstd parts (ota-build delta --zstd-parts), which ota-client
+# downloads instead of the xz parts (no larger, decoded faster); needs zstd-native.
+OTA_DELTA_ZSTD ?= "0"
 OTA_BUNDLE ?= "0"
 OTA_BUNDLE_FROM ?= "empty"
 OTA_BUNDLE_FILE ?= "${IMGDEPLOYDIR}/${IMAGE_NAME}.otabundle"
@@ -126,7 +129,7 @@ do_image_otaimg[subimages] += "otaimg.bmap otaimg.zst otaimg.json"
 IMAGE_TYPEDEP:wic:append = "${@ota_enabled(d, ' otaimg' if 'otaimg' in d.getVar('OTA_FSTYPES').split() else '')}"
 WICVARS:append = " OTA_IMAGE_REPORT"
 
-do_image_ota[depends] += "ota-build-native:do_populate_sysroot"
+do_image_ota[depends] += "ota-build-native:do_populate_sysroot ${@'zstd-native:do_populate_sysroot' if bb.utils.to_boolean(d.getVar('OTA_DELTA_ZSTD')) else ''}"
 do_image_otaimg[depends] += "ota-build-native:do_populate_sysroot ${OTA_BOOT_DEPENDS}"
 do_rootfs[depends] += "${@ota_enabled(d, '%s:do_image_complete' % d.getVar('OTA_INITRAMFS') if d.getVar('OTA_INITRAMFS') else '')}"
 # One image task at a time writes or reads the shared repository.
@@ -141,7 +144,7 @@ IMAGE_CMD:ota () {
 	OTA_ROOTFS="${IMAGE_ROOTFS}" OTA_REPO="${OTA_REPO}" OTA_BRANCH="${OTA_BRANCH}" \
 	OTA_VERSION="${OTA_VERSION}" OTA_SUBJECT="${OTA_SUBJECT}" OTA_SIGN_KEY="${OTA_SIGN_KEY}" \
 	OTA_BOOTABLE="${OTA_BOOTABLE}" OTA_TIMESTAMP="${OTA_TIMESTAMP}" OTA_COMMIT_ARGS="${OTA_COMMIT_ARGS}" \
-	OTA_DELTA_FROM="${OTA_DELTA_FROM}" OTA_BUNDLE="${OTA_BUNDLE}" OTA_BUNDLE_FROM="${OTA_BUNDLE_FROM}" \
+	OTA_DELTA_FROM="${OTA_DELTA_FROM}" OTA_DELTA_ZSTD="${@'1' if bb.utils.to_boolean(d.getVar('OTA_DELTA_ZSTD')) else '0'}" OTA_BUNDLE="${OTA_BUNDLE}" OTA_BUNDLE_FROM="${OTA_BUNDLE_FROM}" \
 	OTA_BUNDLE_FILE="${OTA_BUNDLE_FILE}" OTA_COMMIT_FILE="${OTA_COMMIT_FILE}" OTA_BUILD=ota-build \
 		bash "${OTA_LAYERDIR}/scripts/ota-commit-rootfs"
 }

@@ -16,8 +16,8 @@ import (
 // (scripts/ota-commit-rootfs), run under Debian's pseudo on a tree with a file chowned to
 // 123:456 that has a security.capability xattr and a setuid file, produces a commit with
 // exactly that ownership, mode and xattr, although ota-build itself never sees pseudo.
-// The second run makes the deltas of OTA_DELTA_FROM (previous, a version, empty) and a
-// signed bundle from a version.
+// The second run makes the deltas of OTA_DELTA_FROM (previous, a version, empty), with
+// zstd parts (OTA_DELTA_ZSTD), and a signed bundle from a version.
 func TestCommitUnderPseudo(t *testing.T) {
 	testsources.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree")
 	cred, uid, gid := yoctotest.BuildUser(t)
@@ -58,7 +58,7 @@ chmod 4755 rootfs/usr/bin/suid
 export OTA_ROOTFS=rootfs OTA_REPO=repo OTA_BRANCH=test/pseudo OTA_BOOTABLE=0 OTA_BUILD=./ota-build OTA_SIGN_KEY=release.key
 OTA_VERSION=1.0 OTA_DELTA_FROM=previous OTA_COMMIT_FILE=commit1 bash "$1"
 echo v2 >>rootfs/usr/bin/prog
-OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_BUNDLE=1 OTA_BUNDLE_FROM=1.0 OTA_BUNDLE_FILE=update.bundle OTA_COMMIT_FILE=commit2 bash "$1"
+OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_DELTA_ZSTD=1 OTA_BUNDLE=1 OTA_BUNDLE_FROM=1.0 OTA_BUNDLE_FILE=update.bundle OTA_COMMIT_FILE=commit2 bash "$1"
 `
 	argv := append(append([]string{}, cred...), "pseudo", "sh", "-c", steps, "sh", script)
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -139,6 +139,14 @@ OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_BUNDLE=1 OTA_BUNDLE_FROM
 		if !have[d] {
 			t.Errorf("deltas %v lack %s", have, d)
 		}
+	}
+	// OTA_DELTA_ZSTD=1: the deltas of the second run have zstd parts.
+	out, err = exec.Command(otaBuild, "delta", "show", "--repo", repo, "--json", c1+"-"+c2).Output()
+	var show struct {
+		ZstdBytes int64 `json:"zstd_bytes"`
+	}
+	if err != nil || json.Unmarshal(out, &show) != nil || show.ZstdBytes == 0 {
+		t.Errorf("delta show %s-%s: %v: %s, want zstd parts", c1, c2, err, out)
 	}
 	pub := filepath.Join(dir, "release.pub")
 	if out, err := exec.Command(otaBuild, "verify", "--repo", repo, "--pubkey", pub, c2).CombinedOutput(); err != nil {
