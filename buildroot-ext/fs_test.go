@@ -1,8 +1,10 @@
 package buildrootext
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -33,20 +35,30 @@ var fsInstallVars = []string{"OTA_CLIENT_INSTALL_HELPERS", "OTA_CLIENT_INSTALL_C
 // chooses left to the shell: $OTA_TEST_TARGET (TARGET_DIR), $OTA_TEST_IMAGES
 // (BINARIES_DIR), $OTA_TEST_REPO, $OTA_TEST_VERSION, $OTA_TEST_KEYS, $OTA_TEST_DELTA_FROM
 // and $OTA_TEST_PUBKEY (the client's trusted key). HOST_DIR is the one holding otaBuild's
-// binary; the bundle is on; the client's server URL is https://updates.example.com/repo.
+// binary and, standing for host-zstd's, a link to the machine's zstd; the deltas have zstd
+// parts; the bundle is on; the client's server URL is https://updates.example.com/repo.
 func fsVars(t *testing.T) map[string]string {
 	t.Helper()
 	dir := loadDefconfigs(t)
 	br := buildroot(t)
 	_, hostDir := otaBuild(t)
 	fsOnce.Do(func() {
-		vars := append([]string{"ROOTFS_OTA_CMD", "ROOTFS_OTA_RELEASE"}, fsInstallVars...)
+		if zstd, err := exec.LookPath("zstd"); err == nil {
+			link := filepath.Join(hostDir, "bin", "zstd")
+			os.Remove(link)
+			if err := os.Symlink(zstd, link); err != nil {
+				fsErr = err.Error()
+				return
+			}
+		}
+		vars := append([]string{"ROOTFS_OTA_CMD", "ROOTFS_OTA_RELEASE", "ROOTFS_OTA_DEPENDENCIES"}, fsInstallVars...)
 		fsVals, _ = brVars(t, br, filepath.Join(dir, "ota_qemu_aarch64_virt"), vars, false,
 			"TARGET_DIR=$${OTA_TEST_TARGET}", "BINARIES_DIR=$${OTA_TEST_IMAGES}",
 			"HOST_DIR="+hostDir, "TAR=tar",
 			"BR2_TARGET_ROOTFS_OTA_REPO=$${OTA_TEST_REPO}", "OTA_VERSION=$${OTA_TEST_VERSION}",
 			"BR2_TARGET_ROOTFS_OTA_SIGN_KEYS=$${OTA_TEST_KEYS}",
 			"BR2_TARGET_ROOTFS_OTA_DELTA_FROM=$${OTA_TEST_DELTA_FROM}",
+			"BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD=y",
 			"BR2_TARGET_ROOTFS_OTA_BUNDLE=y",
 			"BR2_PACKAGE_OTA_CLIENT_URL=https://updates.example.com/repo",
 			"BR2_PACKAGE_OTA_CLIENT_TRUSTED_KEY=$${OTA_TEST_PUBKEY}")
@@ -277,8 +289,11 @@ func TestFsOtaCommitUnderFakeroot(t *testing.T) {
 // bundle and the signed summary; an unchanged tree makes no new commit; a version that the
 // branch lacks fails, naming it.
 func TestFsOtaRelease(t *testing.T) {
-	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "ostree")
+	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "ostree", "zstd")
 	commit, release := fsCommands(t)
+	if deps := strings.Fields(fsVars(t)["ROOTFS_OTA_DEPENDENCIES"]); !slices.Contains(deps, "host-zstd") {
+		t.Errorf("ROOTFS_OTA_DEPENDENCIES = %q lacks host-zstd (BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD=y)", deps)
+	}
 	bin, _ := otaBuild(t)
 	r := newFsRun(t, "fs-release")
 	keys := filepath.Join(r.work, "release")
@@ -323,6 +338,18 @@ func TestFsOtaRelease(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("deltas after 2.0: %v, want %v", got, want)
+	}
+	// BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD: every delta has zstd parts, made by host-zstd's zstd.
+	for _, d := range got {
+		var show struct {
+			ZstdBytes int64 `json:"zstd_bytes"`
+		}
+		if err := json.Unmarshal([]byte(run(t, nil, bin, "delta", "show", "--repo", r.repo, "--json", d)), &show); err != nil {
+			t.Fatal(err)
+		}
+		if show.ZstdBytes == 0 {
+			t.Errorf("delta %s has no zstd parts", d)
+		}
 	}
 	if out := run(t, nil, "ostree", "--repo="+r.repo, "fsck"); !strings.Contains(out, "2 commits") {
 		t.Errorf("ostree fsck:\n%s", out)

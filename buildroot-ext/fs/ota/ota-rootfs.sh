@@ -13,7 +13,8 @@
 #
 # Settings come from the environment (ROOTFS_OTA_ENV): OTA_BUILD, TAR,
 # OTA_REPO, OTA_BRANCH, OTA_VERSION, OTA_SIGN_KEYS, OTA_BOOTABLE,
-# OTA_KERNEL_VERSION, OTA_COMMIT_OPTIONS, OTA_DELTA_FROM, OTA_BUNDLE,
+# OTA_KERNEL_VERSION, OTA_COMMIT_OPTIONS, OTA_DELTA_FROM, OTA_DELTA_ZSTD (the
+# zstd command that gives the deltas zstd parts; empty: none), OTA_BUNDLE,
 # OTA_BUNDLE_FROM, OTA_IMAGE, OTA_IMAGE_SIZE, OTA_KARGS.
 set -euo pipefail
 
@@ -116,11 +117,14 @@ resolve() {
 }
 
 release() {
-	local desc=$1 from base name deltas
+	local desc=$1 from base name deltas zstd=()
 	[ -f "$desc" ] || die "$desc is missing: the commit step did not run"
 	# shellcheck disable=SC1090 # written by the commit step
 	. "$desc"
 	sign_args
+	if [ -n "${OTA_DELTA_ZSTD:-}" ]; then
+		zstd=(--zstd-parts --zstd "$OTA_DELTA_ZSTD")
+	fi
 	deltas=$(ota_build delta list --repo "$OTA_REPO")
 	for from in ${OTA_DELTA_FROM:-}; do
 		base=$(resolve "$from")
@@ -135,7 +139,7 @@ release() {
 		if grep -qx "$name" <<<"$deltas"; then
 			continue
 		fi
-		ota_build delta --repo "$OTA_REPO" --from "$base" --to "$OTA_COMMIT"
+		ota_build delta --repo "$OTA_REPO" --from "$base" --to "$OTA_COMMIT" "${zstd[@]}"
 	done
 	if [ -n "${OTA_BUNDLE:-}" ] && ! [ "$OTA_BUNDLE" -nt "$desc" ]; then
 		base=$(resolve "${OTA_BUNDLE_FROM:-scratch}")
