@@ -43,6 +43,8 @@ type plan struct {
 	reuseRes     commit.Result    // the dry run that found reuse
 	deltaVersion []ostree.Checksum
 	xz           string // delta.Options.XZ
+	zstdParts    bool   // delta.Options.ZstdParts, for every delta but the bundle
+	zstd         string // delta.Options.Zstd
 	apps         []appPlan
 }
 
@@ -237,7 +239,7 @@ func cmpOr(a, b string) string {
 
 // prepare loads every input and checks the version rule, writing nothing.
 func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, error) {
-	p := &plan{m: m, xz: m.xz()}
+	p := &plan{m: m, xz: m.xz(), zstdParts: m.Deltas != nil && m.Deltas.ZstdParts, zstd: m.zstd()}
 	c := &m.Commit
 	var err error
 	if p.signers, err = loadKeys(ctx, m, c.SignKeys, "commit", "sign-keys"); err != nil {

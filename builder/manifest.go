@@ -144,6 +144,13 @@ type DeltaSpec struct {
 	// (default), builtin, or an xz command; a path with a slash is relative to the
 	// manifest's directory, a bare name is looked up in $PATH.
 	XZ string `yaml:"xz"`
+	// ZstdParts also gives every delta but the bundle zstd parts (delta.Options.ZstdParts),
+	// which ota-client downloads instead of the xz parts.
+	ZstdParts bool `yaml:"zstd-parts"`
+	// Zstd is the zstd command of the zstd parts (delta.Options.Zstd; default zstd in
+	// $PATH): a path with a slash is relative to the manifest's directory, a bare name is
+	// looked up in $PATH.
+	Zstd string `yaml:"zstd"`
 }
 
 // BundleSpec describes the offline bundle.
@@ -278,6 +285,18 @@ func (m *Manifest) check() error {
 		if _, err := delta.LookXZ(m.xz()); err != nil {
 			return m.errorAt("deltas.xz: "+err.Error(), "deltas", "xz")
 		}
+		switch {
+		case d.ZstdParts:
+			if _, err := delta.LookZstd(m.zstd()); err != nil {
+				key := "zstd"
+				if d.Zstd == "" {
+					key = "zstd-parts"
+				}
+				return m.errorAt("deltas."+key+": "+err.Error(), "deltas", key)
+			}
+		case d.Zstd != "":
+			return m.errorAt("deltas.zstd names the command of zstd parts, and deltas.zstd-parts is not true", "deltas", "zstd")
+		}
 		if b := d.Bundle; b != nil {
 			if b.Output == "" {
 				return m.errorAt("deltas.bundle.output is required", "deltas", "bundle")
@@ -381,6 +400,18 @@ func (m *Manifest) checkApps() error {
 func (m *Manifest) app(i int) App {
 	a := m.Apps[i]
 	return App{Name: a.Name, Arch: a.Arch, Channel: a.Channel, OSVersions: strings.Join(a.OSVersions, ","), Exec: a.Exec}
+}
+
+// zstd returns the zstd command of the zstd parts, a path resolved against the manifest's
+// directory; "" when the deltas have none.
+func (m *Manifest) zstd() string {
+	if m.Deltas == nil || !m.Deltas.ZstdParts {
+		return ""
+	}
+	if strings.Contains(m.Deltas.Zstd, "/") {
+		return m.path(m.Deltas.Zstd)
+	}
+	return m.Deltas.Zstd
 }
 
 // appVersion returns the version of the i'th application.

@@ -60,6 +60,7 @@ func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "rootfs"), 0o755)
 	os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "anexe"), nil, 0o755)
 	t.Setenv("OTA_TEST_BRANCH", "t/stable")
 	for _, tc := range []struct {
 		name, yaml, err string
@@ -95,6 +96,15 @@ func TestLoad(t *testing.T) {
 		{name: "missing xz command", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: 1\n  xz: tools/xz\n", err: `ota.yaml:5: deltas.xz: xz encoder "` + filepath.Join(dir, "tools/xz") + `": no such file or directory`},
 		{name: "xz command not in PATH", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: no-such-xz}\n", err: `ota.yaml:3: deltas.xz: xz encoder "no-such-xz": executable file not found in $PATH`},
 		{name: "xz relative to the manifest", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: ./afile}\n", err: `ota.yaml:3: deltas.xz: xz encoder "` + filepath.Join(dir, "afile") + `": permission denied`},
+		// Issue 11: zstd parts and their command.
+		{name: "zstd command not in PATH", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  zstd-parts: true\n  zstd: no-such-zstd\n",
+			err: `ota.yaml:5: deltas.zstd: zstd parts: zstd command "no-such-zstd": executable file not found in $PATH`},
+		{name: "zstd command without zstd parts", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas:\n  from-last: 1\n  zstd: zstd\n",
+			err: "ota.yaml:5: deltas.zstd names the command of zstd parts, and deltas.zstd-parts is not true"},
+		{name: "zstd relative to the manifest", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {zstd-parts: true, zstd: ./anexe}\n",
+			check: func(m *Manifest) bool { return m.zstd() == filepath.Join(dir, "anexe") }},
+		{name: "no zstd parts", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {from-last: 1}\n",
+			check: func(m *Manifest) bool { return m.zstd() == "" && !m.Deltas.ZstdParts }},
 		{name: "built-in xz", yaml: "repo: {path: r}\ncommit: {rootfs: rootfs, branch: b}\ndeltas: {xz: builtin}\n",
 			check: func(m *Manifest) bool { return m.xz() == "builtin" }},
 		// Issue 10: lines come from the node tree, aliases and merge keys (<<) followed.

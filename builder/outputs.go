@@ -98,6 +98,9 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 		existing = output
 	}
 	opts := delta.Options{From: from, To: to, Output: output, XZ: p.xz, Progress: pr}
+	if output == "" { // a bundle's parts are inline: a file with no zstd parts beside it
+		opts.ZstdParts, opts.Zstd = p.zstdParts, p.zstd
+	}
 	var pubs []ed25519.PublicKey
 	if output != "" {
 		for _, s := range p.signers {
@@ -109,7 +112,7 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 	if err != nil {
 		return nil, err
 	}
-	if d, err := delta.Load(existing, pubs); err == nil && sameDelta(d, from, to, len(pubs) > 0, meta) {
+	if d, err := delta.Load(existing, pubs); err == nil && sameDelta(d, from, to, len(pubs) > 0, meta, opts.ZstdParts) {
 		r := NewDeltaReport(d.Superblock, existing, ostree.TreeSize(existing))
 		return &r, nil
 	}
@@ -118,15 +121,21 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 		return nil, fmt.Errorf("delta %s: %w", ostree.Delta{From: from, To: to}.Name(), err)
 	}
 	r := NewDeltaReport(res.Superblock, existing, res.Size)
-	r.New, r.Encoder = true, res.Encoder
+	r.New, r.Encoder, r.ZstdEncoder = true, res.Encoder, res.ZstdEncoder
 	return &r, nil
 }
 
 // sameDelta reports whether d, an existing delta, is the delta from..to that Generate would
 // write now: the same commits, the target's current detached metadata (so a commit signed
-// since gets a new delta carrying its signatures), and an envelope exactly when signed
-// (Load checked it against the signing keys).
-func sameDelta(d *delta.Loaded, from *ostree.Checksum, to ostree.Checksum, signed bool, meta []gvariant.DictEntry) bool {
+// since gets a new delta carrying its signatures), an envelope exactly when signed (Load
+// checked it against the signing keys) and, when zstd, zstd parts (a delta that has them
+// is kept without zstd: clients that ignore them lose nothing).
+func sameDelta(d *delta.Loaded, from *ostree.Checksum, to ostree.Checksum, signed bool, meta []gvariant.DictEntry, zstd bool) bool {
+	if zstd {
+		if zs, err := d.ZstdParts(); err != nil || zs == nil {
+			return false
+		}
+	}
 	return d.To == to && (d.From == nil) == (from == nil) && (from == nil || *d.From == *from) &&
 		d.Signed == signed && bytes.Equal(ostree.MarshalMetadata(d.CommitMeta()), ostree.MarshalMetadata(meta))
 }

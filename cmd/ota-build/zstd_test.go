@@ -111,3 +111,63 @@ func TestDeltaZstdMissing(t *testing.T) {
 		t.Errorf("the repository changed:\n%s", after)
 	}
 }
+
+// TestBuildZstdParts: build with deltas.zstd-parts gives its deltas zstd parts, and the
+// bundle none (its parts are inline); the report names the zstd command; a delta made
+// before without them is made again once the manifest asks for them.
+func TestBuildZstdParts(t *testing.T) {
+	requireTool(t, "zstd")
+	zstdPath, _ := exec.LookPath("zstd")
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rootfs/usr/bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "rootfs/usr/bin/app"), []byte("app"), 0o755)
+	manifest := filepath.Join(dir, "ota.yaml")
+	write := func(zstd string) {
+		os.WriteFile(manifest, []byte("repo: {path: repo}\ncommit:\n  rootfs: rootfs\n  branch: t/stable\n  version: \"1.0\"\n"+
+			"  bootable: false\n  owner: {uid: 0, gid: 0}\ndeltas:\n  from-scratch: true\n  bundle: {output: b.bundle}\n  xz: builtin\n"+zstd), 0o644)
+	}
+	type deltaReport struct {
+		Path        string
+		New         bool
+		ZstdEncoder string `json:"zstd_encoder"`
+	}
+	build := func() (deltas []deltaReport, bundle deltaReport) {
+		t.Helper()
+		r := runCmd(t, nil, nil, otaBuild, "build", "-f", manifest, "--json")
+		if r.code != 0 {
+			t.Fatalf("build: exit %d: %s", r.code, r.stderr)
+		}
+		var rep struct {
+			Deltas []deltaReport
+			Bundle deltaReport
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("report %q: %v", r.stdout, err)
+		}
+		if len(rep.Deltas) != 1 {
+			t.Fatalf("report: %d deltas, want the one from scratch", len(rep.Deltas))
+		}
+		return rep.Deltas, rep.Bundle
+	}
+	hasZstd := func(d deltaReport) bool {
+		_, err := os.Stat(filepath.Join(d.Path, "0.zst"))
+		return err == nil
+	}
+
+	write("")
+	deltas, _ := build()
+	if !deltas[0].New || deltas[0].ZstdEncoder != "" || hasZstd(deltas[0]) {
+		t.Errorf("without zstd-parts: %+v, zstd part %v", deltas[0], hasZstd(deltas[0]))
+	}
+	write("  zstd-parts: true\n  zstd: " + zstdPath + "\n")
+	deltas, bundle := build()
+	if !deltas[0].New || !strings.HasSuffix(deltas[0].ZstdEncoder, "("+zstdPath+")") || !hasZstd(deltas[0]) {
+		t.Errorf("zstd-parts: true: the delta %+v, zstd part %v; want it made again with zstd parts", deltas[0], hasZstd(deltas[0]))
+	}
+	if bundle.ZstdEncoder != "" {
+		t.Errorf("the bundle names a zstd encoder: %+v", bundle)
+	}
+	if deltas, _ = build(); deltas[0].New {
+		t.Errorf("an unchanged manifest made the delta with zstd parts again: %+v", deltas[0])
+	}
+}
