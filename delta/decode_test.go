@@ -179,16 +179,7 @@ func TestSpoolXZCommandLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := target(t, ostree.ModeBareUser, true)
-	_, spool, err := spoolPart(dst, d, 0, 1<<30, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := spool.Stat()
-	spool.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := uint64(st.Size())
+	size := payloadSize(t, dst, d)
 	if size < 2048 {
 		t.Fatalf("payload of %d bytes: too small to test the bound in blocks of 512", size)
 	}
@@ -446,4 +437,19 @@ func fileChecksum(t *testing.T, repo *ostree.Repo, c ostree.Checksum, p string) 
 		t.Fatalf("%s in %s: %v (found %s)", p, c, err, sum)
 	}
 	return sum
+}
+
+// payloadSize returns the size of part 0's payload of d, spooled into repo.
+func payloadSize(t *testing.T, repo *ostree.Repo, d *Loaded) uint64 {
+	t.Helper()
+	_, spool, err := spoolPart(repo, d, 0, 1<<30, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spool.Close()
+	st, err := spool.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(st.Size())
 }

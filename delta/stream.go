@@ -131,20 +131,11 @@ func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd string
 // bound. Parts not compressed with xz take spoolPart's way.
 func spoolPartCmd(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd string) (*payload, *os.File, error) {
 	h := d.Parts[i]
-	f, err := os.Open(filepath.Join(d.Dir, strconv.Itoa(i)))
+	f, err := openChecked(filepath.Join(d.Dir, strconv.Itoa(i)), h.Size, h.Checksum)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	src := &countingHash{r: io.LimitReader(f, int64(min(h.Size+1, math.MaxInt64))), h: sha256.New()}
-	if _, err := io.Copy(io.Discard, src); err != nil {
-		return nil, nil, err
-	}
-	var sum ostree.Checksum
-	src.h.Sum(sum[:0])
-	if src.n != h.Size || sum != h.Checksum {
-		return nil, nil, errors.New("checksum or size mismatch (corrupt or truncated)")
-	}
 	var c [1]byte
 	if _, err := f.ReadAt(c[:], 0); err != nil || c[0] != CompressionXZ {
 		return spoolPart(repo, d, i, maxSize, "")
@@ -185,6 +176,33 @@ func spoolPartCmd(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd str
 		return nil, nil, err
 	}
 	return p, spool, nil
+}
+
+// errMismatch is openChecked's error for a file that is not the one expected.
+var errMismatch = errors.New("checksum or size mismatch (corrupt or truncated)")
+
+// openChecked opens the file at path, checks that it has size bytes whose sha256 is sum
+// (else errMismatch), and returns it positioned at its start.
+func openChecked(path string, size uint64, sum ostree.Checksum) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	src := &countingHash{r: io.LimitReader(f, int64(min(size+1, math.MaxInt64))), h: sha256.New()}
+	if _, err = io.Copy(io.Discard, src); err == nil {
+		var got ostree.Checksum
+		src.h.Sum(got[:0])
+		if src.n != size || got != sum {
+			err = errMismatch
+		} else {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // partWindow returns the window of the xz stream of part i's file (see xzWindow): 0 for a

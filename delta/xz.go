@@ -39,16 +39,23 @@ func LookXZ(choice string) (string, error) {
 	case XZBuiltin:
 		return "", nil
 	}
-	p, err := exec.LookPath(choice)
-	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-		err = pe.Err // the error names the path once
-	} else if ee := (*exec.Error)(nil); errors.As(err, &ee) {
-		err = ee.Err
-	}
+	p, err := lookCommand(choice)
 	if err != nil {
 		return "", fmt.Errorf("xz encoder %q: %w", choice, err)
 	}
 	return p, nil
+}
+
+// lookCommand returns the path of command name (a path, or a name looked up in $PATH), or
+// why it cannot run without naming it, for an error that names it once.
+func lookCommand(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err
+	} else if ee := (*exec.Error)(nil); errors.As(err, &ee) {
+		err = ee.Err
+	}
+	return p, err
 }
 
 // xzEncoder compresses part payloads into .xz streams.

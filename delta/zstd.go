@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"os/exec"
@@ -99,12 +98,7 @@ func LookZstd(choice string) (string, error) {
 	if choice == "" {
 		choice = "zstd"
 	}
-	p, err := exec.LookPath(choice)
-	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-		err = pe.Err // the error names the path once
-	} else if ee := (*exec.Error)(nil); errors.As(err, &ee) {
-		err = ee.Err
-	}
+	p, err := lookCommand(choice)
 	if err != nil {
 		return "", fmt.Errorf("zstd parts: zstd command %q: %w", choice, err)
 	}
@@ -198,24 +192,14 @@ func (d *Loaded) zstdFile(i int) string {
 // the decoder only reads verified bytes, then by the decoder, in this process (one
 // goroutine, its window at most 8 MiB), into the spool. maxSize bounds the payload.
 func spoolZstdPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, path string) (*payload, *os.File, error) {
-	z := d.zstd[i]
-	f, err := os.Open(path)
+	f, err := openChecked(path, d.zstd[i].Size, d.zstd[i].Checksum)
+	if errors.Is(err, errMismatch) {
+		err = fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	src := &countingHash{r: io.LimitReader(f, int64(min(z.Size+1, math.MaxInt64))), h: sha256.New()}
-	if _, err := io.Copy(io.Discard, src); err != nil {
-		return nil, nil, err
-	}
-	var sum ostree.Checksum
-	src.h.Sum(sum[:0])
-	if src.n != z.Size || sum != z.Checksum {
-		return nil, nil, fmt.Errorf("%s: checksum or size mismatch (corrupt or truncated)", filepath.Base(path))
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, nil, err
-	}
 	dec, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(zstdPartWindow))
 	if err != nil {

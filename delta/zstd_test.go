@@ -208,16 +208,7 @@ func TestZstdPartRefusals(t *testing.T) {
 	if err := os.WriteFile(zst, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, spool, err := spoolPart(dst, d, 0, 1<<30, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := spool.Stat()
-	spool.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := uint64(st.Size())
+	n := payloadSize(t, dst, d)
 	for _, limit := range []uint64{n - 1, 0} {
 		if _, _, err := spoolPart(dst, d, 0, limit, ""); err == nil || err.Error() != "part: decompresses to more than its limit" {
 			t.Fatalf("limit %d for %d bytes: error %v, want the limit's", limit, n, err)
