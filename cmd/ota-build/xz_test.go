@@ -117,12 +117,8 @@ func TestDeltaXZMissing(t *testing.T) {
 func TestBuildXZEncoder(t *testing.T) {
 	requireTool(t, "xz")
 	xzPath, _ := exec.LookPath("xz")
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "rootfs/usr/bin"), 0o755)
-	os.WriteFile(filepath.Join(dir, "rootfs/usr/bin/app"), []byte("app"), 0o755)
-	manifest := filepath.Join(dir, "ota.yaml")
-	os.WriteFile(manifest, []byte("repo: {path: repo}\ncommit:\n  rootfs: rootfs\n  branch: t/stable\n  version: ${VERSION}\n"+
-		"  bootable: false\n  owner: {uid: 0, gid: 0}\ndeltas:\n  from-scratch: true\n  bundle: {output: b.bundle}\n  xz: builtin\n"), 0o644)
+	manifest := deltasManifest(t, "${VERSION}", "")
+	dir := filepath.Dir(manifest)
 	build := func(version string, extra ...string) result {
 		return runCmd(t, nil, nil, otaBuild, append([]string{"build", "-f", manifest, "--version", version, "--json"}, extra...)...)
 	}
@@ -162,6 +158,23 @@ func TestBuildXZEncoder(t *testing.T) {
 	if len(deltas) != 1 || !strings.HasPrefix(deltas[0], xzEncoder) || !strings.HasSuffix(bundle, "("+xzPath+")") {
 		t.Errorf("--xz %s: delta encoders %q, bundle %q", xzPath, deltas, bundle)
 	}
+}
+
+// deltasManifest writes, in a new directory, a one-file rootfs and an ota.yaml committing
+// it as version to t/stable (repository repo) with a delta from scratch and a bundle
+// (b.bundle), both with the built-in xz encoder, and more of the deltas section; it returns
+// the manifest's path.
+func deltasManifest(t *testing.T, version, deltas string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rootfs/usr/bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "rootfs/usr/bin/app"), []byte("app"), 0o755)
+	manifest := filepath.Join(dir, "ota.yaml")
+	if err := os.WriteFile(manifest, []byte("repo: {path: repo}\ncommit:\n  rootfs: rootfs\n  branch: t/stable\n  version: "+version+"\n"+
+		"  bootable: false\n  owner: {uid: 0, gid: 0}\ndeltas:\n  from-scratch: true\n  bundle: {output: b.bundle}\n  xz: builtin\n"+deltas), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return manifest
 }
 
 // TestDeltaInterruptKillsXZ: SIGINT while the xz command compresses a part kills it (the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,14 +119,7 @@ func TestDeltaZstdMissing(t *testing.T) {
 func TestBuildZstdParts(t *testing.T) {
 	requireTool(t, "zstd")
 	zstdPath, _ := exec.LookPath("zstd")
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "rootfs/usr/bin"), 0o755)
-	os.WriteFile(filepath.Join(dir, "rootfs/usr/bin/app"), []byte("app"), 0o755)
-	manifest := filepath.Join(dir, "ota.yaml")
-	write := func(zstd string) {
-		os.WriteFile(manifest, []byte("repo: {path: repo}\ncommit:\n  rootfs: rootfs\n  branch: t/stable\n  version: \"1.0\"\n"+
-			"  bootable: false\n  owner: {uid: 0, gid: 0}\ndeltas:\n  from-scratch: true\n  bundle: {output: b.bundle}\n  xz: builtin\n"+zstd), 0o644)
-	}
+	manifest := deltasManifest(t, `"1.0"`, "")
 	type deltaReport struct {
 		Path        string
 		New         bool
@@ -154,12 +148,19 @@ func TestBuildZstdParts(t *testing.T) {
 		return err == nil
 	}
 
-	write("")
 	deltas, _ := build()
 	if !deltas[0].New || deltas[0].ZstdEncoder != "" || hasZstd(deltas[0]) {
 		t.Errorf("without zstd-parts: %+v, zstd part %v", deltas[0], hasZstd(deltas[0]))
 	}
-	write("  zstd-parts: true\n  zstd: " + zstdPath + "\n")
+	// The deltas section ends the manifest.
+	f, err := os.OpenFile(manifest, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "  zstd-parts: true\n  zstd: %s\n", zstdPath)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	deltas, bundle := build()
 	if !deltas[0].New || !strings.HasSuffix(deltas[0].ZstdEncoder, "("+zstdPath+")") || !hasZstd(deltas[0]) {
 		t.Errorf("zstd-parts: true: the delta %+v, zstd part %v; want it made again with zstd parts", deltas[0], hasZstd(deltas[0]))
