@@ -30,13 +30,14 @@ func updateReport(t *testing.T, d device, command string, args ...string) update
 
 // TestUpdate (acceptance 1): a sysroot deployed with v1 by the real `ostree admin deploy`
 // is updated to v2 by objects and by a static delta (also one with zstd parts, of which
-// the client downloads the zstd files only); the real ostree agrees that v2 is the
-// default and v1 the rollback, fsck passes, and every file of the deployment is the
-// commit's.
+// the client downloads the zstd files only, unless the server lacks them, as a copy made
+// by a tool that knows only ostree's files does: then the xz parts); the real ostree agrees that v2 is the default and v1
+// the rollback, fsck passes, and every file of the deployment is the commit's.
 func TestUpdate(t *testing.T) {
-	for _, name := range []string{"objects", "delta", "delta-zstd"} {
+	for _, name := range []string{"objects", "delta", "delta-zstd", "delta-zstd-unserved"} {
 		t.Run(name, func(t *testing.T) {
-			method, zstd := strings.CutSuffix(name, "-zstd")
+			method, unserved := strings.CutSuffix(name, "-unserved")
+			method, zstd := strings.CutSuffix(method, "-zstd")
 			d := newDevice(t, 1)
 			key := d.publish(t)
 			if method == "delta" {
@@ -46,6 +47,15 @@ func TestUpdate(t *testing.T) {
 				}
 				must(t, otaBuild, args...)
 				must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
+			}
+			if unserved {
+				zsts, _ := filepath.Glob(filepath.Join(d.repo, "deltas/*/*/*.zst"))
+				if len(zsts) == 0 {
+					t.Fatal("the delta has no zstd parts to remove")
+				}
+				for _, z := range zsts {
+					os.Remove(z)
+				}
 			}
 			srv := newRepoServer(t, d.repo)
 			writeFiles(t, d.sysroot, map[string]string{"etc/ota/client.yaml": "url: " + srv.URL + "\nref: myos/stable\n"})
@@ -60,7 +70,7 @@ func TestUpdate(t *testing.T) {
 					parts = append(parts, path.Base(p))
 				}
 			}
-			if want := map[string]string{"objects": "", "delta": "0", "delta-zstd": "0.zst"}[name]; strings.Join(parts, " ") != want {
+			if want := map[string]string{"objects": "", "delta": "0", "delta-zstd": "0.zst", "delta-zstd-unserved": "0"}[name]; strings.Join(parts, " ") != want {
 				t.Errorf("delta files fetched: %v, want %q", parts, want)
 			}
 			if got, want := d.ostreeStatus(t), []string{d.commits[1] + ".0", d.commits[0] + ".0"}; !slices.Equal(got, want) {

@@ -3,7 +3,9 @@ package update
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -179,21 +181,40 @@ func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, zs []delta.Zst
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			f := partFile(l, zs, i)
-			dst := filepath.Join(dir, f.name)
-			if st, err := os.Stat(dst); err == nil && uint64(st.Size()) == f.size {
-				p.rep.Add(1, int64(f.size)) // downloaded by an earlier Pull, checked then
-				return
+			err := p.fetchPart(ctx, base, dir, partFile(l, zs, i))
+			if errors.Is(err, remote.ErrNotFound) && zs != nil {
+				// A repository copied by a tool that knows only ostree's files has the
+				// superblock but not the zstd parts: the xz part does instead (Apply
+				// reads the part file when its zstd file is not there).
+				if err = os.Remove(filepath.Join(dir, delta.ZstdPartName(i))); errors.Is(err, fs.ErrNotExist) {
+					err = nil
+				}
+				if err == nil {
+					err = p.fetchPart(ctx, base, dir, partFile(l, nil, i))
+				}
 			}
-			err := p.c.Download(ctx, base+"/"+f.name, dst, remote.DownloadOptions{Size: int64(f.size), SHA256: f.sum[:]})
 			if err != nil {
 				cancel(fmt.Errorf("static delta part %d: %w", i, err))
 				return
 			}
-			p.fetched.Add(1)
 			p.rep.Add(1, 0)
 		})
 	}
 	wg.Wait()
 	return context.Cause(ctx)
+}
+
+// fetchPart downloads the part file f of the delta at base into dir, unless an earlier
+// Pull did (a complete file was checked then).
+func (p *puller) fetchPart(ctx context.Context, base, dir string, f partDownload) error {
+	dst := filepath.Join(dir, f.name)
+	if st, err := os.Stat(dst); err == nil && uint64(st.Size()) == f.size {
+		p.rep.Add(0, int64(f.size))
+		return nil
+	}
+	if err := p.c.Download(ctx, base+"/"+f.name, dst, remote.DownloadOptions{Size: int64(f.size), SHA256: f.sum[:]}); err != nil {
+		return err
+	}
+	p.fetched.Add(1)
+	return nil
 }
