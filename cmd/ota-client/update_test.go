@@ -31,8 +31,9 @@ func updateReport(t *testing.T, d device, command string, args ...string) update
 // TestUpdate (acceptance 1): a sysroot deployed with v1 by the real `ostree admin deploy`
 // is updated to v2 by objects and by a static delta (also one with zstd parts, of which
 // the client downloads the zstd files only, unless the server lacks them, as a copy made
-// by a tool that knows only ostree's files does: then the xz parts); the real ostree agrees that v2 is the default and v1
-// the rollback, fsck passes, and every file of the deployment is the commit's.
+// by a tool that knows only ostree's files does: then the xz parts); the real ostree
+// agrees that v2 is the default and v1 the rollback, fsck passes, and every file of the
+// deployment is the commit's.
 func TestUpdate(t *testing.T) {
 	for _, name := range []string{"objects", "delta", "delta-zstd", "delta-zstd-unserved"} {
 		t.Run(name, func(t *testing.T) {
