@@ -108,7 +108,7 @@ func spoolPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd string
 	var sum ostree.Checksum
 	src.h.Sum(sum[:0])
 	if src.n != h.Size || sum != h.Checksum {
-		err = errors.New("checksum or size mismatch (corrupt or truncated)")
+		err = errMismatch
 	}
 	var p *payload
 	if err == nil {
@@ -165,7 +165,7 @@ func spoolPartCmd(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, xzCmd str
 	var p *payload
 	switch ee := (*exec.ExitError)(nil); {
 	case uint64(n) > maxSize || errors.As(err, &ee) && exitSignal(ee) == syscall.SIGXFSZ:
-		err = errors.New("part: decompresses to more than its limit")
+		err = errPayloadLimit
 	case err != nil:
 		err = fmt.Errorf("part: %s: %v: %s", xzCmd, err, bytes.TrimSpace(stderr.Bytes()))
 	default:
@@ -316,15 +316,41 @@ func decompress(r *bufio.Reader, spool *os.File, maxSize uint64) (int64, error) 
 	default:
 		return 0, fmt.Errorf("part: invalid compression type %#x", c)
 	}
-	// Bound the output: a corrupt or hostile part must not fill the disk.
-	n, err := io.Copy(spool, io.LimitReader(raw, int64(min(maxSize, math.MaxInt64-1))+1))
-	if err != nil {
-		return 0, fmt.Errorf("part: xz: %w", err)
-	}
-	if uint64(n) > maxSize {
-		return 0, errors.New("part: decompresses to more than its limit")
+	return spoolBounded(spool, raw, maxSize, "xz")
+}
+
+// errPayloadLimit refuses a part whose payload is larger than its bound.
+var errPayloadLimit = errors.New("part: decompresses to more than its limit")
+
+// spoolBounded copies the payload a decoder (named codec in errors) reads from raw into
+// spool, and fails (errPayloadLimit) at the first write past maxSize bytes: a corrupt or
+// hostile part must not fill the disk. A decoder that writes itself out (io.WriterTo) does
+// so with no copy between.
+func spoolBounded(spool io.Writer, raw io.Reader, maxSize uint64, codec string) (int64, error) {
+	n, err := io.Copy(&boundedWriter{w: spool, left: maxSize}, raw)
+	switch {
+	case errors.Is(err, errLimit):
+		return 0, errPayloadLimit
+	case err != nil:
+		return 0, fmt.Errorf("part: %s: %w", codec, err)
 	}
 	return n, nil
+}
+
+// boundedWriter writes to w at most left bytes more, and refuses (errLimit) a write past
+// them.
+type boundedWriter struct {
+	w    io.Writer
+	left uint64
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	if uint64(len(p)) > b.left {
+		return 0, errLimit
+	}
+	n, err := b.w.Write(p)
+	b.left -= uint64(n)
+	return n, err
 }
 
 // openPayload parses a payload (a(uuu)aa(ayay)ayay) of size n held in f: it reads the

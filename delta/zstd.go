@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,14 +211,9 @@ func spoolZstdPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, path str
 	}
 	// Unlinked at once: a crash or kill leaves nothing behind in tmp/.
 	os.Remove(spool.Name())
-	n, err := dec.WriteTo(&boundedWriter{w: spool, left: min(maxSize, math.MaxInt64)})
+	n, err := spoolBounded(spool, dec, maxSize, "zstd")
 	var p *payload
-	switch {
-	case errors.Is(err, errLimit):
-		err = errors.New("part: decompresses to more than its limit")
-	case err != nil:
-		err = fmt.Errorf("part: zstd: %w", err)
-	default:
+	if err == nil {
 		p, err = openPayload(spool, n)
 	}
 	if err != nil {
@@ -227,20 +221,4 @@ func spoolZstdPart(repo *ostree.Repo, d *Loaded, i int, maxSize uint64, path str
 		return nil, nil, err
 	}
 	return p, spool, nil
-}
-
-// boundedWriter writes to w at most left bytes more, and refuses (errLimit) a write past
-// them.
-type boundedWriter struct {
-	w    io.Writer
-	left uint64
-}
-
-func (b *boundedWriter) Write(p []byte) (int, error) {
-	if uint64(len(p)) > b.left {
-		return 0, errLimit
-	}
-	n, err := b.w.Write(p)
-	b.left -= uint64(n)
-	return n, err
 }
