@@ -131,12 +131,7 @@ func (p *plan) delta(ctx context.Context, from *ostree.Checksum, to ostree.Check
 // checked it against the signing keys) and, when zstd, zstd parts (a delta that has them
 // is kept without zstd: clients that ignore them lose nothing).
 func sameDelta(d *delta.Loaded, from *ostree.Checksum, to ostree.Checksum, signed bool, meta []gvariant.DictEntry, zstd bool) bool {
-	if zstd {
-		if zs, err := d.ZstdParts(); err != nil || zs == nil {
-			return false
-		}
-	}
-	return d.To == to && (d.From == nil) == (from == nil) && (from == nil || *d.From == *from) &&
+	return (!zstd || d.Zstd() != nil) && d.To == to && (d.From == nil) == (from == nil) && (from == nil || *d.From == *from) &&
 		d.Signed == signed && bytes.Equal(ostree.MarshalMetadata(d.CommitMeta()), ostree.MarshalMetadata(meta))
 }
 

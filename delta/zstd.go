@@ -70,6 +70,9 @@ func (s *Superblock) ZstdParts() ([]ZstdPart, error) {
 	return zs, nil
 }
 
+// Zstd returns the zstd parts the superblock lists, as Open checked them (nil: none).
+func (l *Loaded) Zstd() []ZstdPart { return l.zstd }
+
 // zstdPartsEntry is the superblock metadata entry listing zs.
 func zstdPartsEntry(zs []*ZstdPart) gvariant.DictEntry {
 	list := make([]any, len(zs))

@@ -94,10 +94,7 @@ func Check(ctx context.Context, c *remote.Client, opts CheckOptions) (*CheckResu
 		}
 		var download, space int64
 		for i, p := range sb.Parts {
-			size := p.Size
-			if zs != nil { // Pull downloads the zstd parts instead (see partFile)
-				size = zs[i].Size
-			}
+			size := partFile(sb, zs, i).size // what Pull downloads
 			download += int64(size)
 			space += int64(size + p.USize)
 		}

@@ -60,10 +60,6 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 			fallbacks = append(fallbacks, fb.Checksum)
 		}
 	}
-	zs, err := l.ZstdParts()
-	if err != nil {
-		return fmt.Errorf("static delta %s: %w", name, err)
-	}
 	var todo []int
 	var download, write, applied uint64
 	for i, h := range l.Parts {
@@ -73,7 +69,7 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 		}
 		todo = append(todo, i)
 		write += h.USize
-		f := partFile(l, zs, i)
+		f := partFile(l.Superblock, l.Zstd(), i)
 		if st, err := os.Stat(filepath.Join(dir, f.name)); err != nil || uint64(st.Size()) != f.size {
 			download += f.size
 		}
@@ -91,7 +87,7 @@ func (p *puller) pullDelta(ctx context.Context, from *ostree.Checksum) error {
 	if err := p.fetchObjects(ctx, fallbacks); err != nil {
 		return err
 	}
-	if err := p.fetchParts(ctx, l, zs, dir, todo); err != nil {
+	if err := p.fetchParts(ctx, l, dir, todo); err != nil {
 		return err
 	}
 	p.rep.Done()
@@ -152,25 +148,25 @@ type partDownload struct {
 	sum  ostree.Checksum
 }
 
-// partFile returns the file to download for part i of l: its zstd file when the
-// superblock lists them (zs), which delta.Apply decodes in-process at a fifth of the CPU
-// time of the xz part, else the part itself.
-func partFile(l *delta.Loaded, zs []delta.ZstdPart, i int) partDownload {
+// partFile returns the file to download for part i of sb: its zstd file when the
+// superblock lists zstd parts (zs), which delta.Apply decodes in-process at a fifth of the
+// CPU time of the xz part, else the part itself.
+func partFile(sb *delta.Superblock, zs []delta.ZstdPart, i int) partDownload {
 	if zs != nil {
 		return partDownload{delta.ZstdPartName(i), zs[i].Size, zs[i].Checksum}
 	}
-	return partDownload{strconv.Itoa(i), l.Parts[i].Size, l.Parts[i].Checksum}
+	return partDownload{strconv.Itoa(i), sb.Parts[i].Size, sb.Parts[i].Checksum}
 }
 
-// fetchParts downloads parts todo of l into dir (see partFile: zs lists the zstd parts),
-// opts.Connections at a time, each checked against its size and sha256 from the verified
-// superblock.
-func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, zs []delta.ZstdPart, dir string, todo []int) error {
+// fetchParts downloads parts todo of l into dir (see partFile), opts.Connections at a
+// time, each checked against its size and sha256 from the verified superblock.
+func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, dir string, todo []int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, p.opts.Connections)
 	var wg sync.WaitGroup
 	base := ostree.DeltaDir(l.From, l.To)
+	zs := l.Zstd()
 	for _, i := range todo {
 		select {
 		case sem <- struct{}{}:
@@ -181,7 +177,7 @@ func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, zs []delta.Zst
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := p.fetchPart(ctx, base, dir, partFile(l, zs, i))
+			err := p.fetchPart(ctx, base, dir, partFile(l.Superblock, zs, i))
 			if errors.Is(err, remote.ErrNotFound) && zs != nil {
 				// A repository copied by a tool that knows only ostree's files has the
 				// superblock but not the zstd parts: the xz part does instead (Apply
@@ -190,7 +186,7 @@ func (p *puller) fetchParts(ctx context.Context, l *delta.Loaded, zs []delta.Zst
 					err = nil
 				}
 				if err == nil {
-					err = p.fetchPart(ctx, base, dir, partFile(l, nil, i))
+					err = p.fetchPart(ctx, base, dir, partFile(l.Superblock, nil, i))
 				}
 			}
 			if err != nil {
