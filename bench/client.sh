@@ -21,7 +21,7 @@
 #   OSTREE_DELTA  1 (default) adds the scenario "delta made by ostree" (its
 #                 `ostree static-delta generate` takes about 80 s; the delta is cached in
 #                 $BENCH_DIR/cache for the same pair of commits); 0 leaves it out
-#   ZSTD_PARTS    1 (default) adds the scenario "delta with zstd parts" (delta-zstd); 0 leaves
+#   XZ_DELTA      1 (default) adds the scenario "delta with xz parts only" (delta-xz); 0 leaves
 #                 it out
 #   FSCK          1 (default) runs `ostree fsck` on the sysroot repository after the last run
 #                 of each tool and scenario (untimed)
@@ -36,10 +36,12 @@
 # with an ed25519 key (`ota-build keygen`), to the branch "bench" of an archive repository.
 # The repository is served in three scenarios, each by its own `ota-build serve` on
 # 127.0.0.1 (the same server for both tools), with a summary signed by the same key:
-#   delta         the static delta V1 -> V2 made by `ota-build delta` listed in the summary
+#   delta         the static delta V1 -> V2 made by `ota-build delta` listed in the summary:
+#                 by default (the zstd command there) with zstd parts, so ostree fetches its
+#                 xz parts, ota-client the zstd ones (N.zst) beside them
+#   delta-xz      instead the one `ota-build delta --zstd-parts=false` makes, xz parts only
+#                 (XZ_DELTA=1)
 #   delta-ostree  instead the one made by `ostree static-delta generate` (OSTREE_DELTA=1)
-#   delta-zstd    the delta made by `ota-build delta --zstd-parts` (ZSTD_PARTS=1): ostree
-#                 fetches its xz parts, ota-client the zstd ones (N.zst) beside them
 #   objects       no delta: both tools fetch the objects V1 lacks
 #
 # The device: a sysroot made by the real ostree as the tests' newDevice does (`ostree admin
@@ -87,7 +89,7 @@ DELTA_DIR=${DELTA_DIR:-/tmp/ota-bench-delta}
 COMMIT_DIR=${COMMIT_DIR:-/tmp/ota-bench}
 RUNS=${RUNS:-3}
 OSTREE_DELTA=${OSTREE_DELTA:-1}
-ZSTD_PARTS=${ZSTD_PARTS:-1}
+XZ_DELTA=${XZ_DELTA:-1}
 FSCK=${FSCK:-1}
 OTA_BUILD=${OTA_BUILD:-}
 OTA_CLIENT=${OTA_CLIENT:-}
@@ -197,9 +199,9 @@ make_scenarios() {
 			log "ota-build delta $FROM -> $TO"
 			run "$LOGS/delta.log" "$OTA" delta --repo "$dir" --from "$FROM" --to "$TO"
 			;;
-		delta-zstd)
-			log "ota-build delta --zstd-parts $FROM -> $TO"
-			run "$LOGS/delta.log" "$OTA" delta --repo "$dir" --from "$FROM" --to "$TO" --zstd-parts
+		delta-xz)
+			log "ota-build delta --zstd-parts=false $FROM -> $TO"
+			run "$LOGS/delta.log" "$OTA" delta --repo "$dir" --from "$FROM" --to "$TO" --zstd-parts=false
 			;;
 		delta-ostree)
 			cached=$CACHE/ostree-$FROM-$TO
@@ -515,8 +517,9 @@ main() {
 	flock -n 9 || die "another bench/client.sh is running with BENCH_DIR=$BENCH_DIR; wait for it or set another BENCH_DIR"
 	ensure_tools
 	command -v python3 >/dev/null || die "python3 is missing (it reads ota-client's JSON report)"
+	command -v zstd >/dev/null || die "zstd is missing (ota-build delta makes the zstd parts of the delta scenario with it): install package 'zstd'"
 	SCENARIOS=(delta)
-	((ZSTD_PARTS)) && SCENARIOS+=(delta-zstd)
+	((XZ_DELTA)) && SCENARIOS+=(delta-xz)
 	((OSTREE_DELTA)) && SCENARIOS+=(delta-ostree)
 	SCENARIOS+=(objects)
 	trap cleanup EXIT

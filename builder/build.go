@@ -44,6 +44,7 @@ type plan struct {
 	deltaVersion []ostree.Checksum
 	xz           string // delta.Options.XZ
 	zstdParts    bool   // delta.Options.ZstdParts, for every delta but the bundle
+	zstdWarning  string // why, by default, the deltas have no zstd parts
 	zstd         string // delta.Options.Zstd
 	apps         []appPlan
 }
@@ -111,6 +112,10 @@ func Run(ctx context.Context, m *Manifest, opts Options) (*Report, error) {
 		changed = changed || d.New
 		rep.Deltas = append(rep.Deltas, *d)
 		log("delta    %s (%s)", d.Path, newOr(d.New, "kept"))
+		if d.New && p.zstdWarning != "" {
+			rep.Warnings = append(rep.Warnings, p.zstdWarning)
+			p.zstdWarning = ""
+		}
 	}
 	stage("deltas", start)
 
@@ -239,7 +244,8 @@ func cmpOr(a, b string) string {
 
 // prepare loads every input and checks the version rule, writing nothing.
 func prepare(ctx context.Context, m *Manifest, pr progress.Reporter) (*plan, error) {
-	p := &plan{m: m, xz: m.xz(), zstdParts: m.Deltas != nil && m.Deltas.ZstdParts, zstd: m.zstd()}
+	p := &plan{m: m, xz: m.xz(), zstd: m.zstd()}
+	p.zstdParts, p.zstdWarning = m.zstdParts()
 	c := &m.Commit
 	var err error
 	if p.signers, err = loadKeys(ctx, m, c.SignKeys, "commit", "sign-keys"); err != nil {

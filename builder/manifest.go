@@ -145,11 +145,13 @@ type DeltaSpec struct {
 	// manifest's directory, a bare name is looked up in $PATH.
 	XZ string `yaml:"xz"`
 	// ZstdParts also gives every delta but the bundle zstd parts (delta.Options.ZstdParts),
-	// which ota-client downloads instead of the xz parts.
-	ZstdParts bool `yaml:"zstd-parts"`
+	// which ota-client downloads instead of the xz parts: true asks for them (the zstd
+	// command must be there), false refuses them; absent, the deltas get them when the
+	// zstd command is there, and the build warns when it is not (delta.ZstdByDefault).
+	ZstdParts *bool `yaml:"zstd-parts"`
 	// Zstd is the zstd command of the zstd parts (delta.Options.Zstd; default zstd in
 	// $PATH): a path with a slash is relative to the manifest's directory, a bare name is
-	// looked up in $PATH.
+	// looked up in $PATH. Naming one asks for zstd parts.
 	Zstd string `yaml:"zstd"`
 }
 
@@ -286,7 +288,11 @@ func (m *Manifest) check() error {
 			return m.errorAt("deltas.xz: "+err.Error(), "deltas", "xz")
 		}
 		switch {
-		case d.ZstdParts:
+		case d.ZstdParts != nil && !*d.ZstdParts:
+			if d.Zstd != "" {
+				return m.errorAt("deltas.zstd names the command of zstd parts, and deltas.zstd-parts is false", "deltas", "zstd")
+			}
+		case d.ZstdParts != nil || d.Zstd != "":
 			if _, err := delta.LookZstd(m.zstd()); err != nil {
 				key := "zstd"
 				if d.Zstd == "" {
@@ -294,8 +300,6 @@ func (m *Manifest) check() error {
 				}
 				return m.errorAt("deltas."+key+": "+err.Error(), "deltas", key)
 			}
-		case d.Zstd != "":
-			return m.errorAt("deltas.zstd names the command of zstd parts, and deltas.zstd-parts is not true", "deltas", "zstd")
 		}
 		if b := d.Bundle; b != nil {
 			if b.Output == "" {
@@ -402,10 +406,25 @@ func (m *Manifest) app(i int) App {
 	return App{Name: a.Name, Arch: a.Arch, Channel: a.Channel, OSVersions: strings.Join(a.OSVersions, ","), Exec: a.Exec}
 }
 
+// zstdParts says whether the deltas get zstd parts (DeltaSpec.ZstdParts) and, when by
+// default they do not, why, for the build's warnings.
+func (m *Manifest) zstdParts() (on bool, warning string) {
+	switch d := m.Deltas; {
+	case d == nil || d.ZstdParts != nil && !*d.ZstdParts:
+		return false, ""
+	case d.ZstdParts != nil || d.Zstd != "":
+		return true, ""
+	}
+	if on, warning = delta.ZstdByDefault(""); !on {
+		warning = "deltas: " + warning + ", or set deltas.zstd-parts: false"
+	}
+	return on, warning
+}
+
 // zstd returns the zstd command of the zstd parts, a path resolved against the manifest's
-// directory; "" when the deltas have none.
+// directory ("": zstd in $PATH).
 func (m *Manifest) zstd() string {
-	if m.Deltas == nil || !m.Deltas.ZstdParts {
+	if m.Deltas == nil {
 		return ""
 	}
 	if strings.Contains(m.Deltas.Zstd, "/") {

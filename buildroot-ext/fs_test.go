@@ -36,7 +36,7 @@ var fsInstallVars = []string{"OTA_CLIENT_INSTALL_HELPERS", "OTA_CLIENT_INSTALL_C
 // (BINARIES_DIR), $OTA_TEST_REPO, $OTA_TEST_VERSION, $OTA_TEST_KEYS, $OTA_TEST_DELTA_FROM
 // and $OTA_TEST_PUBKEY (the client's trusted key). HOST_DIR is the one holding otaBuild's
 // binary and, standing for host-zstd's, a link to the machine's zstd; the deltas have zstd
-// parts; the bundle is on; the client's server URL is https://updates.example.com/repo.
+// parts (BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD's default); the bundle is on; the client's server URL is https://updates.example.com/repo.
 func fsVars(t *testing.T) map[string]string {
 	t.Helper()
 	dir := loadDefconfigs(t)
@@ -58,7 +58,6 @@ func fsVars(t *testing.T) map[string]string {
 			"BR2_TARGET_ROOTFS_OTA_REPO=$${OTA_TEST_REPO}", "OTA_VERSION=$${OTA_TEST_VERSION}",
 			"BR2_TARGET_ROOTFS_OTA_SIGN_KEYS=$${OTA_TEST_KEYS}",
 			"BR2_TARGET_ROOTFS_OTA_DELTA_FROM=$${OTA_TEST_DELTA_FROM}",
-			"BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD=y",
 			"BR2_TARGET_ROOTFS_OTA_BUNDLE=y",
 			"BR2_PACKAGE_OTA_CLIENT_URL=https://updates.example.com/repo",
 			"BR2_PACKAGE_OTA_CLIENT_TRUSTED_KEY=$${OTA_TEST_PUBKEY}")
@@ -292,7 +291,7 @@ func TestFsOtaRelease(t *testing.T) {
 	testsources.RequireTools(t, "fakeroot", "tar", "setcap", "getfattr", "ostree", "zstd")
 	commit, release := fsCommands(t)
 	if deps := strings.Fields(fsVars(t)["ROOTFS_OTA_DEPENDENCIES"]); !slices.Contains(deps, "host-zstd") {
-		t.Errorf("ROOTFS_OTA_DEPENDENCIES = %q lacks host-zstd (BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD=y)", deps)
+		t.Errorf("ROOTFS_OTA_DEPENDENCIES = %q lacks host-zstd (BR2_TARGET_ROOTFS_OTA_DELTA_ZSTD, on by default)", deps)
 	}
 	bin, _ := otaBuild(t)
 	r := newFsRun(t, "fs-release")

@@ -107,6 +107,17 @@ func LookZstd(choice string) (string, error) {
 	return p, nil
 }
 
+// ZstdByDefault reports whether a delta whose maker neither asks for zstd parts nor
+// refuses them gets them: when the zstd command choice names is there (see LookZstd). When
+// it is not, the warning says so and what it costs, for the maker to show with its way of
+// turning zstd parts off (docs/cli.md, "ota-build delta").
+func ZstdByDefault(choice string) (ok bool, warning string) {
+	if _, err := LookZstd(choice); err != nil {
+		return false, err.Error() + ": this delta gets xz parts only, which take ota-client about 50% more CPU to apply; install zstd"
+	}
+	return true, ""
+}
+
 // zstdEncoder compresses part payloads into zstd parts with a zstd command.
 type zstdEncoder struct {
 	cmd  string

@@ -121,8 +121,8 @@ func deltaCommand() *cli.Command {
 			"afterwards if the summary is signed.",
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
-			&cli.BoolFlag{Name: "zstd-parts", Usage: "also write each part compressed with zstd (N.zst, listed in the superblock), which ota-client downloads and decodes faster than the xz parts; ostree ignores them"},
-			&cli.StringFlag{Name: "zstd", Value: "zstd", Usage: "zstd `COMMAND` that compresses the zstd parts (a path, or a name looked up in $PATH); --json names the one used"},
+			&cli.BoolFlag{Name: "zstd-parts", Usage: "also write each part compressed with zstd (N.zst, listed in the superblock), which ota-client downloads and decodes faster than the xz parts; ostree ignores them (default: when the zstd command is there and the parts are in files, else a warning; --zstd-parts=false: never)"},
+			&cli.StringFlag{Name: "zstd", Value: "zstd", Usage: "zstd `COMMAND` that compresses the zstd parts (a path, or a name looked up in $PATH; giving it asks for zstd parts); --json names the one used"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
 			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this ed25519 `KEY` (as commit --sign-key), whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
 			jsonFlag()),
@@ -133,7 +133,10 @@ func deltaCommand() *cli.Command {
 				return err
 			}
 			opts.Inline = c.Bool("inline")
-			opts.ZstdParts, opts.Zstd = c.Bool("zstd-parts"), c.String("zstd")
+			if opts.ZstdParts, err = zstdParts(c, opts.Inline); err != nil {
+				return err
+			}
+			opts.Zstd = c.String("zstd")
 			opts.MinFallbackSize = uint64(c.Int("min-fallback-size")) * 1e6
 			start := time.Now()
 			res, err := delta.Generate(c.Context, repo, opts)
@@ -146,6 +149,28 @@ func deltaCommand() *cli.Command {
 			return printDeltaResult(c, repo, res, filepath.Join(repo.Path, res.Dir), start)
 		},
 	}
+}
+
+// zstdParts resolves --zstd-parts and --zstd: zstd parts when either asks for them, none
+// when --zstd-parts=false refuses them, and otherwise (delta.ZstdByDefault) when the zstd
+// command is there and the parts are in files, with a warning when it is not.
+func zstdParts(c *cli.Context, inline bool) (bool, error) {
+	switch {
+	case c.IsSet("zstd-parts") && !c.Bool("zstd-parts"):
+		if c.IsSet("zstd") {
+			return false, otacli.Usagef("--zstd names the command of zstd parts, and --zstd-parts=false refuses them")
+		}
+		return false, nil
+	case c.IsSet("zstd-parts") || c.IsSet("zstd"):
+		return true, nil
+	case inline:
+		return false, nil
+	}
+	ok, warning := delta.ZstdByDefault(c.String("zstd"))
+	if !ok {
+		otacli.Warn(c, []string{warning + ", or pass --zstd-parts=false"})
+	}
+	return ok, nil
 }
 
 // deltaJSON is the report of delta --json and bundle --json: the delta as build reports it.

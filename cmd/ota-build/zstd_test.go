@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,7 +78,7 @@ func TestDeltaZstdParts(t *testing.T) {
 
 	// Without zstd parts, show says nothing of them.
 	os.RemoveAll(filepath.Join(repo, "deltas"))
-	ota(t, "delta", "--repo", repo, "--to", "main")
+	ota(t, "delta", "--repo", repo, "--to", "main", "--zstd-parts=false")
 	if text := ota(t, "delta", "show", "--repo", repo, name).stdout; strings.Contains(strings.ToLower(text), "zstd") {
 		t.Errorf("delta show of a delta without zstd parts:\n%s", text)
 	}
@@ -113,9 +112,59 @@ func TestDeltaZstdMissing(t *testing.T) {
 	}
 }
 
-// TestBuildZstdParts: build with deltas.zstd-parts gives its deltas zstd parts, and the
-// bundle none (its parts are inline); the report names the zstd command; a delta made
-// before without them is made again once the manifest asks for them.
+// TestDeltaZstdDefault: without --zstd-parts, a delta gets zstd parts when the zstd
+// command is there; without it, xz parts only and a one-line warning saying how to get them
+// or silence it; an inline delta gets none and no warning; --zstd-parts=false refuses them,
+// and with --zstd as well is a usage error.
+func TestDeltaZstdDefault(t *testing.T) {
+	requireTool(t, "zstd")
+	noZstd := []string{"PATH=" + t.TempDir()}
+	const warning = `ota-build: warning: zstd parts: zstd command "zstd": executable file not found in $PATH: this delta gets xz parts only, which take ota-client about 50% more CPU to apply; install zstd, or pass --zstd-parts=false` + "\n"
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		args    []string
+		zstd    bool
+		warning string
+	}{
+		{"zstd in PATH", nil, nil, true, ""},
+		{"no zstd in PATH", noZstd, nil, false, warning},
+		{"inline", noZstd, []string{"--inline"}, false, ""},
+		{"refused", nil, []string{"--zstd-parts=false"}, false, ""},
+		{"refused, no zstd in PATH", noZstd, []string{"--zstd-parts=false"}, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo, base, next := xzRepo(t)
+			args := append([]string{"delta", "--repo", repo, "--to", "main", "--xz", "builtin", "--json"}, tc.args...)
+			r := runCmd(t, tc.env, nil, otaBuild, args...)
+			if r.code != 0 || r.stderr != tc.warning {
+				t.Fatalf("exit %d, stderr %q; want 0 and %q", r.code, r.stderr, tc.warning)
+			}
+			var rep struct {
+				Path        string
+				ZstdEncoder string `json:"zstd_encoder"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("report %q: %v", r.stdout, err)
+			}
+			show := ota(t, "delta", "show", "--repo", repo, "--json", base+"-"+next).stdout
+			if got := strings.Contains(show, `"zstd_bytes"`); got != tc.zstd || (rep.ZstdEncoder != "") != tc.zstd {
+				t.Errorf("zstd parts %v (encoder %q), want %v: %s", got, rep.ZstdEncoder, tc.zstd, show)
+			}
+		})
+	}
+	repo, _, _ := xzRepo(t)
+	r := runCmd(t, nil, nil, otaBuild, "delta", "--repo", repo, "--to", "main", "--zstd-parts=false", "--zstd", "zstd")
+	if want := "ota-build: delta: --zstd names the command of zstd parts, and --zstd-parts=false refuses them (see ota-build delta --help)\n"; r.code != 2 || r.stderr != want {
+		t.Errorf("--zstd-parts=false --zstd: exit %d, stderr %q; want 2 and %q", r.code, r.stderr, want)
+	}
+}
+
+// TestBuildZstdParts: build gives its deltas zstd parts when the zstd command is there,
+// and the bundle none (its parts are inline); without the command, xz parts only and a
+// warning in the report; the report names the zstd command; a delta made before without
+// them is made again once they can be made; deltas.zstd-parts: false keeps the deltas
+// there.
 func TestBuildZstdParts(t *testing.T) {
 	requireTool(t, "zstd")
 	zstdPath, _ := exec.LookPath("zstd")
@@ -125,15 +174,17 @@ func TestBuildZstdParts(t *testing.T) {
 		New         bool
 		ZstdEncoder string `json:"zstd_encoder"`
 	}
-	build := func() (deltas []deltaReport, bundle deltaReport) {
+	var warnings []string
+	build := func(env ...string) (deltas []deltaReport, bundle deltaReport) {
 		t.Helper()
-		r := runCmd(t, nil, nil, otaBuild, "build", "-f", manifest, "--json")
+		r := runCmd(t, env, nil, otaBuild, "build", "-f", manifest, "--json")
 		if r.code != 0 {
 			t.Fatalf("build: exit %d: %s", r.code, r.stderr)
 		}
 		var rep struct {
-			Deltas []deltaReport
-			Bundle deltaReport
+			Deltas   []deltaReport
+			Bundle   deltaReport
+			Warnings []string
 		}
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatalf("report %q: %v", r.stdout, err)
@@ -141,6 +192,7 @@ func TestBuildZstdParts(t *testing.T) {
 		if len(rep.Deltas) != 1 {
 			t.Fatalf("report: %d deltas, want the one from scratch", len(rep.Deltas))
 		}
+		warnings = rep.Warnings
 		return rep.Deltas, rep.Bundle
 	}
 	hasZstd := func(d deltaReport) bool {
@@ -148,27 +200,27 @@ func TestBuildZstdParts(t *testing.T) {
 		return err == nil
 	}
 
-	deltas, _ := build()
+	deltas, _ := build("PATH=" + t.TempDir())
 	if !deltas[0].New || deltas[0].ZstdEncoder != "" || hasZstd(deltas[0]) {
-		t.Errorf("without zstd-parts: %+v, zstd part %v", deltas[0], hasZstd(deltas[0]))
+		t.Errorf("without the zstd command: %+v, zstd part %v", deltas[0], hasZstd(deltas[0]))
 	}
-	// The deltas section ends the manifest.
-	f, err := os.OpenFile(manifest, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "  zstd-parts: true\n  zstd: %s\n", zstdPath)
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
+	want := `deltas: zstd parts: zstd command "zstd": executable file not found in $PATH: this delta gets xz parts only, which take ota-client about 50% more CPU to apply; install zstd, or set deltas.zstd-parts: false`
+	if len(warnings) != 1 || warnings[0] != want {
+		t.Errorf("without the zstd command: warnings %q, want %q", warnings, want)
 	}
 	deltas, bundle := build()
-	if !deltas[0].New || !strings.HasSuffix(deltas[0].ZstdEncoder, "("+zstdPath+")") || !hasZstd(deltas[0]) {
-		t.Errorf("zstd-parts: true: the delta %+v, zstd part %v; want it made again with zstd parts", deltas[0], hasZstd(deltas[0]))
+	if !deltas[0].New || !strings.HasSuffix(deltas[0].ZstdEncoder, "("+zstdPath+")") || !hasZstd(deltas[0]) || len(warnings) != 0 {
+		t.Errorf("with the zstd command: the delta %+v, zstd part %v, warnings %q; want it made again with zstd parts", deltas[0], hasZstd(deltas[0]), warnings)
 	}
 	if bundle.ZstdEncoder != "" {
 		t.Errorf("the bundle names a zstd encoder: %+v", bundle)
 	}
-	if deltas, _ = build(); deltas[0].New {
-		t.Errorf("an unchanged manifest made the delta with zstd parts again: %+v", deltas[0])
+	for _, line := range []string{"  zstd-parts: true\n  zstd: " + zstdPath + "\n", "  zstd-parts: false\n"} {
+		// The deltas section ends the manifest.
+		m := deltasManifest(t, `"1.0"`, line)
+		os.Rename(m, manifest)
+		if deltas, _ = build(); deltas[0].New || !hasZstd(deltas[0]) {
+			t.Errorf("%q: the delta %+v, zstd part %v; want the delta with zstd parts kept", line, deltas[0], hasZstd(deltas[0]))
+		}
 	}
 }

@@ -23,9 +23,10 @@ OTA_TIMESTAMP ?= ""
 OTA_BOOTABLE ?= "1"
 OTA_COMMIT_ARGS ?= ""
 OTA_DELTA_FROM ?= "previous"
-# 1: the deltas also carry zstd parts (ota-build delta --zstd-parts), which ota-client
-# downloads instead of the xz parts (no larger, decoded faster); needs zstd-native.
-OTA_DELTA_ZSTD ?= "0"
+# 1 (default): the deltas also carry zstd parts (ota-build delta --zstd-parts), which
+# ota-client downloads instead of the xz parts (no larger, decoded faster); needs
+# zstd-native. 0: xz parts only.
+OTA_DELTA_ZSTD ?= "1"
 OTA_BUNDLE ?= "0"
 OTA_BUNDLE_FROM ?= "empty"
 OTA_BUNDLE_FILE ?= "${IMGDEPLOYDIR}/${IMAGE_NAME}.otabundle"

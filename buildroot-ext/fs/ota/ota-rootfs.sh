@@ -117,7 +117,7 @@ resolve() {
 }
 
 release() {
-	local desc=$1 from base name deltas zstd=()
+	local desc=$1 from base name deltas zstd=(--zstd-parts=false)
 	[ -f "$desc" ] || die "$desc is missing: the commit step did not run"
 	# shellcheck disable=SC1090 # written by the commit step
 	. "$desc"

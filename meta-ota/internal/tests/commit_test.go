@@ -17,9 +17,9 @@ import (
 // 123:456 that has a security.capability xattr and a setuid file, produces a commit with
 // exactly that ownership, mode and xattr, although ota-build itself never sees pseudo.
 // The second run makes the deltas of OTA_DELTA_FROM (previous, a version, empty), with
-// zstd parts (OTA_DELTA_ZSTD), and a signed bundle from a version.
+// zstd parts (OTA_DELTA_ZSTD's default), and a signed bundle from a version.
 func TestCommitUnderPseudo(t *testing.T) {
-	testsources.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree")
+	testsources.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree", "zstd")
 	cred, uid, gid := yoctotest.BuildUser(t)
 	layer, err := yoctotest.FindLayer()
 	if err != nil {
@@ -58,7 +58,7 @@ chmod 4755 rootfs/usr/bin/suid
 export OTA_ROOTFS=rootfs OTA_REPO=repo OTA_BRANCH=test/pseudo OTA_BOOTABLE=0 OTA_BUILD=./ota-build OTA_SIGN_KEY=release.key
 OTA_VERSION=1.0 OTA_DELTA_FROM=previous OTA_COMMIT_FILE=commit1 bash "$1"
 echo v2 >>rootfs/usr/bin/prog
-OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_DELTA_ZSTD=1 OTA_BUNDLE=1 OTA_BUNDLE_FROM=1.0 OTA_BUNDLE_FILE=update.bundle OTA_COMMIT_FILE=commit2 bash "$1"
+OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_BUNDLE=1 OTA_BUNDLE_FROM=1.0 OTA_BUNDLE_FILE=update.bundle OTA_COMMIT_FILE=commit2 bash "$1"
 `
 	argv := append(append([]string{}, cred...), "pseudo", "sh", "-c", steps, "sh", script)
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -140,7 +140,7 @@ OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_DELTA_ZSTD=1 OTA_BUNDLE=
 			t.Errorf("deltas %v lack %s", have, d)
 		}
 	}
-	// OTA_DELTA_ZSTD=1: the deltas of the second run have zstd parts.
+	// OTA_DELTA_ZSTD unset (1): the deltas of the second run have zstd parts.
 	out, err = exec.Command(otaBuild, "delta", "show", "--repo", repo, "--json", c1+"-"+c2).Output()
 	var show struct {
 		ZstdBytes int64 `json:"zstd_bytes"`
