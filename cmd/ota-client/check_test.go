@@ -63,7 +63,7 @@ func TestCheck(t *testing.T) {
 		res.Remote.Timestamp.Unix() != 1700000001 || res.Default == nil || *res.Default != d.commits[0] || res.Delta != "" || res.DownloadSize != nil {
 		t.Errorf("check: %+v", res)
 	}
-	must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1])
+	must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "--zstd-parts=false")
 	must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
 	res = checkJSON(t, d)
 	if res.Delta != d.commits[0]+"-"+d.commits[1] {
@@ -89,6 +89,25 @@ func TestCheck(t *testing.T) {
 			t.Errorf("check lacks %q:\n%s", want, text)
 		}
 	}
+	// With zstd parts (ota-build delta's default when zstd is there), the download is those.
+	t.Run("zstd parts", func(t *testing.T) {
+		requireTool(t, "zstd")
+		os.RemoveAll(filepath.Join(d.repo, "deltas"))
+		must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "--zstd-parts")
+		must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
+		zsts, _ := filepath.Glob(filepath.Join(d.repo, "deltas/*/*", "[0-9]*.zst"))
+		var zsize int64
+		for _, p := range zsts {
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zsize += st.Size()
+		}
+		if res = checkJSON(t, d); len(zsts) == 0 || res.DownloadSize == nil || *res.DownloadSize != zsize {
+			t.Errorf("check of a delta with zstd parts: download %v; the zstd parts have %d bytes", res.DownloadSize, zsize)
+		}
+	})
 	if after := snapshot(t, d.sysroot); !slices.Equal(before, after) {
 		t.Errorf("check changed the sysroot")
 	}

@@ -29,6 +29,8 @@ func resumeDevice(t *testing.T, method string) (device, *repoServer) {
 		args := []string{"delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "--disable-bsdiff"}
 		if method == "delta-zstd" {
 			args = append(args, "--zstd-parts")
+		} else {
+			args = append(args, "--zstd-parts=false")
 		}
 		must(t, otaBuild, args...)
 		must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")

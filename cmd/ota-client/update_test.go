@@ -45,6 +45,8 @@ func TestUpdate(t *testing.T) {
 				args := []string{"delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1]}
 				if zstd {
 					args = append(args, "--zstd-parts")
+				} else {
+					args = append(args, "--zstd-parts=false")
 				}
 				must(t, otaBuild, args...)
 				must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")

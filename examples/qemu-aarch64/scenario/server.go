@@ -125,9 +125,10 @@ type partRequest struct {
 	from   int64 // the first byte asked for (Range: bytes=N-), else 0
 }
 
-// accessLine is a line of ota-build serve's access log for a delta part: common log format,
-// the duration, and the Range header when there was one.
-var accessLine = regexp.MustCompile(`"GET (/deltas/\S+/\d+) HTTP/[\d.]+" (\d+) (\d+) \S+(?: range="bytes=(\d+)-\d*")?$`)
+// accessLine is a line of ota-build serve's access log for a delta part (its xz file N, or
+// its zstd file N.zst, which the client takes when the delta has them, as by default):
+// common log format, the duration, and the Range header when there was one.
+var accessLine = regexp.MustCompile(`"GET (/deltas/\S+/\d+(?:\.zst)?) HTTP/[\d.]+" (\d+) (\d+) \S+(?: range="bytes=(\d+)-\d*")?$`)
 
 // partRequests returns the requests for delta parts logged from line from on.
 func (s *server) partRequests(from int) []partRequest {
