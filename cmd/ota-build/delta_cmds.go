@@ -121,7 +121,7 @@ func deltaCommand() *cli.Command {
 			"afterwards if the summary is signed.",
 		Flags: append(deltaFlags(),
 			&cli.BoolFlag{Name: "inline", Usage: "put the parts inside the superblock"},
-			&cli.BoolFlag{Name: "zstd-parts", Usage: "also write each part compressed with zstd (N.zst, listed in the superblock), which ota-client downloads and decodes faster than the xz parts; ostree ignores them (default: when the zstd command is there and the parts are in files, else a warning; --zstd-parts=false: never)"},
+			&cli.BoolFlag{Name: "zstd-parts", Usage: "also write each part compressed with zstd (N.zst, listed in the superblock), which ota-client downloads and decodes faster than the xz parts; ostree ignores them; --zstd-parts=false: never", DefaultText: "when the zstd command is there and the parts are in files, else a warning"},
 			&cli.StringFlag{Name: "zstd", Value: "zstd", Usage: "zstd `COMMAND` that compresses the zstd parts (a path, or a name looked up in $PATH; giving it asks for zstd parts); --json names the one used"},
 			&cli.IntFlag{Name: "min-fallback-size", Usage: "leave new files larger than `MB` out of the parts, for clients to fetch as objects (0: never; such deltas cannot be applied offline)"},
 			&cli.StringSliceFlag{Name: "sign-key", Usage: "sign the superblock (OSTSGNDT) with this ed25519 `KEY` (as commit --sign-key), whose signature the commit must carry; ostree 2022.7 pull cannot read signed superblocks"},
