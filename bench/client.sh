@@ -34,7 +34,7 @@
 # bytes, 10 and 4 MiB, as bench/image.sh uses: no package is a kernel, so a point release
 # of this set leaves the kernel alone), committed with `ota-build commit --bootable`, signed
 # with an ed25519 key (`ota-build keygen`), to the branch "bench" of an archive repository.
-# The repository is served in three scenarios, each by its own `ota-build serve` on
+# The repository is served in up to four scenarios, each by its own `ota-build serve` on
 # 127.0.0.1 (the same server for both tools), with a summary signed by the same key:
 #   delta         the static delta V1 -> V2 made by `ota-build delta` listed in the summary:
 #                 by default (the zstd command there) with zstd parts, so ostree fetches its

@@ -16,8 +16,9 @@ import (
 // (scripts/ota-commit-rootfs), run under Debian's pseudo on a tree with a file chowned to
 // 123:456 that has a security.capability xattr and a setuid file, produces a commit with
 // exactly that ownership, mode and xattr, although ota-build itself never sees pseudo.
-// The second run makes the deltas of OTA_DELTA_FROM (previous, a version, empty), with
-// zstd parts (OTA_DELTA_ZSTD's default), and a signed bundle from a version.
+// The first run makes a delta from empty without zstd parts (OTA_DELTA_ZSTD=0); the second
+// makes the deltas of OTA_DELTA_FROM (previous, a version, empty), with zstd parts
+// (OTA_DELTA_ZSTD's default), and a signed bundle from a version.
 func TestCommitUnderPseudo(t *testing.T) {
 	testsources.RequireTools(t, "pseudo", "setfattr", "tar", "python3", "ostree", "zstd")
 	cred, uid, gid := yoctotest.BuildUser(t)
@@ -56,7 +57,7 @@ setfattr -n security.capability -v ` + cap + ` rootfs/usr/bin/prog
 echo suid >rootfs/usr/bin/suid
 chmod 4755 rootfs/usr/bin/suid
 export OTA_ROOTFS=rootfs OTA_REPO=repo OTA_BRANCH=test/pseudo OTA_BOOTABLE=0 OTA_BUILD=./ota-build OTA_SIGN_KEY=release.key
-OTA_VERSION=1.0 OTA_DELTA_FROM=previous OTA_COMMIT_FILE=commit1 bash "$1"
+OTA_VERSION=1.0 OTA_DELTA_FROM="previous empty" OTA_DELTA_ZSTD=0 OTA_COMMIT_FILE=commit1 bash "$1"
 echo v2 >>rootfs/usr/bin/prog
 OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_BUNDLE=1 OTA_BUNDLE_FROM=1.0 OTA_BUNDLE_FILE=update.bundle OTA_COMMIT_FILE=commit2 bash "$1"
 `
@@ -135,18 +136,24 @@ OTA_VERSION=2.0 OTA_DELTA_FROM="previous 1.0 empty" OTA_BUNDLE=1 OTA_BUNDLE_FROM
 	for _, d := range list.Deltas {
 		have[d.Name] = true
 	}
-	for _, d := range []string{c1 + "-" + c2, c2} {
+	for _, d := range []string{c1, c1 + "-" + c2, c2} {
 		if !have[d] {
 			t.Errorf("deltas %v lack %s", have, d)
 		}
 	}
-	// OTA_DELTA_ZSTD unset (1): the deltas of the second run have zstd parts.
-	out, err = exec.Command(otaBuild, "delta", "show", "--repo", repo, "--json", c1+"-"+c2).Output()
-	var show struct {
-		ZstdBytes int64 `json:"zstd_bytes"`
-	}
-	if err != nil || json.Unmarshal(out, &show) != nil || show.ZstdBytes == 0 {
-		t.Errorf("delta show %s-%s: %v: %s, want zstd parts", c1, c2, err, out)
+	// OTA_DELTA_ZSTD unset (1): the deltas of the second run have zstd parts; 0: the first
+	// run's delta from empty has none.
+	for _, d := range []struct {
+		name string
+		zstd bool
+	}{{c1, false}, {c1 + "-" + c2, true}, {c2, true}} {
+		out, err = exec.Command(otaBuild, "delta", "show", "--repo", repo, "--json", d.name).Output()
+		var show struct {
+			ZstdBytes int64 `json:"zstd_bytes"`
+		}
+		if err != nil || json.Unmarshal(out, &show) != nil || (show.ZstdBytes != 0) != d.zstd {
+			t.Errorf("delta show %s: %v: %s, want zstd parts %v", d.name, err, out, d.zstd)
+		}
 	}
 	pub := filepath.Join(dir, "release.pub")
 	if out, err := exec.Command(otaBuild, "verify", "--repo", repo, "--pubkey", pub, c2).CombinedOutput(); err != nil {
