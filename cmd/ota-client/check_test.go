@@ -70,16 +70,8 @@ func TestCheck(t *testing.T) {
 		t.Errorf("check after ota-build delta: delta %q", res.Delta)
 	}
 	// The download is the delta's parts, as ota-build wrote them.
-	parts, _ := filepath.Glob(filepath.Join(d.repo, "deltas/*/*", "[0-9]*"))
-	var size int64
-	for _, p := range parts {
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		size += st.Size()
-	}
-	if len(parts) == 0 || res.DownloadSize == nil || *res.DownloadSize != size || res.SpaceNeeded == nil || *res.SpaceNeeded <= size {
+	parts, size := globSize(t, filepath.Join(d.repo, "deltas/*/*", "[0-9]*"))
+	if parts == 0 || res.DownloadSize == nil || *res.DownloadSize != size || res.SpaceNeeded == nil || *res.SpaceNeeded <= size {
 		t.Errorf("check after ota-build delta: download %v, space %v; the parts have %d bytes", res.DownloadSize, res.SpaceNeeded, size)
 	}
 	text := mustClient(t, "--sysroot", d.sysroot, "check").stdout
@@ -95,22 +87,28 @@ func TestCheck(t *testing.T) {
 		os.RemoveAll(filepath.Join(d.repo, "deltas"))
 		must(t, otaBuild, "delta", "--repo", d.repo, "--from", d.commits[0], "--to", d.commits[1], "--zstd-parts")
 		must(t, otaBuild, "summary", "--repo", d.repo, "--sign-key", key+".key")
-		zsts, _ := filepath.Glob(filepath.Join(d.repo, "deltas/*/*", "[0-9]*.zst"))
-		var zsize int64
-		for _, p := range zsts {
-			st, err := os.Stat(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			zsize += st.Size()
-		}
-		if res = checkJSON(t, d); len(zsts) == 0 || res.DownloadSize == nil || *res.DownloadSize != zsize {
+		zsts, zsize := globSize(t, filepath.Join(d.repo, "deltas/*/*", "[0-9]*.zst"))
+		if res = checkJSON(t, d); zsts == 0 || res.DownloadSize == nil || *res.DownloadSize != zsize {
 			t.Errorf("check of a delta with zstd parts: download %v; the zstd parts have %d bytes", res.DownloadSize, zsize)
 		}
 	})
 	if after := snapshot(t, d.sysroot); !slices.Equal(before, after) {
 		t.Errorf("check changed the sysroot")
 	}
+}
+
+// globSize returns how many files match pattern and their total size.
+func globSize(t *testing.T, pattern string) (n int, size int64) {
+	t.Helper()
+	files, _ := filepath.Glob(pattern)
+	for _, p := range files {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += st.Size()
+	}
+	return len(files), size
 }
 
 // TestCheckUpToDate: with v2 the default, check reports no update and a download of 0.
