@@ -252,7 +252,7 @@ func Apply(ctx context.Context, repo *ostree.Repo, d *Loaded, opts ApplyOptions)
 	var syncing atomic.Bool
 	n := runtime.NumCPU()
 	inFlight, executing := make(chan struct{}, n+1), make(chan struct{}, n)
-	dec := &decoders{slots: make(chan struct{}, n), large: make(chan struct{}, 1)}
+	dec := &decoders{slots: make(chan struct{}, n), alone: make(chan struct{}, 1)}
 	for _, i := range partOrder(d.Parts) {
 		if ctx.Err() != nil {
 			break
@@ -332,10 +332,14 @@ func checkUpgrade(repo *ostree.Repo, ref string, c ostree.Checksum, next *ostree
 	return nil
 }
 
-// decoders are the slots of the decoding stage: one per core, and one for a part whose xz
-// command needs a large window (see largeWindow).
+// decoders are the slots of the decoding stage: one per core, and one for the parts
+// decoded one at a time: those whose xz command needs a large window (see largeWindow),
+// and zstd parts, whose decoder holds its window (up to 8 MiB) in this process's heap and
+// decodes a part in a fraction of the time the part takes to execute, so that one window
+// at a time keeps the heap within the client's memory limit (bench/RESULTS.md, "client:
+// zstd parts by default").
 type decoders struct {
-	slots, large chan struct{}
+	slots, alone chan struct{}
 }
 
 // largeWindow is the dictionary size above which an xz command decodes alone among those
@@ -356,9 +360,9 @@ func applyPart(repo *ostree.Repo, d *Loaded, i int, opts *ApplyOptions, dec *dec
 	if opts.XZ != "" {
 		window = d.partWindow(i)
 	}
-	large := window > largeWindow
-	if large {
-		dec.large <- struct{}{}
+	alone := window > largeWindow || d.zstdFile(i) != ""
+	if alone {
+		dec.alone <- struct{}{}
 	}
 	dec.slots <- struct{}{}
 	done := func() {}
@@ -369,8 +373,8 @@ func applyPart(repo *ostree.Repo, d *Loaded, i int, opts *ApplyOptions, dec *dec
 	p, spool, err := spoolPart(repo, d, i, 4*h.USize+64<<20, opts.XZ)
 	done()
 	<-dec.slots
-	if large {
-		<-dec.large
+	if alone {
+		<-dec.alone
 	}
 	if err != nil {
 		return err

@@ -21,10 +21,10 @@ import (
 // collector works harder instead of letting the heap double, which keeps an update within
 // what a small device can spare (docs/client.md, "Memory"; bench/RESULTS.md, "client").
 const (
-	// clientMemory is the Go soft memory limit. The zstd decoders of delta parts live in
-	// the Go heap (an 8 MiB window each, two at a time: a live heap of up to 21 MB), and
-	// the limit holds the heap just above that rather than letting it double (32 MiB let
-	// an update by zstd parts peak at 39-44 MiB of RSS, 24 MiB at 31-34, in the same time).
+	// clientMemory is the Go soft memory limit. The zstd decoder of delta parts lives in
+	// the Go heap (an 8 MiB window, one part at a time), and the limit keeps the heap from
+	// doubling around it (32 MiB let an update by zstd parts peak at 38-44 MiB of RSS; 24
+	// MiB, with one decoder at a time, at 31-34, in no more time).
 	clientMemory = 24 << 20
 	// updateMemory bounds the Go soft limit plus the dictionaries of the xz processes that
 	// decode delta parts (internal/memlimit): the limit is lowered while they run, so that
