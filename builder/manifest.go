@@ -427,10 +427,7 @@ func (m *Manifest) zstd() string {
 	if m.Deltas == nil {
 		return ""
 	}
-	if strings.Contains(m.Deltas.Zstd, "/") {
-		return m.path(m.Deltas.Zstd)
-	}
-	return m.Deltas.Zstd
+	return m.command(m.Deltas.Zstd)
 }
 
 // appVersion returns the version of the i'th application.
@@ -444,10 +441,17 @@ func (m *Manifest) xz() string {
 	if m.Deltas == nil {
 		return ""
 	}
-	if strings.Contains(m.Deltas.XZ, "/") {
-		return m.path(m.Deltas.XZ)
+	return m.command(m.Deltas.XZ)
+}
+
+// command resolves a command the manifest names: a path with a slash against the
+// manifest's directory; a bare name (or auto, builtin, "") as it is, for $PATH or the
+// caller to read.
+func (m *Manifest) command(name string) string {
+	if strings.Contains(name, "/") {
+		return m.path(name)
 	}
-	return m.Deltas.XZ
+	return name
 }
 
 // bundle returns the bundle's path, or "" when the manifest makes none.

@@ -58,6 +58,19 @@ func lookCommand(name string) (string, error) {
 	return p, err
 }
 
+// versionLine runs the encoder command cmd's --version (killed when ctx ends) and returns
+// the first line it prints, or an error naming the command and what it wrote to stderr.
+func versionLine(ctx context.Context, cmd string) (string, error) {
+	var out, stderr bytes.Buffer
+	c := exec.CommandContext(ctx, cmd, "--version")
+	c.Stdout, c.Stderr = &out, &stderr
+	if err := runTied(c); err != nil {
+		return "", fmt.Errorf("%s --version: %v: %s", cmd, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	return first, nil
+}
+
 // xzEncoder compresses part payloads into .xz streams.
 type xzEncoder struct {
 	cmd  string // the xz command, or "" for the built-in encoder
@@ -71,14 +84,11 @@ func newXZEncoder(ctx context.Context, choice string) (*xzEncoder, error) {
 	if err != nil || cmd == "" {
 		return &xzEncoder{name: builtinXZName()}, err
 	}
-	var out, stderr bytes.Buffer
-	c := exec.CommandContext(ctx, cmd, "--version")
-	c.Stdout, c.Stderr = &out, &stderr
-	if err := runTied(c); err != nil {
-		return nil, fmt.Errorf("xz encoder %s --version: %v: %s", cmd, err, bytes.TrimSpace(stderr.Bytes()))
-	}
 	// "xz (XZ Utils) 5.4.1" then "liblzma 5.4.1".
-	first, _, _ := strings.Cut(out.String(), "\n")
+	first, err := versionLine(ctx, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("xz encoder %w", err)
+	}
 	f := strings.Fields(first)
 	if len(f) < 2 || f[0] != "xz" {
 		return nil, fmt.Errorf("xz encoder %s is not xz: --version printed %q", cmd, first)

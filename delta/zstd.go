@@ -131,14 +131,11 @@ func newZstdEncoder(ctx context.Context, choice string) (*zstdEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out, stderr bytes.Buffer
-	c := exec.CommandContext(ctx, cmd, "--version")
-	c.Stdout, c.Stderr = &out, &stderr
-	if err := runTied(c); err != nil {
-		return nil, fmt.Errorf("zstd parts: %s --version: %v: %s", cmd, err, bytes.TrimSpace(stderr.Bytes()))
-	}
 	// "*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***"
-	first, _, _ := strings.Cut(out.String(), "\n")
+	first, err := versionLine(ctx, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("zstd parts: %w", err)
+	}
 	_, rest, ok := strings.Cut(first, "Zstandard CLI")
 	version := ""
 	for _, f := range strings.Fields(rest) {
